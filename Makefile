@@ -1,0 +1,21 @@
+# deit_plugin: the two commands of the README.
+#   make demo   train the Fashion-MNIST teacher and the distilled DeiT student, print the table
+#   make test   run the test suite
+# Both create .venv (tools/setup_env.sh) and install Fashion-MNIST first when missing.
+PY := .venv/bin/python
+.PHONY: env data demo test clean-demo
+
+env:
+	@bash tools/setup_env.sh
+
+data:
+	@bash tools/install_fashion_mnist.sh
+
+demo: env data
+	$(PY) tools/run_demo.py
+
+test: env data
+	$(PY) -m pytest -q tests
+
+clean-demo:
+	rm -rf work_dirs/demo data/fashion_mnist

@@ -1,0 +1,3 @@
+from .distill_metric import DistillationMetric
+
+__all__ = ['DistillationMetric']

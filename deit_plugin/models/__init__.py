@@ -1,0 +1,9 @@
+from .distill_classifier import DistillationClassifier
+from .distill_head import DeiTDistillHead
+from .distill_losses import HardDistillationLoss, SoftDistillationLoss
+from .distilled_vit import DistilledVisionTransformer
+
+__all__ = [
+    'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
+    'SoftDistillationLoss', 'DistillationClassifier'
+]

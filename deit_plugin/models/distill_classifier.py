@@ -1,0 +1,265 @@
+"""An mmpretrain ``ImageClassifier`` that owns a frozen teacher (DeiT distillation)."""
+import copy
+import os.path as osp
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import MMLogger
+from mmengine.runner.checkpoint import _load_checkpoint
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.structures import DataSample
+
+from deit_plugin.registry import MODELS
+
+TeacherSpec = Union[str, dict, ConfigDict, nn.Module]
+
+
+def load_teacher_config(teacher: TeacherSpec) -> Tuple[Union[dict, nn.Module], str]:
+    """Resolve ``teacher`` into a model config (or module) and a description for messages.
+
+    ``teacher`` is a config file path, an ``mmpretrain::<path>`` (or other OpenMMLab package)
+    config name, a model config dict, or a built module. For config files the top-level
+    ``data_preprocessor`` is merged into the model, as mmengine's Runner does, so the teacher
+    knows how its inputs were normalised in training.
+    """
+    if isinstance(teacher, nn.Module):
+        return teacher, type(teacher).__name__
+    if isinstance(teacher, (dict, ConfigDict)):
+        return copy.deepcopy(dict(teacher)), f"model dict (type={teacher.get('type')!r})"
+    if not isinstance(teacher, str):
+        raise TypeError(f'teacher must be a config path, a model dict or a module, got '
+                        f'{type(teacher).__name__}.')
+    if '::' in teacher:
+        from mmengine.hub import get_config
+        cfg = get_config(teacher)
+    else:
+        if not osp.isfile(teacher):
+            raise FileNotFoundError(
+                f'teacher config {teacher!r} does not exist: give a config file path, an '
+                f"'mmpretrain::<dir>/<name>.py' config, or a model dict.")
+        cfg = Config.fromfile(teacher)
+    if 'model' not in cfg:
+        raise ValueError(f'teacher config {teacher!r} has no `model`: is it a model config?')
+    model_cfg = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
+                              else dict(cfg.model))
+    if cfg.get('data_preprocessor') is not None:
+        merged = dict(cfg.data_preprocessor)
+        merged.update(model_cfg.get('data_preprocessor') or {})
+        model_cfg['data_preprocessor'] = merged
+    return model_cfg, f'config {teacher!r}'
+
+
+def _normalisation(preprocessor: nn.Module, channels: int
+                   ) -> Tuple[torch.Tensor, torch.Tensor, bool]:
+    """(mean, std, bgr_to_rgb) of an mmpretrain/mmengine image data preprocessor."""
+    if getattr(preprocessor, '_enable_normalize', False):
+        mean = preprocessor.mean.detach().flatten().float().cpu()
+        std = preprocessor.std.detach().flatten().float().cpu()
+    else:
+        mean, std = torch.zeros(channels), torch.ones(channels)
+    return mean, std, bool(getattr(preprocessor, '_channel_conversion', False))
+
+
+def _num_classes(model: nn.Module) -> Optional[int]:
+    for owner in (getattr(model, 'head', None), model, getattr(model, 'model', None)):
+        n = getattr(owner, 'num_classes', None)
+        if isinstance(n, int):
+            return n
+    return None
+
+
+@MODELS.register_module()
+class DistillationClassifier(ImageClassifier):
+    """Image classifier trained by distillation from a frozen teacher (DeiT⚗).
+
+    The teacher runs without autograd, in eval mode, on exactly the batch the student sees
+    after the data preprocessor, Mixup/CutMix included (the official ``engine.py`` feeds the
+    mixed batch to both). This is why the teacher lives in the model and not in a hook: the
+    batch augments run inside the data preprocessor, before :meth:`loss`.
+
+    If the teacher's own data preprocessor normalises differently (mean, std, BGR→RGB), the
+    student's normalised inputs are mapped to the teacher's normalisation; the teacher's data
+    preprocessor itself is not run.
+
+    Teacher weights are loaded from ``teacher_ckpt`` by :meth:`load_teacher_checkpoint`,
+    which ``deit_plugin.DistillationHook`` calls once weight init and resume are done (a
+    model-level ``init_cfg`` would otherwise re-initialise the teacher too). Student
+    checkpoints written through the hook leave the teacher out; loading a checkpoint without
+    teacher weights keeps the teacher as it is.
+
+    Args:
+        backbone (dict): Student backbone, e.g. ``deit_plugin.DistilledVisionTransformer``.
+        head (dict): Student head, e.g. ``deit_plugin.DeiTDistillHead``.
+        teacher (str | dict | nn.Module, optional): Teacher model: a config file, an
+            ``mmpretrain::`` config name, a model dict or a module. Required unless the head's
+            ``distillation='none'`` (then, if given, the teacher is only used to log agreement).
+        teacher_ckpt (str, optional): Teacher checkpoint (an mmengine checkpoint or a bare state
+            dict). Required with a teacher.
+        predict_with_teacher (bool): Also run the teacher in ``predict`` and store its label in
+            each sample's ``teacher_pred_label`` (used by ``deit_plugin.DistillationMetric`` for
+            teacher–student agreement). Defaults to False.
+        neck, train_cfg, data_preprocessor, init_cfg: as ``ImageClassifier``.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 head: dict,
+                 teacher: Optional[TeacherSpec] = None,
+                 teacher_ckpt: Optional[str] = None,
+                 predict_with_teacher: bool = False,
+                 neck: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(
+            backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        needs_teacher = getattr(self.head, 'uses_teacher', False)
+        if teacher is None:
+            if needs_teacher:
+                raise ValueError(
+                    f"the head distils ({self.head.distillation!r}) but no teacher is given: set "
+                    f"model.teacher (config path, 'mmpretrain::...' config or model dict) and "
+                    f"model.teacher_ckpt, or use distillation='none'.")
+            if predict_with_teacher:
+                raise ValueError('predict_with_teacher=True needs a teacher.')
+            self.teacher = None
+            self.teacher_ckpt = None
+            self.predict_with_teacher = False
+            return
+        if teacher_ckpt is None:
+            raise ValueError(
+                'model.teacher_ckpt is not set: a teacher without trained weights would teach '
+                'noise. Give the checkpoint of the teacher (e.g. work_dirs/<teacher>/epoch_N.pth).')
+
+        teacher_cfg, self._teacher_desc = load_teacher_config(teacher)
+        self.teacher = (teacher_cfg if isinstance(teacher_cfg, nn.Module)
+                        else MODELS.build(teacher_cfg))
+        self.teacher_ckpt = teacher_ckpt
+        self.predict_with_teacher = predict_with_teacher
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+
+        student_classes = getattr(self.head, 'num_classes', None)
+        teacher_classes = _num_classes(self.teacher)
+        if teacher_classes is None:
+            raise ValueError(
+                f'cannot tell how many classes the teacher ({self._teacher_desc}) predicts: its '
+                f'head has no `num_classes`.')
+        if student_classes != teacher_classes:
+            raise ValueError(
+                f'teacher predicts {teacher_classes} classes, student {student_classes}: '
+                f'distillation needs the same classes in the same order. Fine-tune the teacher '
+                f'on your classes first (head num_classes={student_classes}), or set the '
+                f'student head num_classes={teacher_classes}.')
+        self._setup_renormalisation()
+        # Loading a student checkpoint (resume, load_from) must not touch the teacher.
+        self._register_load_state_dict_pre_hook(self._keep_teacher_weights)
+
+    # -- teacher input ------------------------------------------------------------------------
+    def _setup_renormalisation(self) -> None:
+        t_pre = getattr(self.teacher, 'data_preprocessor', None)
+        s_mean, s_std, s_rgb = _normalisation(self.data_preprocessor, 3)
+        channels = s_mean.numel()
+        t_mean, t_std, t_rgb = (_normalisation(t_pre, channels) if t_pre is not None
+                                else (s_mean, s_std, s_rgb))
+        if t_mean.numel() != channels:
+            raise ValueError(
+                f'student inputs have {channels} channels but the teacher ({self._teacher_desc}) '
+                f'normalises {t_mean.numel()}: teacher and student must read the same images.')
+        self.flip_channels_for_teacher = s_rgb != t_rgb
+        if self.flip_channels_for_teacher:
+            if channels != 3:
+                raise ValueError('teacher and student disagree on BGR/RGB order, which only has '
+                                 'a meaning for 3-channel images: set the same to_rgb in both.')
+            s_mean, s_std = s_mean.flip(0), s_std.flip(0)
+        # x_teacher = x_student * scale + shift, per channel.
+        scale = s_std / t_std
+        shift = (s_mean - t_mean) / t_std
+        self.renormalise = not (torch.allclose(scale, torch.ones_like(scale))
+                                and torch.allclose(shift, torch.zeros_like(shift)))
+        self.register_buffer('teacher_scale', scale.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer('teacher_shift', shift.view(1, -1, 1, 1), persistent=False)
+
+    def teacher_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The student's preprocessed batch expressed in the teacher's normalisation."""
+        if self.flip_channels_for_teacher:
+            inputs = inputs.flip(1)
+        if self.renormalise:
+            inputs = inputs * self.teacher_scale + self.teacher_shift
+        return inputs
+
+    @torch.no_grad()
+    def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher logits for the student's preprocessed batch (no autograd, eval mode)."""
+        if self.teacher.training:
+            self.teacher.eval()
+        out = self.teacher(self.teacher_inputs(inputs), mode='tensor')
+        if isinstance(out, (tuple, list)):
+            out = out[-1]
+        return out.detach().float()
+
+    # -- teacher weights ------------------------------------------------------------------------
+    def load_teacher_checkpoint(self, logger: Optional[MMLogger] = None) -> None:
+        """Load ``teacher_ckpt`` into the teacher (strict: every key must match)."""
+        if self.teacher is None:
+            return
+        path = self.teacher_ckpt
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'teacher checkpoint {path!r} does not exist: train the teacher first (e.g. '
+                f'`python tools/train.py <teacher config>`) and set model.teacher_ckpt to its '
+                f'.pth file.')
+        checkpoint = _load_checkpoint(path, map_location='cpu')
+        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict) or not state:
+            raise ValueError(f'teacher checkpoint {path!r} holds no state dict.')
+        state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+        if any(k.startswith('teacher.') for k in state):
+            raise ValueError(
+                f'teacher checkpoint {path!r} is a distillation checkpoint (it has teacher.* '
+                f'keys): give the teacher\'s own checkpoint.')
+        result = self.teacher.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
+                f'{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), '
+                f'{len(result.unexpected_keys)} unexpected (e.g. '
+                f'{result.unexpected_keys[:3]}). Is it a checkpoint of that config (not a '
+                f'student, detector or other model)?')
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        (logger or MMLogger.get_current_instance()).info(
+            f'deit_plugin: loaded teacher ({self._teacher_desc}) from {path}')
+
+    def _keep_teacher_weights(self, state_dict, prefix, *args, **kwargs) -> None:
+        teacher_prefix = prefix + 'teacher.'
+        if any(k.startswith(teacher_prefix) for k in state_dict):
+            return
+        for k, v in self.teacher.state_dict().items():
+            state_dict[teacher_prefix + k] = v
+
+    # -- modes ----------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> 'DistillationClassifier':
+        """Switch the student's mode; the teacher always stays in eval mode."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
+        """Student losses; the teacher sees the same (mixed) batch."""
+        feats = self.extract_feat(inputs)
+        teacher_logits = self.teacher_logits(inputs) if self.teacher is not None else None
+        return self.head.loss(feats, data_samples, teacher_logits=teacher_logits)
+
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
+        samples = super().predict(inputs, data_samples)
+        if self.predict_with_teacher:
+            labels = self.teacher_logits(inputs).argmax(dim=1)
+            for sample, label in zip(samples, labels):
+                sample.set_field(label.view(1), 'teacher_pred_label')
+        return samples

@@ -1,0 +1,155 @@
+"""DeiT backbone: a ViT with a class token and a distillation token.
+
+`Training data-efficient image transformers & distillation through attention
+<https://arxiv.org/abs/2012.12877>`_ (Touvron et al., 2021).
+"""
+from typing import Sequence, Tuple, Union
+
+import torch
+from mmpretrain.models.backbones import \
+    DistilledVisionTransformer as _MMPretrainDistilledViT
+from mmpretrain.models.utils import resize_pos_embed
+
+from deit_plugin.registry import MODELS
+
+
+@MODELS.register_module()
+class DistilledVisionTransformer(_MMPretrainDistilledViT):
+    """Vision Transformer with class and distillation tokens (DeiT⚗).
+
+    The token layout, parameter names and weights are those of mmpretrain's
+    ``DistilledVisionTransformer`` (so mmpretrain's distilled DeiT checkpoints load as they are),
+    with what distillation training and dense transfer need on top:
+
+    - ``frozen_stages`` freezes the distillation token with the class token (mmpretrain leaves it
+      trainable), and frozen parts stay in eval mode after ``model.train()``.
+    - Position embeddings are resized bicubically with both extra tokens kept, when a checkpoint
+      of another resolution is loaded (mmpretrain's load hook, ``num_extra_tokens=2``) and at run
+      time for any input whose sides are multiples of ``patch_size``.
+    - Inputs of the wrong channel count or with sides that are not multiples of the patch size
+      are refused with an error that says what to change (mmcv's ``PatchEmbed`` would otherwise
+      pad them silently).
+
+    Args:
+        arch (str | dict): ``'deit-tiny'``, ``'deit-small'``, ``'deit-base'`` or a dict with
+            ``embed_dims``, ``num_layers``, ``num_heads`` and ``feedforward_channels``.
+            Defaults to ``'deit-base'``.
+        img_size (int | tuple): Training image size; sets the position-embedding grid.
+            Defaults to 224.
+        patch_size (int): Patch size. Defaults to 16.
+        in_channels (int): Input channels. Defaults to 3.
+        out_indices (int | Sequence[int]): Blocks whose output is returned. Defaults to -1.
+        drop_path_rate (float): Stochastic depth rate, linearly increasing over blocks. The
+            official recipe uses 0.1. Defaults to 0.
+        out_type (str): ``'cls_token'`` returns ``(class_token, dist_token)`` per output index;
+            ``'featmap'`` returns ``(B, C, H/p, W/p)`` patch maps with both extra tokens removed;
+            also ``'avg_featmap'`` and ``'raw'``. Defaults to ``'cls_token'``.
+        frozen_stages (int): Freeze the stem (patch embedding, position embedding, class and
+            distillation tokens) and the first ``frozen_stages`` blocks. -1 freezes nothing.
+            Defaults to -1.
+        **kwargs: Other arguments of mmpretrain's ``VisionTransformer`` (``qkv_bias``,
+            ``norm_cfg`` (LN, eps 1e-6 as in the official code), ``final_norm``,
+            ``interpolate_mode``, ``patch_cfg``, ``layer_cfgs``, ``init_cfg``, ...).
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'deit-base',
+                 img_size: Union[int, Tuple[int, int]] = 224,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 drop_path_rate: float = 0.,
+                 out_type: str = 'cls_token',
+                 frozen_stages: int = -1,
+                 **kwargs) -> None:
+        sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if not isinstance(patch_size, int):
+            raise TypeError(f'patch_size must be an int, got {patch_size!r}.')
+        if any(s % patch_size for s in sizes):
+            raise ValueError(
+                f'img_size {sizes} is not a multiple of patch_size {patch_size}: '
+                f'choose an img_size divisible by {patch_size} (e.g. '
+                f'{tuple(s // patch_size * patch_size for s in sizes)}).')
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        super().__init__(
+            arch=arch,
+            img_size=img_size,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            out_indices=list(out_indices),
+            drop_path_rate=drop_path_rate,
+            out_type=out_type,
+            frozen_stages=frozen_stages,
+            **kwargs)
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        # The parent freezes before dist_token exists; freeze again now that it does.
+        if self.frozen_stages > 0:
+            self._freeze_stages()
+
+    def _freeze_stages(self) -> None:
+        super()._freeze_stages()
+        if getattr(self, 'dist_token', None) is not None:
+            self.dist_token.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'DistilledVisionTransformer':
+        super().train(mode)
+        if mode and self.frozen_stages > 0:
+            self._freeze_stages()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer depth for layer-wise lr decay; the distillation token belongs to the stem.
+
+        mmpretrain's ``VisionTransformer.get_layer_depth`` only knows ``cls_token`` and so puts
+        ``dist_token`` at the last depth (full lr); it is an input token like ``cls_token``.
+        """
+        if param_name == prefix + 'dist_token':
+            return 0, self.num_layers + 2
+        return super().get_layer_depth(param_name, prefix)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(
+                f'{type(self).__name__} expects a (B, C, H, W) batch, got shape '
+                f'{tuple(x.shape)}.')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{type(self).__name__} was built for in_channels={self.in_channels} but the '
+                f'input has {x.shape[1]} channels (shape {tuple(x.shape)}): set '
+                f'backbone.in_channels={x.shape[1]}, or convert the images (e.g. gray to '
+                f'3-channel with LoadImageFromFile(color_type="color")).')
+        h, w = x.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(
+                f'input size {h}x{w} is not a multiple of the patch size {self.patch_size}: '
+                f'resize or crop to multiples of {self.patch_size} in the data pipeline (e.g. '
+                f'{h // self.patch_size * self.patch_size}x'
+                f'{w // self.patch_size * self.patch_size}), or pad with the data '
+                f'preprocessor (pad_size_divisor={self.patch_size}).')
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        """Forward the batch; returns one output per ``out_indices`` entry (see ``out_type``)."""
+        self._check_input(x)
+        B = x.shape[0]
+        x, patch_resolution = self.patch_embed(x)
+        x = torch.cat((self.cls_token.expand(B, -1, -1), self.dist_token.expand(B, -1, -1), x),
+                      dim=1)
+        x = x + resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            patch_resolution,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens)
+        x = self.drop_after_pos(x)
+        x = self.pre_norm(x)
+
+        outs = []
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i == len(self.layers) - 1 and self.final_norm:
+                x = self.ln1(x)
+            if i in self.out_indices:
+                outs.append(self._format_output(x, patch_resolution))
+        return tuple(outs)

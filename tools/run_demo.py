@@ -1,0 +1,107 @@
+"""The main job (``make demo``): hard distillation on real data, end to end, with stock tools.
+
+1. Fashion-MNIST IDX files -> mmpretrain CustomDataset folders
+   (tools/dataset_converters/fashion_mnist_to_custom.py).
+2. ``tools/train.py`` the teacher (configs/fashion_mnist/resnet_cifar_teacher.py).
+3. ``tools/train.py`` the DeiT student with hard distillation from the teacher's saved checkpoint
+   (configs/fashion_mnist/deit_tiny_distill.py).
+4. ``tools/test.py`` both on the full 10k test set and print one table: teacher top-1, student
+   top-1 of the class head, the distillation head and the fused prediction, and the
+   teacher-student agreement. The table is also written to WORK_DIR/results.md and .json.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TEACHER_CFG = 'configs/fashion_mnist/resnet_cifar_teacher.py'
+STUDENT_CFG = 'configs/fashion_mnist/deit_tiny_distill.py'
+FLOORS = dict(teacher=88.0, fused=85.0, minutes=12.0)
+
+
+def run(cmd, what):
+    print(f'\n=== {what}\n$ {" ".join(cmd)}', flush=True)
+    start = time.time()
+    result = subprocess.run(cmd, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f'{what} failed (exit {result.returncode}); see the output above.')
+    return time.time() - start
+
+
+def last_checkpoint(work_dir):
+    with open(osp.join(ROOT, work_dir, 'last_checkpoint')) as f:
+        return osp.relpath(f.read().strip(), ROOT)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--work-dir', default='work_dirs/demo')
+    parser.add_argument('--data', default='data/fashion_mnist')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    args = parser.parse_args(argv)
+
+    py = sys.executable
+    extra = ['--threads', str(args.threads)] if args.threads else []
+    data_opt = [f'train_dataloader.dataset.data_root={args.data}',
+                f'val_dataloader.dataset.data_root={args.data}',
+                f'test_dataloader.dataset.data_root={args.data}']
+    t0 = time.time()
+    times = {}
+    times['data'] = run([py, 'tools/dataset_converters/fashion_mnist_to_custom.py', '--out',
+                         args.data], 'Fashion-MNIST -> CustomDataset layout')
+    t_dir, s_dir = osp.join(args.work_dir, 'teacher'), osp.join(args.work_dir, 'student')
+    times['teacher_train'] = run(
+        [py, 'tools/train.py', TEACHER_CFG, '--work-dir', t_dir, *extra, '--cfg-options',
+         *data_opt], 'train the teacher (ResNet_CIFAR)')
+    teacher_ckpt = last_checkpoint(t_dir)
+    times['student_train'] = run(
+        [py, 'tools/train.py', STUDENT_CFG, '--work-dir', s_dir, *extra, '--cfg-options',
+         *data_opt, f'model.teacher_ckpt={teacher_ckpt}'],
+        'train the DeiT student with hard distillation')
+    student_ckpt = last_checkpoint(s_dir)
+    t_json, s_json = osp.join(args.work_dir, 'teacher_test.json'), osp.join(
+        args.work_dir, 'student_test.json')
+    times['teacher_test'] = run(
+        [py, 'tools/test.py', TEACHER_CFG, teacher_ckpt, '--work-dir', t_dir, '--metrics-json',
+         t_json, *extra, '--cfg-options', *data_opt], 'evaluate the teacher (10k test images)')
+    times['student_test'] = run(
+        [py, 'tools/test.py', STUDENT_CFG, student_ckpt, '--work-dir', s_dir, '--metrics-json',
+         s_json, *extra, '--cfg-options', *data_opt, f'model.teacher_ckpt={teacher_ckpt}'],
+        'evaluate the student (10k test images)')
+    minutes = (time.time() - t0) / 60
+
+    with open(osp.join(ROOT, t_json)) as f:
+        teacher = json.load(f)
+    with open(osp.join(ROOT, s_json)) as f:
+        student = json.load(f)
+    rows = [
+        ('teacher (ResNet_CIFAR-18) top-1', teacher['accuracy/top1'], FLOORS['teacher']),
+        ('student class head top-1', student['distill/cls_top1'], None),
+        ('student distillation head top-1', student['distill/dist_top1'], None),
+        ('student fused (mean) top-1', student['distill/fused_top1'], FLOORS['fused']),
+        ('teacher-student agreement (fused)', student['distill/agreement'], None),
+    ]
+    lines = ['| Fashion-MNIST test (10,000 images) | % | floor |', '|---|---:|---:|']
+    for name, value, floor in rows:
+        mark = '' if floor is None else (f'>= {floor:.0f} ' + ('ok' if value >= floor
+                                                                else 'NOT MET'))
+        lines.append(f'| {name} | {value:.2f} | {mark} |')
+    lines.append(f'| whole demo (minutes, after setup) | {minutes:.1f} | <= '
+                 f'{FLOORS["minutes"]:.0f} {"ok" if minutes <= FLOORS["minutes"] else "NOT MET"} |')
+    table = '\n'.join(lines)
+    print('\n' + table)
+    print('\nstep times (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in times.items()))
+    os.makedirs(osp.join(ROOT, args.work_dir), exist_ok=True)
+    with open(osp.join(ROOT, args.work_dir, 'results.md'), 'w') as f:
+        f.write(table + '\n')
+    with open(osp.join(ROOT, args.work_dir, 'results.json'), 'w') as f:
+        json.dump(dict(teacher=teacher, student=student, minutes=minutes, step_seconds=times),
+                  f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,106 @@
+"""Train a model with mmengine's Runner (mmpretrain's ``tools/train.py`` interface).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v]
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a classifier (deit_plugin)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint; without a path, from the latest checkpoint in the '
+        'work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='enable automatic-mixed-precision training (CUDA)')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='do not evaluate checkpoints during training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by the real batch size (auto_scale_lr)')
+    parser.add_argument('--no-pin-memory', action='store_true',
+                        help='turn off pin_memory of every dataloader')
+    parser.add_argument('--no-persistent-workers', action='store_true',
+                        help='turn off persistent_workers of every dataloader')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads (torch.set_num_threads); 1 can beat 2 for '
+                        'tiny models')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value (xxx=yyy format)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg, args):
+    """Merge command-line arguments into the config, as mmpretrain's train.py does."""
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp uses mmengine\'s AmpOptimWrapper, which needs a CUDA '
+                             'device; none is available here. Train without --amp on CPU.')
+        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        assert optim_wrapper in ['OptimWrapper', 'AmpOptimWrapper'], \
+            '`--amp` is not supported with custom optim_wrapper type ' f'`{optim_wrapper}`.'
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+
+    def set_default_dataloader_cfg(cfg, field):
+        if cfg.get(field, None) is None:
+            return
+        dataloader_cfg = cfg[field]
+        dataloader_cfg.setdefault('persistent_workers', dataloader_cfg.get('num_workers', 0) > 0)
+        if args.no_pin_memory:
+            dataloader_cfg['pin_memory'] = False
+        if args.no_persistent_workers:
+            dataloader_cfg['persistent_workers'] = False
+
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        set_default_dataloader_cfg(cfg, field)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
