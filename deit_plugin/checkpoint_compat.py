@@ -8,8 +8,13 @@ arrays and scalars in them. Every ``resume`` / ``load_from`` then fails with
 ``Unsupported global: GLOBAL mmengine.logging.history_buffer.HistoryBuffer``.
 
 The fix keeps the safe loader and adds to its allow-list exactly the globals such a checkpoint
-needs (``torch.serialization.add_safe_globals``): HistoryBuffer, and numpy's array/scalar
-reconstruction helpers and dtype classes. Arbitrary pickled code is still refused.
+needs (``torch.serialization.add_safe_globals``), found by disassembling Runner checkpoints:
+HistoryBuffer; numpy's array/scalar reconstruction helpers and dtype classes; and builtin
+``getattr``, because ``HistoryBuffer.__getstate__`` (history_buffer.py line 211) pickles its
+statistics methods (``HistoryBuffer.min`` ...), which pickle protocol 2 writes as
+``getattr(HistoryBuffer, 'min')``. The safe unpickler still calls (REDUCE) only allow-listed
+callables, so ``getattr`` can fetch an attribute of an allowed object but nothing it fetches can be
+called while loading. Arbitrary pickled code is still refused.
 """
 from typing import List
 
@@ -28,7 +33,7 @@ def mmengine_checkpoint_globals() -> List[object]:
         from numpy.core.multiarray import _reconstruct, scalar
     dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes)
                      if name.endswith('DType') and isinstance(getattr(np.dtypes, name), type)]
-    return [HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
+    return [HistoryBuffer, getattr, _reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
 
 
 def allow_mmengine_checkpoint_globals() -> None:

@@ -59,7 +59,11 @@ def _normalisation(preprocessor: nn.Module, channels: int
         std = preprocessor.std.detach().flatten().float().cpu()
     else:
         mean, std = torch.zeros(channels), torch.ones(channels)
-    return mean, std, bool(getattr(preprocessor, '_channel_conversion', False))
+    # mmpretrain's ClsDataPreprocessor calls it `to_rgb`, mmengine's ImgDataPreprocessor
+    # `_channel_conversion`; either flips 3-channel inputs.
+    flips = getattr(preprocessor, 'to_rgb', False) or getattr(preprocessor,
+                                                              '_channel_conversion', False)
+    return mean, std, bool(flips) and channels == 3
 
 
 def _num_classes(model: nn.Module) -> Optional[int]:
