@@ -1,4 +1,5 @@
+from .channels_last_hook import ChannelsLastHook
 from .distillation_hook import DistillationHook, strip_teacher
 from .optim_constructor import StudentOptimWrapperConstructor
 
-__all__ = ['DistillationHook', 'StudentOptimWrapperConstructor', 'strip_teacher']
+__all__ = ['ChannelsLastHook', 'DistillationHook', 'StudentOptimWrapperConstructor', 'strip_teacher']

@@ -1,0 +1,137 @@
+"""Real mmengine Runner runs on real Fashion-MNIST images (2,000 train / 2,000 test), through
+the project's tools/train.py and tools/test.py: teacher -> distilled student -> resume -> test."""
+import glob
+import json
+import os.path as osp
+import sys
+import time
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import test as test_tool  # noqa: E402
+import train as train_tool  # noqa: E402
+
+TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
+STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
+BATCH = 64
+ITERS_PER_EPOCH = 2000 // BATCH  # 31 (the last partial batch is kept: 32)
+
+
+def data_options(root):
+    return [f'{loader}.dataset.data_root={root}'
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')] + [
+        f'train_dataloader.batch_size={BATCH}', 'default_hooks.logger.interval=5']
+
+
+def scalars(work_dir):
+    """Entries of the newest run's scalars.json in work_dir."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    with open(files[-1]) as f:
+        return [json.loads(line) for line in f]
+
+
+def wait_for_new_timestamp():
+    time.sleep(1.1)  # mmengine names runs (logger, message hub) by the second
+
+
+@pytest.fixture(scope='module')
+def teacher(fmnist_root, tmp_path_factory):
+    work_dir = str(tmp_path_factory.mktemp('teacher'))
+    cfg = Config.fromfile(TEACHER_CFG)
+    cfg.merge_from_dict({o.split('=')[0]: o.split('=')[1] for o in data_options(fmnist_root)})
+    cfg.train_dataloader.batch_size = BATCH
+    cfg.default_hooks.logger.interval = 5
+    cfg.param_scheduler[0].end = 10
+    cfg.work_dir = work_dir
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    top1 = runner.message_hub.get_scalar('val/accuracy/top1').current()
+    wait_for_new_timestamp()
+    return dict(ckpt=osp.join(work_dir, 'epoch_2.pth'), top1=top1)
+
+
+@pytest.fixture(scope='module')
+def student(fmnist_root, teacher, tmp_path_factory):
+    work_dir = str(tmp_path_factory.mktemp('student'))
+    opts = data_options(fmnist_root) + [f'model.teacher_ckpt={teacher["ckpt"]}',
+                                        'param_scheduler.0.end=10']
+    train_tool.main([STUDENT_CFG, '--work-dir', work_dir, '--cfg-options', *opts,
+                     'train_cfg.max_epochs=2'])
+    wait_for_new_timestamp()
+    return dict(work_dir=work_dir, opts=opts, log=scalars(work_dir))
+
+
+def teacher_state(path):
+    return torch.load(path, map_location='cpu')['state_dict']
+
+
+def test_teacher_learns_real_data(teacher):
+    assert teacher['top1'] > 50.0, f'teacher top-1 {teacher["top1"]:.1f}% (chance: 10%)'
+
+
+def test_runner_checkpoints_load_with_torch_weights_only_default(teacher):
+    # plain torch.load (weights_only=True by default on torch>=2.6) needs deit_plugin's
+    # allow-list for mmengine's HistoryBuffer & numpy objects in meta/message_hub
+    ckpt = torch.load(teacher['ckpt'])
+    assert 'message_hub' in ckpt and 'state_dict' in ckpt
+
+
+def test_distilled_student_beats_chance_and_logs_both_losses(student):
+    val = [e for e in student['log'] if 'distill/fused_top1' in e][-1]
+    assert val['distill/fused_top1'] > 30.0
+    assert 0.0 <= val['distill/agreement'] <= 100.0
+    train = [e for e in student['log'] if 'loss_dist' in e]
+    assert train and all({'loss_cls', 'loss_dist', 'agreement'} <= set(e) for e in train)
+    assert train[-1]['loss_dist'] < train[0]['loss_dist']
+
+
+def test_teacher_is_bit_identical_after_training_and_left_out_of_checkpoints(student, teacher):
+    ckpt = torch.load(osp.join(student['work_dir'], 'epoch_2.pth'), map_location='cpu')
+    assert not [k for k in ckpt['state_dict'] if k.startswith('teacher.')]
+    assert any(k.startswith('backbone.dist_token') for k in ckpt['state_dict'])
+    assert ckpt['meta']['deit_plugin']['teacher_ckpt'] == teacher['ckpt']
+    # the in-memory teacher after training equals its checkpoint, bit for bit
+    cfg = Config.fromfile(STUDENT_CFG)
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(dict(cfg.model, teacher_ckpt=teacher['ckpt'],
+                              data_preprocessor=cfg.data_preprocessor))
+    model.load_teacher_checkpoint()
+    model.load_state_dict(ckpt['state_dict'], strict=False)
+    for k, v in teacher_state(teacher['ckpt']).items():
+        assert torch.equal(model.teacher.state_dict()[k], v), k
+
+
+def test_resume_continues_from_last_epoch_and_reloads_teacher(student, teacher):
+    wd = student['work_dir']
+    before = torch.load(osp.join(wd, 'epoch_2.pth'), map_location='cpu')['state_dict']
+    train_tool.main([STUDENT_CFG, '--work-dir', wd, '--resume', '--cfg-options',
+                     *student['opts'], 'train_cfg.max_epochs=3'])
+    wait_for_new_timestamp()
+    log = scalars(wd)
+    train_iters = [e['iter'] for e in log if 'loss_dist' in e]
+    first_epoch3_iter = 2 * -(-2000 // BATCH)
+    assert min(train_iters) > first_epoch3_iter, 'resume restarted from scratch'
+    after = torch.load(osp.join(wd, 'epoch_3.pth'), map_location='cpu')
+    assert after['meta']['epoch'] == 3
+    assert not torch.equal(after['state_dict']['backbone.cls_token'], before['backbone.cls_token'])
+    assert not [k for k in after['state_dict'] if k.startswith('teacher.')]
+
+
+def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student, teacher,
+                                                                         tmp_path):
+    metrics_json = tmp_path / 'metrics.json'
+    metrics = test_tool.main([STUDENT_CFG, osp.join(student['work_dir'], 'epoch_2.pth'),
+                              '--work-dir', str(tmp_path), '--metrics-json', str(metrics_json),
+                              '--cfg-options', *student['opts']])
+    val = [e for e in student['log'] if 'distill/fused_top1' in e][-1]
+    assert metrics['distill/fused_top1'] == pytest.approx(val['distill/fused_top1'], abs=1e-6)
+    assert metrics['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-6)
+    for key in ('distill/cls_top1', 'distill/dist_top1', 'distill/agreement'):
+        assert 0.0 <= metrics[key] <= 100.0
+    assert json.loads(metrics_json.read_text())['distill/fused_top1'] == pytest.approx(
+        metrics['distill/fused_top1'])
