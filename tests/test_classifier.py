@@ -164,3 +164,13 @@ def test_optimizer_constructor_leaves_the_teacher_out():
              for p in g['params']}
     assert decay[id(model.backbone.dist_token)] == 0.0
     assert decay[id(model.backbone.layers[0].attn.qkv.weight)] == 0.05
+
+
+def test_teacher_from_an_mmpretrain_model_zoo_config_name():
+    from deit_plugin.models.distill_classifier import load_teacher_config
+    cfg, desc = load_teacher_config('mmpretrain::resnet/resnet18_8xb32_in1k.py')
+    assert cfg['type'] == 'ImageClassifier' and cfg['backbone']['depth'] == 18
+    assert cfg['data_preprocessor']['mean'] == [123.675, 116.28, 103.53]
+    assert cfg['head']['num_classes'] == 1000
+    with pytest.raises(FileNotFoundError, match='teacher config .* does not exist'):
+        load_teacher_config('no/such/teacher.py')

@@ -57,13 +57,19 @@ def teacher(fmnist_root, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def student(fmnist_root, teacher, tmp_path_factory):
+    """The demo's student config plus mmengine's EMAHook (as in the ImageNet recipe)."""
     work_dir = str(tmp_path_factory.mktemp('student'))
+    config = osp.join(work_dir, 'student_ema.py')
+    with open(config, 'w') as f:
+        f.write(f"_base_ = ['{STUDENT_CFG}']\n"
+                "custom_hooks = [dict(type='deit_plugin.DistillationHook'),\n"
+                "                dict(type='EMAHook', momentum=0.01, priority='ABOVE_NORMAL')]\n")
     opts = data_options(fmnist_root) + [f'model.teacher_ckpt={teacher["ckpt"]}',
                                         'param_scheduler.0.end=10']
-    train_tool.main([STUDENT_CFG, '--work-dir', work_dir, '--cfg-options', *opts,
+    train_tool.main([config, '--work-dir', work_dir, '--cfg-options', *opts,
                      'train_cfg.max_epochs=2'])
     wait_for_new_timestamp()
-    return dict(work_dir=work_dir, opts=opts, log=scalars(work_dir))
+    return dict(work_dir=work_dir, opts=opts, log=scalars(work_dir), config=config)
 
 
 def teacher_state(path):
@@ -81,6 +87,13 @@ def test_runner_checkpoints_load_with_torch_weights_only_default(teacher):
     assert 'message_hub' in ckpt and 'state_dict' in ckpt
 
 
+def test_validation_with_ema_weights_uses_the_real_teacher(student, teacher):
+    # EMAHook swaps every parameter (the teacher's too) in for validation: the teacher judged
+    # there must be the loaded one, not the EMA copy made before it was loaded
+    val = [e for e in student['log'] if 'distill/teacher_top1' in e][-1]
+    assert val['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-6)
+
+
 def test_distilled_student_beats_chance_and_logs_both_losses(student):
     val = [e for e in student['log'] if 'distill/fused_top1' in e][-1]
     assert val['distill/fused_top1'] > 30.0
@@ -93,6 +106,8 @@ def test_distilled_student_beats_chance_and_logs_both_losses(student):
 def test_teacher_is_bit_identical_after_training_and_left_out_of_checkpoints(student, teacher):
     ckpt = torch.load(osp.join(student['work_dir'], 'epoch_2.pth'), map_location='cpu')
     assert not [k for k in ckpt['state_dict'] if k.startswith('teacher.')]
+    assert 'ema_state_dict' in ckpt
+    assert not [k for k in ckpt['ema_state_dict'] if 'teacher.' in k]
     assert any(k.startswith('backbone.dist_token') for k in ckpt['state_dict'])
     assert ckpt['meta']['deit_plugin']['teacher_ckpt'] == teacher['ckpt']
     # the in-memory teacher after training equals its checkpoint, bit for bit
@@ -109,7 +124,7 @@ def test_teacher_is_bit_identical_after_training_and_left_out_of_checkpoints(stu
 def test_resume_continues_from_last_epoch_and_reloads_teacher(student, teacher):
     wd = student['work_dir']
     before = torch.load(osp.join(wd, 'epoch_2.pth'), map_location='cpu')['state_dict']
-    train_tool.main([STUDENT_CFG, '--work-dir', wd, '--resume', '--cfg-options',
+    train_tool.main([student['config'], '--work-dir', wd, '--resume', '--cfg-options',
                      *student['opts'], 'train_cfg.max_epochs=3'])
     wait_for_new_timestamp()
     log = scalars(wd)

@@ -35,12 +35,20 @@ class DistillationHook(Hook):
     - Removes the teacher's weights from every saved checkpoint (and from an EMA copy); a resumed
       run reloads the teacher from its own checkpoint. The checkpoint's ``meta`` records which
       teacher checkpoint was used.
+    - With mmengine's ``EMAHook``: its averaged copy of the model (made in ``before_run``, before
+      the teacher is loaded) gets the loaded teacher too. EMA swaps *all* parameters in for
+      validation, so a stale teacher copy would otherwise judge the student there; averaging a
+      constant with ``lerp_`` keeps it bit-exact afterwards.
+
+    Priority ``LOW``: ``before_save_checkpoint`` must run after ``EMAHook`` has added
+    ``ema_state_dict`` (and swapped it with the model's state dict, which needs the teacher keys
+    still present on both sides).
 
     The teacher–student agreement is computed by the classifier on the very batch of each
     iteration and logged by mmengine's logger next to ``loss_cls``/``loss_dist`` (``agreement``).
     """
 
-    priority = 'VERY_HIGH'
+    priority = 'LOW'
 
     def __init__(self) -> None:
         self._loaded = False
@@ -58,6 +66,12 @@ class DistillationHook(Hook):
             return
         model = self._model(runner)
         model.load_teacher_checkpoint(logger=runner.logger)
+        if model.teacher is not None:
+            for hook in runner.hooks:
+                ema_model = getattr(hook, 'ema_model', None)
+                ema_teacher = getattr(getattr(ema_model, 'module', None), 'teacher', None)
+                if ema_teacher is not None:
+                    ema_teacher.load_state_dict(model.teacher.state_dict())
         self._loaded = True
 
     def before_train(self, runner) -> None:
