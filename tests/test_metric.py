@@ -19,7 +19,7 @@ def test_head_accuracies_and_agreement_are_counted_per_head():
                           sample(2, 0, 2, 2, teacher=2), sample(2, 2, 1, 2, teacher=1)])
     out = metric.compute_metrics(metric.results)
     assert out == pytest.approx(dict(fused_top1=75.0, cls_top1=50.0, dist_top1=75.0,
-                                     teacher_top1=50.0, agreement=25.0, agreement_cls=75.0,
+                                     teacher_top1=50.0, agreement=25.0, agreement_cls=100.0,
                                      agreement_dist=25.0))
 
 
