@@ -31,10 +31,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
+# pip warns about every extra index location that lacks a package: noise, not errors.
+quiet_pip() { "${PIP[@]}" "$@" 2> >(grep -v 'is ignored: it is neither' >&2); }
 
 log "installing the pinned stack from requirements/pinned.txt (torch is large: a few minutes the first time)"
-"${PIP[@]}" install --progress-bar off -q "setuptools>=77.0.3,<81" wheel
-"${PIP[@]}" install --progress-bar off -r "$REQ" 2> >(grep -v 'is ignored: it is neither' >&2) \
+quiet_pip install --progress-bar off -q "setuptools>=77.0.3,<81" wheel
+quiet_pip install --progress-bar off -r "$REQ" \
     | grep -E '^(Collecting|Successfully)' | sed 's/^/[setup_env]   /' || true
 "$PY" - <<'EOF' || die "the pinned stack did not install (see pip output above)."
 import torch, torchvision, mmengine, timm, numpy  # noqa: F401  (mmpretrain/mmdet need mmcv)
@@ -49,7 +51,7 @@ if [[ -z "$mmcv_wheel" ]]; then
     # Fetch the sdist. pip prepares its metadata by running setup.py, which imports torch and
     # pkg_resources: do it inside the venv, without build isolation (an isolated env would pull
     # setuptools>=81, which has no pkg_resources).
-    "${PIP[@]}" download --no-deps --no-build-isolation --no-binary mmcv \
+    quiet_pip download --no-deps --no-build-isolation --no-binary mmcv \
         "mmcv==${MMCV_VERSION}" -d "$build" -q || die "could not download the mmcv ${MMCV_VERSION} sdist from PyPI."
     tar -xzf "$build"/mmcv-${MMCV_VERSION}.tar.gz -C "$build"
     src="$build/mmcv-${MMCV_VERSION}"
@@ -66,7 +68,9 @@ if [[ -z "$mmcv_wheel" ]]; then
             "$PY" -m pip wheel --no-deps --no-build-isolation -v . -w "$build/dist" >"$logf" 2>&1
     ) &
     pid=$!
-    total=$(find "$src/mmcv/ops/csrc" -name '*.cpp' | wc -l)
+    # CPU-only build: the sources under csrc/pytorch and csrc/pytorch/cpu
+    total=$(find "$src/mmcv/ops/csrc/pytorch" -maxdepth 2 -name '*.cpp' -not -path '*/cuda/*' \
+        -not -path '*/npu/*' -not -path '*/mlu/*' -not -path '*/mps/*' | wc -l)
     while kill -0 "$pid" 2>/dev/null; do
         done_n=$(grep -c -E '(g\+\+|c\+\+|gcc).* -c .*\.cpp' "$logf" 2>/dev/null || true)
         log "  mmcv build: ${done_n} of ~${total} C++ sources compiled, $(( $(date +%s) - start ))s elapsed"
@@ -81,8 +85,8 @@ if [[ -z "$mmcv_wheel" ]]; then
     log "cached $mmcv_wheel"
 fi
 log "installing $(basename "$mmcv_wheel")"
-"${PIP[@]}" install --progress-bar off -q "$mmcv_wheel" -c "$REQ"
-"${PIP[@]}" install --progress-bar off -q --no-deps --no-build-isolation -e "$ROOT"
+quiet_pip install --progress-bar off -q "$mmcv_wheel" -c "$REQ"
+quiet_pip install --progress-bar off -q --no-deps --no-build-isolation -e "$ROOT"
 "$PY" - <<'EOF' || die "the environment is incomplete (see the traceback above)."
 import mmcv, mmcv.ops, mmdet, mmpretrain.models, deit_plugin  # noqa: F401
 assert mmcv.__version__ == '2.1.0', mmcv.__version__
