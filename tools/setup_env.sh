@@ -35,8 +35,10 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 quiet_pip() { "${PIP[@]}" "$@" 2> >(grep -v 'is ignored: it is neither' >&2); }
 
 log "installing the pinned stack from requirements/pinned.txt (torch is large: a few minutes the first time)"
+# --no-compile: byte-compiling all of torch & co. up front cost ~40 s here; Python compiles the
+# modules it actually imports on first use instead.
 quiet_pip install --progress-bar off -q "setuptools>=77.0.3,<81" wheel
-quiet_pip install --progress-bar off -r "$REQ" \
+quiet_pip install --progress-bar off --no-compile -r "$REQ" \
     | grep -E '^(Collecting|Successfully)' | sed 's/^/[setup_env]   /' || true
 "$PY" - <<'EOF' || die "the pinned stack did not install (see pip output above)."
 import torch, torchvision, mmengine, timm, numpy  # noqa: F401  (mmpretrain/mmdet need mmcv)
