@@ -37,6 +37,35 @@ def last_checkpoint(work_dir):
         return osp.relpath(f.read().strip(), ROOT)
 
 
+def plot_student_curves(work_dir, out_png):
+    """Training curves of the student (loss_cls, loss_dist, agreement) from mmengine's
+    scalars.json, one point per logged iteration."""
+    import glob
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    runs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    with open(runs[-1]) as f:
+        log = [json.loads(line) for line in f]
+    train = [e for e in log if 'loss_dist' in e]
+    iters = [e['iter'] for e in train]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot(iters, [e['loss_cls'] for e in train], label='loss_cls = (1-a) * class loss')
+    ax[0].plot(iters, [e['loss_dist'] for e in train], label='loss_dist = a * hard distillation')
+    ax[0].set_xlabel('iteration')
+    ax[0].set_ylabel('weighted loss')
+    ax[0].legend()
+    ax[1].plot(iters, [100 * e['agreement'] for e in train], color='tab:green')
+    ax[1].set_xlabel('iteration')
+    ax[1].set_ylabel('teacher-student agreement on the batch (%)')
+    fig.suptitle('DeiT student, hard distillation from ResNet_CIFAR (Fashion-MNIST)')
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
@@ -98,6 +127,9 @@ def main(argv=None):
     os.makedirs(osp.join(ROOT, args.work_dir), exist_ok=True)
     with open(osp.join(ROOT, args.work_dir, 'results.md'), 'w') as f:
         f.write(table + '\n')
+    curves = osp.join(ROOT, args.work_dir, 'student_curves.png')
+    plot_student_curves(osp.join(ROOT, s_dir), curves)
+    print(f'training curves: {osp.relpath(curves, ROOT)}')
     with open(osp.join(ROOT, args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(teacher=teacher, student=student, minutes=minutes, step_seconds=times),
                   f, indent=1)
