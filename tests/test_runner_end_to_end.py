@@ -140,10 +140,10 @@ def test_resume_continues_from_last_epoch_and_reloads_teacher(student, teacher):
 
 def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student, teacher,
                                                                          tmp_path):
-    metrics_json = tmp_path / 'metrics.json'
+    metrics_json, preds = tmp_path / 'metrics.json', tmp_path / 'preds.pkl'
     metrics = test_tool.main([STUDENT_CFG, osp.join(student['work_dir'], 'epoch_2.pth'),
                               '--work-dir', str(tmp_path), '--metrics-json', str(metrics_json),
-                              '--cfg-options', *student['opts']])
+                              '--out', str(preds), '--cfg-options', *student['opts']])
     val = [e for e in student['log'] if 'distill/fused_top1' in e][-1]
     assert metrics['distill/fused_top1'] == pytest.approx(val['distill/fused_top1'], abs=1e-6)
     assert metrics['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-6)
@@ -151,3 +151,30 @@ def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student,
         assert 0.0 <= metrics[key] <= 100.0
     assert json.loads(metrics_json.read_text())['distill/fused_top1'] == pytest.approx(
         metrics['distill/fused_top1'])
+    import pickle
+    with open(preds, 'rb') as f:
+        dumped = pickle.load(f)
+    assert len(dumped) == 2000
+    fused = sum(int(d['pred_label'][0] == d['gt_label'][0]) for d in dumped) / 20
+    assert fused == pytest.approx(metrics['distill/fused_top1'], abs=1e-4)
+
+
+def test_dist_train_sh_runs_two_cpu_processes(fmnist_root, teacher, tmp_path):
+    """tools/dist_train.sh on a CPU-only machine: torchrun, gloo, DDP without device_ids."""
+    import os
+    import subprocess
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT='29533')
+    cmd = ['bash', osp.join(ROOT, 'tools/dist_train.sh'), STUDENT_CFG, '2', '--work-dir',
+           str(tmp_path), '--cfg-options', *data_options(fmnist_root),
+           f'model.teacher_ckpt={teacher["ckpt"]}', 'train_cfg.max_epochs=1',
+           'param_scheduler.0.end=2', 'train_dataloader.dataset.indices=512',
+           'val_dataloader.dataset.indices=256']
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(osp.join(str(tmp_path), 'epoch_1.pth'), map_location='cpu')
+    assert not [k for k in ckpt['state_dict'] if k.startswith('teacher.')]
+    log = scalars(str(tmp_path))
+    train = [e for e in log if 'loss_dist' in e]
+    # 512 images, 64 per process and step, 2 processes: 4 steps per epoch
+    assert max(e['iter'] for e in train) == 4

@@ -13,6 +13,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
+from deit_plugin.dist_utils import prepare_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -47,12 +48,8 @@ def merge_args(cfg, args):
     cfg.resume = False
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    if args.out is not None:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise SystemExit('--out must be a .pkl file.')
-        evaluator = cfg.test_evaluator
-        evaluator = list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
-        cfg.test_evaluator = evaluator
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit('--out must be a .pkl file.')
     return cfg
 
 
@@ -61,6 +58,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = merge_args(Config.fromfile(args.config), args)
+    prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))

@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
+from deit_plugin.dist_utils import prepare_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -98,6 +99,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 
