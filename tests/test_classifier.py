@@ -1,3 +1,6 @@
+import os.path as osp
+import tempfile
+
 import pytest
 import torch
 from mmpretrain.registry import MODELS
@@ -16,8 +19,13 @@ def teacher_cfg(num_classes=4, mean=STUDENT_MEAN, std=STUDENT_STD, to_rgb=False)
         data_preprocessor=dict(mean=mean, std=std, to_rgb=to_rgb))
 
 
-def student(teacher=None, teacher_ckpt='unused.pth', augments=None, distillation='hard',
+def student(teacher=None, teacher_ckpt='self', augments=None, distillation='hard',
             **kwargs):
+    """A tiny distillation model. ``teacher_ckpt='self'`` saves the freshly initialised teacher
+    to a temporary checkpoint and loads it back, as the hook would."""
+    load_self = teacher_ckpt == 'self'
+    if load_self:
+        teacher_ckpt = osp.join(tempfile.mkdtemp(), 'teacher.pth')
     cfg = dict(
         type='deit_plugin.DistillationClassifier',
         backbone=dict(type='deit_plugin.DistilledVisionTransformer',
@@ -33,6 +41,9 @@ def student(teacher=None, teacher_ckpt='unused.pth', augments=None, distillation
         **kwargs)
     model = MODELS.build(cfg)
     model.init_weights()
+    if load_self:
+        torch.save({'state_dict': model.teacher.state_dict()}, teacher_ckpt)
+        model.load_teacher_checkpoint()
     return model
 
 
@@ -98,6 +109,13 @@ def test_teacher_logits_come_from_the_teacher_in_eval_mode():
     model.teacher.train()  # even if someone flips it, the teacher runs in eval mode
     torch.testing.assert_close(model.teacher_logits(x), expected)
     assert not model.teacher.training
+
+
+def test_teacher_that_was_never_loaded_is_refused(tmp_path):
+    model = student(teacher_ckpt=str(tmp_path / 'teacher.pth'))
+    with pytest.raises(RuntimeError, match="not loaded.*deit_plugin.DistillationHook"):
+        model.loss(torch.randn(2, 3, 16, 16),
+                   [DataSample().set_gt_label(0), DataSample().set_gt_label(1)])
 
 
 def test_class_count_mismatch_is_refused_at_build_time():

@@ -148,6 +148,7 @@ class DistillationClassifier(ImageClassifier):
                         else MODELS.build(teacher_cfg))
         self.teacher_ckpt = teacher_ckpt
         self.predict_with_teacher = predict_with_teacher
+        self.teacher_loaded = False
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         if teacher_channels_last is None:
@@ -208,6 +209,11 @@ class DistillationClassifier(ImageClassifier):
     @torch.no_grad()
     def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """Teacher logits for the student's preprocessed batch (no autograd, eval mode)."""
+        if not self.teacher_loaded:
+            raise RuntimeError(
+                f'the teacher\'s weights are not loaded (teacher_ckpt={self.teacher_ckpt!r}): add '
+                f"dict(type='deit_plugin.DistillationHook') to custom_hooks (it loads them after "
+                f'weight init and resume), or call model.load_teacher_checkpoint() first.')
         if self.teacher.training:
             self.teacher.eval()
         inputs = self.teacher_inputs(inputs)
@@ -248,6 +254,7 @@ class DistillationClassifier(ImageClassifier):
                 f'student, detector or other model)?')
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        self.teacher_loaded = True
         (logger or MMLogger.get_current_instance()).info(
             f'deit_plugin: loaded teacher ({self._teacher_desc}) from {path}')
 
