@@ -17,5 +17,6 @@ from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
 __all__ = [
     '__version__', 'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
     'SoftDistillationLoss', 'DistillationClassifier', 'DistillationHook',
-    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric', 'allow_mmengine_checkpoint_globals'
+    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric',
+    'allow_mmengine_checkpoint_globals'
 ]

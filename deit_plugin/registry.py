@@ -4,8 +4,8 @@ mmpretrain already registers ``DistilledVisionTransformer`` and ``DeiTClsHead``;
 into mmpretrain's registries would either fail ("already registered") or, with ``force=True``,
 replace mmpretrain's class for every user. Child registries keep both: ``type='deit_plugin.X'``
 builds ours, an unprefixed ``type='X'`` under ``default_scope='mmpretrain'`` still builds
-mmpretrain's. mmengine imports ``f'{scope}.registry'`` when it switches to this scope, so this module
-must keep its name.
+mmpretrain's. mmengine imports ``f'{scope}.registry'`` when it switches to this scope, so this
+module must keep its name.
 """
 from mmengine.registry import Registry
 from mmpretrain.registry import HOOKS as MMPRETRAIN_HOOKS

@@ -2,4 +2,6 @@ from .channels_last_hook import ChannelsLastHook
 from .distillation_hook import DistillationHook, strip_teacher
 from .optim_constructor import StudentOptimWrapperConstructor
 
-__all__ = ['ChannelsLastHook', 'DistillationHook', 'StudentOptimWrapperConstructor', 'strip_teacher']
+__all__ = [
+    'ChannelsLastHook', 'DistillationHook', 'StudentOptimWrapperConstructor', 'strip_teacher'
+]

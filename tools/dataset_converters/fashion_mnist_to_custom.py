@@ -9,7 +9,7 @@ assigns labels by sorted folder name). Images are 28x28 8-bit gray PNGs.
 
 Usage::
 
-    python tools/dataset_converters/fashion_mnist_to_custom.py [--src DIR] [--out data/fashion_mnist]
+    python tools/dataset_converters/fashion_mnist_to_custom.py [--src DIR] [--out DIR]
 """
 import argparse
 import gzip
