@@ -194,3 +194,12 @@ def test_teacher_from_an_mmpretrain_model_zoo_config_name():
     assert cfg['head']['num_classes'] == 1000
     with pytest.raises(FileNotFoundError, match='teacher config .* does not exist'):
         load_teacher_config('no/such/teacher.py')
+
+
+def test_weight_init_after_loading_the_teacher_requires_loading_it_again():
+    model = student()
+    model.init_weights()  # a model-level init_cfg may have overwritten the teacher
+    with pytest.raises(RuntimeError, match='not loaded'):
+        model.teacher_logits(torch.randn(1, 3, 16, 16))
+    model.load_teacher_checkpoint()
+    assert model.teacher_logits(torch.randn(1, 3, 16, 16)).shape == (1, 4)

@@ -265,6 +265,13 @@ class DistillationClassifier(ImageClassifier):
         for k, v in self.teacher.state_dict().items():
             state_dict[teacher_prefix + k] = v
 
+    def init_weights(self) -> None:
+        """Initialise the student. A model-level ``init_cfg`` reaches the teacher as well, so
+        after this the teacher counts as not loaded until :meth:`load_teacher_checkpoint`."""
+        super().init_weights()
+        if self.teacher is not None:
+            self.teacher_loaded = False
+
     # -- modes ----------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> 'DistillationClassifier':
         """Switch the student's mode; the teacher always stays in eval mode."""
