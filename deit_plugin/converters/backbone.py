@@ -28,9 +28,13 @@ def adapt_patch_embed_channels(weight: torch.Tensor, in_channels: int) -> torch.
         return weight.clone()
     if in_channels < 1:
         raise ValueError(f'in_channels must be >= 1, got {in_channels}.')
-    repeat = -(-in_channels // old)
-    tiled = weight.repeat(1, repeat, 1, 1)[:, :in_channels]
-    return tiled * (old / float(in_channels))
+    if in_channels == 1:  # e.g. RGB -> gray: the sum over channels
+        return weight.sum(dim=1, keepdim=True)
+    if in_channels % old:
+        raise ValueError(
+            f'cannot adapt a {old}-channel patch embedding to {in_channels} channels so that '
+            f'equal-channel images keep their features: use 1 or a multiple of {old}.')
+    return weight.repeat(1, in_channels // old, 1, 1) * (old / float(in_channels))
 
 
 def extract_backbone(state_dict: Mapping[str, torch.Tensor],
