@@ -264,3 +264,38 @@ def test_channel_adaptation_preserves_the_response_to_equal_channels(old, new):
     assert (before - after).abs().max() <= 1e-5
     with pytest.raises(ValueError, match='multiple of 3'):
         adapt_patch_embed_channels(torch.randn(8, 3, 4, 4), 4)
+
+
+def test_finetune_224_to_384_with_distillation_takes_a_real_step(tmp_path):
+    """configs/deit_b_distill_384_ft.py: a converted 224 DeiT-B⚗ loads into the 384 student
+    (pos-embed resized), the RegNetY teacher runs at 384, and one optimisation step through the
+    config's optim wrapper (Mixup/CutMix included) updates the student, not the teacher."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmpretrain.structures import DataSample
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/deit_b_distill_384_ft.py'))
+    src = timm_deit('deit_base_distilled_patch16_224').state_dict()
+    ckpt = tmp_path / 'deit_b_224_plugin.pth'
+    torch.save({'state_dict': convert_deit_state_dict(src)}, ckpt)
+    torch.manual_seed(0)
+    teacher_file = tmp_path / 'regnety_160-a5fe301d.pth'
+    torch.save({'model': timm.create_model('regnety_160').state_dict()}, teacher_file)
+    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor,
+                              teacher_ckpt=str(teacher_file)))
+    load_checkpoint(model, str(ckpt), map_location='cpu', strict=False)  # what load_from does
+    model.load_teacher_checkpoint()
+    assert model.backbone.pos_embed.shape == (1, 24 * 24 + 2, 768)
+    assert torch.equal(model.backbone.pos_embed[:, :2].detach(), src['pos_embed'][:, :2])
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert optim_wrapper.optimizer.param_groups[0]['weight_decay'] in (0.0, 1e-8)
+    teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    head_before = model.head.layers['head_dist'].weight.detach().clone()
+    torch.manual_seed(1)
+    data = dict(inputs=[torch.randint(0, 256, (3, 384, 384), dtype=torch.uint8) for _ in range(2)],
+                data_samples=[DataSample().set_gt_label(i) for i in (3, 7)])
+    model.train()
+    losses = model.train_step(data, optim_wrapper)
+    assert set(losses) >= {'loss_cls', 'loss_dist'}
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert not torch.equal(model.head.layers['head_dist'].weight, head_before)
+    assert all(torch.equal(v, teacher_before[k]) for k, v in model.teacher.state_dict().items())
