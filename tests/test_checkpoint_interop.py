@@ -299,3 +299,37 @@ def test_finetune_224_to_384_with_distillation_takes_a_real_step(tmp_path):
     assert all(torch.isfinite(v) for v in losses.values())
     assert not torch.equal(model.head.layers['head_dist'].weight, head_before)
     assert all(torch.equal(v, teacher_before[k]) for k, v in model.teacher.state_dict().items())
+
+
+def test_onnx_export_matches_pytorch_with_dynamic_batch(tmp_path):
+    import importlib.util
+
+    import onnx
+    import onnxruntime as ort
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location(
+        'export_onnx', osp.join(ROOT, 'tools/deployment/export_onnx.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
+    cfg = Config.fromfile(config)
+    student = dict(cfg.model, head=dict(cfg.model.head, distillation='none'))
+    for key in ('teacher', 'teacher_ckpt', 'predict_with_teacher'):
+        student.pop(key)
+    torch.manual_seed(0)
+    model = MODELS.build(student)
+    model.init_weights()
+    ckpt = tmp_path / 'student.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    out = str(tmp_path / 'student.onnx')
+    assert tool.main([config, str(ckpt), out, '--check-batch', '2']) == 0
+    model.eval()
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        cls_logits, dist_logits = model.head.logits(model.extract_feat(x))
+    got = ort.InferenceSession(out, providers=['CPUExecutionProvider']).run(
+        ['logits'], {'inputs': x.numpy()})[0]
+    assert got.shape == (5, 10)
+    assert abs(got - ((cls_logits + dist_logits) / 2).numpy()).max() <= 1e-4
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta['deit_plugin.fusion'] == '"mean"' and '72.94' in meta['deit_plugin.mean']
