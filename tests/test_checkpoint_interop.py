@@ -51,7 +51,8 @@ def test_convert_maps_every_key_and_keeps_values():
     src = timm_deit('deit_tiny_distilled_patch16_224').state_dict()
     out = convert_deit_state_dict(src)
     assert len(out) == len(src)
-    assert torch.equal(out['backbone.layers.11.ffn.layers.0.0.weight'], src['blocks.11.mlp.fc1.weight'])
+    assert torch.equal(out['backbone.layers.11.ffn.layers.0.0.weight'],
+                       src['blocks.11.mlp.fc1.weight'])
     assert torch.equal(out['backbone.layers.3.attn.qkv.bias'], src['blocks.3.attn.qkv.bias'])
     assert torch.equal(out['backbone.ln1.weight'], src['norm.weight'])
     assert torch.equal(out['head.layers.head_dist.weight'], src['head_dist.weight'])
@@ -333,3 +334,50 @@ def test_onnx_export_matches_pytorch_with_dynamic_batch(tmp_path):
     assert abs(got - ((cls_logits + dist_logits) / 2).numpy()).max() <= 1e-4
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert meta['deit_plugin.fusion'] == '"mean"' and '72.94' in meta['deit_plugin.mean']
+
+
+def test_converted_timm_checkpoint_evaluates_with_tools_test_like_timm(fmnist_root, tmp_path):
+    """A timm DeiT⚗ (the demo student's shape) → deit_to_plugin.py → tools/test.py on real
+    Fashion-MNIST test images: every image's fused score equals timm's eval output."""
+    import glob
+    import pickle
+
+    import cv2
+    from timm.models.deit import VisionTransformerDistilled
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    import test as test_tool
+    torch.manual_seed(0)
+    ref = VisionTransformerDistilled(img_size=28, patch_size=4, in_chans=1, num_classes=10,
+                                     embed_dim=64, depth=4, num_heads=4, mlp_ratio=4.).eval()
+    with torch.no_grad():
+        ref.head.weight.normal_(0, 0.5)
+        ref.head_dist.weight.normal_(0, 0.5)
+    src = _save(tmp_path, {'model': ref.state_dict(), 'epoch': 299})
+    converted = tmp_path / 'converted.pth'
+    rc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/model_converters/deit_to_plugin.py'),
+                         str(src), str(converted)], capture_output=True, text=True)
+    assert rc.returncode == 0, rc.stderr
+    config = tmp_path / 'student_only.py'
+    config.write_text(
+        f"_base_ = ['{osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')}']\n"
+        "model = dict(teacher=None, teacher_ckpt=None, predict_with_teacher=False,\n"
+        "             head=dict(distillation='none'))\n"
+        "val_evaluator = [dict(type='Accuracy', topk=(1, ))]\n"
+        "test_evaluator = val_evaluator\n")
+    preds = tmp_path / 'preds.pkl'
+    metrics = test_tool.main([str(config), str(converted), '--work-dir', str(tmp_path / 'wd'),
+                              '--out', str(preds), '--cfg-options',
+                              f'test_dataloader.dataset.data_root={fmnist_root}'])
+    with open(preds, 'rb') as f:
+        dumped = pickle.load(f)
+    files = [d['img_path'] for d in dumped]
+    images = torch.from_numpy(
+        __import__('numpy').stack([cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in files])).float()
+    x = ((images - 72.94) / 90.02).unsqueeze(1)
+    with torch.no_grad():
+        expected = ref(x).softmax(dim=1)
+    scores = torch.stack([d['pred_score'] for d in dumped])
+    assert len(dumped) == len(glob.glob(osp.join(fmnist_root, 'test', '*', '*.png')))
+    assert (scores - expected).abs().max() <= 1e-4
+    top1 = (expected.argmax(1) == torch.tensor([int(d['gt_label'][0]) for d in dumped]))
+    assert metrics['accuracy/top1'] == pytest.approx(top1.float().mean().item() * 100, abs=1e-3)
