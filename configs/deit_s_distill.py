@@ -75,4 +75,8 @@ custom_hooks = [
     dict(type='deit_plugin.DistillationHook'),
     # official model EMA, decay 0.99996 per iteration
     dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL'),
+    dict(type='deit_plugin.RandomStateHook'),  # exact resume: random states in checkpoints
+    dict(type='deit_plugin.FiniteLossHook'),  # stop at a NaN/Inf loss term, before saving
 ]
+# checkpoints written to a temporary name, then renamed: a killed run never leaves a broken one
+default_hooks = dict(checkpoint=dict(type='deit_plugin.AtomicCheckpointHook'))

@@ -1,15 +1,19 @@
 """deit_plugin: DeiT with distillation through attention, for mmpretrain/mmengine.
 
 Importing the package registers its classes under the ``deit_plugin`` registry scope (a child of
-mmpretrain's) and makes mmengine checkpoints loadable under torch>=2.6 (see
-:mod:`deit_plugin.checkpoint_compat`).
+mmpretrain's), makes mmengine checkpoints loadable under torch>=2.6 (see
+:mod:`deit_plugin.checkpoint_compat`) and reports truncated or unreadable checkpoint files by
+path (see :mod:`deit_plugin.checkpoint_io`).
 """
 from .checkpoint_compat import allow_mmengine_checkpoint_globals
+from .checkpoint_io import install_checkpoint_file_checks
 from .version import __version__
 
 allow_mmengine_checkpoint_globals()
+install_checkpoint_file_checks()
 
-from .engine import ChannelsLastHook, DistillationHook, StudentOptimWrapperConstructor  # noqa: E402
+from .engine import (AtomicCheckpointHook, ChannelsLastHook, DistillationHook,  # noqa: E402
+                     FiniteLossHook, RandomStateHook, StudentOptimWrapperConstructor)
 from .evaluation import DistillationMetric  # noqa: E402
 from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
                      DistilledVisionTransformer, HardDistillationLoss, SoftDistillationLoss)
@@ -18,5 +22,6 @@ __all__ = [
     '__version__', 'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
     'SoftDistillationLoss', 'DistillationClassifier', 'DistillationHook',
     'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric',
-    'allow_mmengine_checkpoint_globals'
+    'allow_mmengine_checkpoint_globals', 'AtomicCheckpointHook', 'FiniteLossHook',
+    'RandomStateHook', 'install_checkpoint_file_checks'
 ]

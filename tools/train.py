@@ -3,14 +3,17 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v]
 """
 import argparse
+import logging
 import os
 import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
+from deit_plugin.checkpoint_io import check_checkpoint_file, find_resume_checkpoint
 from deit_plugin.dist_utils import prepare_cpu_distributed
 
 
@@ -20,8 +23,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
-        help='resume from this checkpoint; without a path, from the latest checkpoint in the '
-        'work dir')
+        help='resume from this checkpoint; without a path (or with "auto"), from the one the '
+        'work dir\'s last_checkpoint file names (none: start from scratch, with a warning)')
     parser.add_argument('--amp', action='store_true',
                         help='enable automatic-mixed-precision training (CUDA)')
     parser.add_argument('--no-validate', action='store_true',
@@ -68,9 +71,19 @@ def merge_args(cfg, args):
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # mmengine follows <work_dir>/last_checkpoint blindly; check its target first
+        latest = find_resume_checkpoint(cfg.work_dir)
+        if latest is None:
+            print_log(f'--resume: no checkpoint to resume in {cfg.work_dir} (no last_checkpoint '
+                      f'file there), starting from scratch. Pass the same --work-dir as the '
+                      f'interrupted run, or --resume <checkpoint>.', logger='current',
+                      level=logging.WARNING)
+            cfg.resume = False
+        else:
+            cfg.resume = True
+        cfg.load_from = latest
     elif args.resume is not None:
+        check_checkpoint_file(args.resume)
         cfg.resume = True
         cfg.load_from = args.resume
     if args.auto_scale_lr:

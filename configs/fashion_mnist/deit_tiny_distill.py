@@ -49,4 +49,8 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=3, val_interval=3)
-custom_hooks = [dict(type='deit_plugin.DistillationHook')]
+custom_hooks = [
+    dict(type='deit_plugin.DistillationHook'),
+    dict(type='deit_plugin.RandomStateHook'),  # exact resume: random states in checkpoints
+    dict(type='deit_plugin.FiniteLossHook'),  # stop at a NaN/Inf loss term, before saving
+]

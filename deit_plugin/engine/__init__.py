@@ -1,7 +1,11 @@
+from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .channels_last_hook import ChannelsLastHook
 from .distillation_hook import DistillationHook, strip_teacher
+from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
 from .optim_constructor import StudentOptimWrapperConstructor
+from .random_state_hook import RandomStateHook
 
 __all__ = [
-    'ChannelsLastHook', 'DistillationHook', 'StudentOptimWrapperConstructor', 'strip_teacher'
+    'AtomicCheckpointHook', 'ChannelsLastHook', 'DistillationHook', 'FiniteLossHook',
+    'NonFiniteLossError', 'RandomStateHook', 'StudentOptimWrapperConstructor', 'strip_teacher'
 ]
