@@ -115,6 +115,7 @@ def main(argv=None):
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    return runner
 
 
 if __name__ == '__main__':
