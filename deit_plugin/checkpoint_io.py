@@ -21,7 +21,6 @@ do. Files that pass the check are loaded by mmengine's own loader, unchanged.
 import glob
 import os
 import os.path as osp
-import pickle
 import zipfile
 from typing import Callable, List, Optional, Union
 
@@ -152,12 +151,12 @@ def checked_loader(loader: Callable) -> Callable:
         check_checkpoint_file(filename)
         try:
             return loader(filename, map_location)
-        except (EOFError, pickle.UnpicklingError, RuntimeError) as e:
+        except Exception as e:  # torch.load fails in many ways on a broken or foreign file
             message = str(e)
-            if 'Weights only load failed' in message:
-                raise  # torch's own safety refusal says what it refused and why
+            if 'Weights only load failed' in message or 'allocate' in message:
+                raise  # torch's own refusal (unsafe global) or out of memory: already clear
             path = osp.expanduser(filename)
-            if isinstance(e, EOFError) or 'truncated' in message:
+            if isinstance(e, EOFError) or 'EOF' in message or 'truncated' in message:
                 raise CheckpointTruncatedError(
                     f'checkpoint {path} is truncated ({message.strip()}). '
                     f'{_fix_for_truncated(path)}') from e

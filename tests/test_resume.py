@@ -2,8 +2,8 @@
 bit for bit, as an uninterrupted run; the teacher is reloaded and never changes.
 
 The student is the demo's DeiT⚗ with every random source switched on (random flips in the
-pipeline, Mixup, drop-path, EMA, validation every epoch) on 256 real Fashion-MNIST images,
-3 epochs of 8 iterations; the teacher is a freshly initialised ResNet_CIFAR saved as a checkpoint
+pipeline, Mixup, drop-path, EMA, validation every epoch) on 125 real Fashion-MNIST images,
+3 epochs of 4 iterations; the teacher is a freshly initialised ResNet_CIFAR saved as a checkpoint
 (its weights do not matter for exactness, only that they stay fixed).
 """
 import os
@@ -61,14 +61,15 @@ param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin
                    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0,
                         end={EPOCHS}, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs={EPOCHS}, val_interval=1)
-default_hooks = dict(logger=dict(interval=4),
+default_hooks = dict(logger=dict(interval=2),
                      checkpoint=dict(max_keep_ckpts=3))
+# every 16th image (all classes): 125 train images, 4 iterations of up to 32 per epoch
+train_dataloader = dict(batch_size=32, dataset=dict(indices=list(range(0, 2000, 16))))
+val_dataloader = dict(dataset=dict(indices=list(range(0, 2000, 64))))
 """)
     opts = ['--cfg-options'] + [
         f'{loader}.dataset.data_root={fmnist_root}'
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')] + [
-        'train_dataloader.batch_size=32', 'train_dataloader.dataset.indices=256',
-        'val_dataloader.dataset.indices=64']
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     threads = ['--threads', str(torch.get_num_threads())]
     ref_dir = str(tmp / 'uninterrupted')
     runner = train_tool.main([config, '--work-dir', ref_dir, *threads, *opts])
