@@ -28,7 +28,8 @@ from mmengine.fileio import LocalBackend, register_backend
 
 ATOMIC_BACKEND = 'deit_plugin_atomic_local'
 PART_SUFFIX = '.part'
-_ZIP_MAGIC = b'PK\x03\x04'
+_ZIP_MAGIC = b'PK\x03\x04'  # torch.save's format since torch 1.6
+_PICKLE_PROTO = b'\x80'  # torch's legacy format: pickles, protocol >= 2
 
 
 class CheckpointTruncatedError(RuntimeError):
@@ -103,7 +104,8 @@ def check_checkpoint_file(path: str) -> None:
     Raises:
         FileNotFoundError: no such file.
         CheckpointTruncatedError: empty file, or a zip whose end is missing.
-        CheckpointUnreadableError: the file cannot be opened.
+        CheckpointUnreadableError: the file cannot be opened, or is neither a zip archive nor a
+            pickle.
     """
     path = osp.expanduser(path)
     if not osp.isfile(path):
@@ -126,6 +128,10 @@ def check_checkpoint_file(path: str) -> None:
         raise CheckpointTruncatedError(
             f'checkpoint {path} is truncated: the file is empty (0 bytes). The process writing '
             f'it was probably killed. {_fix_for_truncated(path)}')
+    if head != _ZIP_MAGIC and not head.startswith(_PICKLE_PROTO):
+        raise CheckpointUnreadableError(
+            f'{path} is not a PyTorch checkpoint (it starts with {head!r}, not a zip archive or '
+            f'a pickle): give a .pth file written by torch.save (e.g. by tools/train.py).')
     if head == _ZIP_MAGIC and not zipfile.is_zipfile(path):
         raise CheckpointTruncatedError(
             f'checkpoint {path} is truncated: {size} bytes, the end of the zip archive torch '
@@ -205,6 +211,21 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
             f'resume with `--resume {osp.join(work_dir, osp.basename(target))}`.')
     check_checkpoint_file(target)
     return target
+
+
+def describe_checkpoint_kind(state_dict: dict) -> str:
+    """``': it is a <kind> checkpoint (<evidence>)'`` for state dicts of models that are
+    commonly given by mistake (a distilled DeiT student, a detector), else ``''``."""
+    keys = list(state_dict)
+    for marker, kind in (('dist_token', 'distilled DeiT student'),
+                         ('head_dist', 'distilled DeiT student'),
+                         ('rpn_head.', 'detector'), ('roi_head.', 'detector'),
+                         ('bbox_head.', 'detector'), ('mask_head.', 'detector'),
+                         ('decode_head.', 'segmentor')):
+        hit = next((k for k in keys if marker in k), None)
+        if hit is not None:
+            return f': it is a {kind}\'s checkpoint (it has {hit})'
+    return ''
 
 
 def stale_parts(directory: str) -> List[str]:

@@ -11,6 +11,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.structures import DataSample
 
+from deit_plugin.checkpoint_io import describe_checkpoint_kind
 from deit_plugin.converters.deit import WrongCheckpointKind, unwrap_state_dict
 from deit_plugin.registry import MODELS
 
@@ -185,7 +186,10 @@ class DistillationClassifier(ImageClassifier):
         if t_mean.numel() != channels:
             raise ValueError(
                 f'student inputs have {channels} channels but the teacher ({self._teacher_desc}) '
-                f'normalises {t_mean.numel()}: teacher and student must read the same images.')
+                f'normalises {t_mean.numel()}: teacher and student must read the same images. '
+                f'Use a teacher trained on {channels}-channel images, or make the student read '
+                f'{t_mean.numel()}-channel images (pipeline color_type, backbone.in_channels and '
+                f'data_preprocessor mean/std).')
         self.flip_channels_for_teacher = s_rgb != t_rgb
         if self.flip_channels_for_teacher:
             if channels != 3:
@@ -251,14 +255,21 @@ class DistillationClassifier(ImageClassifier):
             raise ValueError(
                 f'teacher checkpoint {path!r} is a distillation checkpoint (it has teacher.* '
                 f'keys): give the teacher\'s own checkpoint.')
-        result = self.teacher.load_state_dict(state, strict=False)
+        fix = (f'{describe_checkpoint_kind(state)}. Set model.teacher_ckpt to a checkpoint '
+               f'written by training the teacher\'s config (not a student\'s, a detector\'s or '
+               f'another model\'s).')
+        try:
+            result = self.teacher.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # torch refuses shape mismatches even with strict=False
+            raise ValueError(
+                f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
+                f'{str(e).strip().splitlines()[-1].strip()}{fix}') from e
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
                 f'{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), '
                 f'{len(result.unexpected_keys)} unexpected (e.g. '
-                f'{result.unexpected_keys[:3]}). Is it a checkpoint of that config (not a '
-                f'student, detector or other model)?')
+                f'{result.unexpected_keys[:3]}){fix}')
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         self.teacher_loaded = True

@@ -69,10 +69,12 @@ class DeiTDistillHead(ClsHead):
         super().__init__(loss=loss, topk=topk, init_cfg=init_cfg, **kwargs)
         if distillation not in self.DISTILLATIONS:
             raise ValueError(f'distillation must be one of {self.DISTILLATIONS}, got '
-                             f'{distillation!r}.')
+                             f"{distillation!r}: set head.distillation='hard' (paper and official "
+                             f"default), 'soft', or 'none' (no teacher).")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f'alpha must be in [0, 1], got {alpha}: it weights the '
-                             f'distillation loss against the class loss (official 0.5).')
+                             f'distillation loss against the class loss. Set head.alpha in '
+                             f'[0, 1] (official code 0.5; the paper\'s soft distillation 0.1).')
         if fusion not in self.FUSIONS:
             raise ValueError(f'fusion must be one of {self.FUSIONS}, got {fusion!r}.')
         if num_classes <= 0:

@@ -60,7 +60,8 @@ class SoftDistillationLoss(nn.Module):
                  loss_weight: float = 1.0) -> None:
         super().__init__()
         if not tau > 0:
-            raise ValueError(f'tau must be > 0, got {tau}: the paper uses 3.0, the code 1.0.')
+            raise ValueError(f'tau must be > 0, got {tau}: it divides the logits. Set '
+                             f'distill_loss.tau > 0 (the paper uses 3.0, the official code 1.0).')
         if reduction not in self.REDUCTIONS:
             raise ValueError(f'reduction must be one of {self.REDUCTIONS}, got {reduction!r}.')
         self.tau = float(tau)

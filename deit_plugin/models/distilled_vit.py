@@ -29,7 +29,7 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
       time for any input whose sides are multiples of ``patch_size``.
     - Inputs of the wrong channel count or with sides that are not multiples of the patch size
       are refused with an error that says what to change (mmcv's ``PatchEmbed`` would otherwise
-      pad them silently).
+      pad them silently), and so is a checkpoint without ``dist_token`` (a non-distilled model).
 
     Args:
         arch (str | dict): ``'deit-tiny'``, ``'deit-small'``, ``'deit-base'`` or a dict with
@@ -95,6 +95,19 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         # The parent freezes before dist_token exists; freeze again now that it does.
         if self.frozen_stages > 0:
             self._freeze_stages()
+        # Runs before mmpretrain's position-embedding hook, which would read a non-distilled
+        # checkpoint's single extra token as two and fail with a bare AssertionError.
+        handle = self._register_load_state_dict_pre_hook(self._require_dist_token)
+        self._load_state_dict_pre_hooks.move_to_end(handle.id, last=False)
+
+    def _require_dist_token(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        if prefix + 'cls_token' in state_dict and prefix + 'dist_token' not in state_dict:
+            raise ValueError(
+                f'the checkpoint has {prefix}cls_token but no {prefix}dist_token: it comes from '
+                f'a non-distilled ViT/DeiT, whose one extra token cannot fill the class and '
+                f'distillation tokens of {type(self).__name__}. Load a distilled checkpoint '
+                f"(mmpretrain's deit-*_distilled models or one trained with deit_plugin), or "
+                f'train the student without it (remove load_from / the Pretrained init_cfg).')
 
     def resize_pos_embed(self, pos_embed: torch.Tensor, src_shape: Tuple[int, int],
                          dst_shape: Tuple[int, int]) -> torch.Tensor:
