@@ -154,3 +154,37 @@ def test_nan_loss_stops_training_naming_iteration_and_term_and_keeps_last_checkp
     assert saved['meta']['epoch'] == 1
     assert all(torch.isfinite(v).all() for v in saved['state_dict'].values()
                if v.is_floating_point())
+
+
+def test_a_teacher_in_the_optimizer_is_refused_before_training():
+    """mmengine's default constructor puts the (frozen) teacher into the parameter groups."""
+    from types import SimpleNamespace
+
+    from mmengine.optim import build_optim_wrapper
+    model = student()
+    runner = SimpleNamespace(model=model, hooks=[], logger=None,
+                             optim_wrapper=build_optim_wrapper(model, dict(
+                                 optimizer=dict(type='AdamW', lr=1e-3))))
+    hook = deit_plugin.DistillationHook()
+    hook._loaded = True
+    with pytest.raises(RuntimeError, match="teacher's parameters are in the optimizer.*"
+                       "constructor='deit_plugin.StudentOptimWrapperConstructor'"):
+        hook.before_train(runner)
+    runner.optim_wrapper = build_optim_wrapper(model, dict(
+        constructor='deit_plugin.StudentOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=1e-3)))
+    hook.before_train(runner)  # accepted
+
+
+def test_a_teacher_changed_during_training_is_detected():
+    from types import SimpleNamespace
+
+    from deit_plugin.engine.distillation_hook import teacher_fingerprint
+    model = student()
+    runner = SimpleNamespace(model=model, hooks=[], logger=None)
+    hook = deit_plugin.DistillationHook()
+    hook._fingerprint = teacher_fingerprint(model.teacher.state_dict())
+    weight = model.teacher.head.fc.weight
+    weight.data.view(-1)[0] = torch.nextafter(weight.data.view(-1)[0], torch.tensor(2.))
+    with pytest.raises(RuntimeError, match='the teacher changed during training'):
+        hook.after_train(runner)

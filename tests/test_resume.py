@@ -6,6 +6,7 @@ pipeline, Mixup, drop-path, EMA, validation every epoch) on 125 real Fashion-MNI
 3 epochs of 4 iterations; the teacher is a freshly initialised ResNet_CIFAR saved as a checkpoint
 (its weights do not matter for exactness, only that they stay fixed).
 """
+import glob
 import os
 import os.path as osp
 import shutil
@@ -126,17 +127,21 @@ def test_uninterrupted_run_learns_and_saves_random_states(setup):
     assert 'ema_state_dict' in ckpt
 
 
+def newest_log(work_dir):
+    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
+    with open(logs[-1]) as f:
+        return f.read()
+
+
 def test_resume_auto_after_sigkill_gives_bit_identical_weights(setup, killed):
-    """A fresh process, `--resume` with no path: follows last_checkpoint (epoch_2.pth) although
-    epoch_1.pth is there too."""
+    """`--resume` with no path follows last_checkpoint (epoch_2.pth) although epoch_1.pth is
+    there too."""
     work_dir = copy_of(killed, 'resume_auto')
-    result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools/train.py'), setup['config'], '--work-dir',
-         work_dir, '--resume', *setup['threads'], *setup['opts']], cwd=ROOT,
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'resumed epoch: 2' in result.stdout + result.stderr
-    assert 'restored the random states' in result.stdout + result.stderr
+    train_tool.main([setup['config'], '--work-dir', work_dir, '--resume', *setup['threads'],
+                     *setup['opts']])
+    time.sleep(1.1)
+    log = newest_log(work_dir)
+    assert 'resumed epoch: 2' in log and 'restored the random states' in log
     final = osp.join(work_dir, f'epoch_{EPOCHS}.pth')
     ref = osp.join(setup['ref_dir'], f'epoch_{EPOCHS}.pth')
     # EMAHook saves the averaged weights as state_dict and the raw ones as ema_state_dict
@@ -186,3 +191,27 @@ def test_without_the_random_state_hook_a_resume_is_not_exact(setup, killed):
     final = state_of(osp.join(work_dir, f'epoch_{EPOCHS}.pth'))
     ref = state_of(osp.join(setup['ref_dir'], f'epoch_{EPOCHS}.pth'))
     assert not torch.equal(final['backbone.cls_token'], ref['backbone.cls_token'])
+
+
+def test_ddp_resume_with_ema_keeps_the_teacher_bit_identical(setup, killed):
+    """tools/dist_train.sh, 2 CPU processes, resuming the killed run's epoch_2.pth: the teacher
+    is reloaded on both ranks and DistillationHook verifies on each rank, after training, that
+    it (and EMA's copy) still has the fingerprint of the checkpoint file; the new checkpoint
+    holds both ranks' random states."""
+    from deit_plugin.engine.distillation_hook import teacher_fingerprint
+    work_dir = copy_of(killed, 'resume_ddp')
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT='29547')
+    result = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools/dist_train.sh'), setup['config'], '2', '--work-dir',
+         work_dir, '--resume', *setup['opts']], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = newest_log(work_dir)
+    assert 'resumed epoch: 2' in log
+    assert 'random states of 1 processes, this run has 2' in log  # said, not hidden
+    fingerprint = teacher_fingerprint(state_of(setup['teacher_ckpt']))
+    assert f'teacher unchanged since it was loaded from {setup["teacher_ckpt"]} ' \
+           f'(fingerprint {fingerprint})' in log
+    ckpt = torch.load(osp.join(work_dir, f'epoch_{EPOCHS}.pth'), map_location='cpu')
+    assert len(ckpt['random_states']['ranks']) == 2
+    assert not [k for k in ckpt['state_dict'] if k.startswith('teacher.')]

@@ -1,6 +1,8 @@
 """The teacher's lifecycle inside an mmengine Runner."""
+import hashlib
 from typing import Optional
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -23,6 +25,18 @@ def strip_teacher(state_dict: dict) -> int:
     return len(keys)
 
 
+def teacher_fingerprint(state_dict: dict) -> str:
+    """SHA-256 (first 16 hex digits) over the names and raw bytes of every tensor, in name
+    order; memory format (channels-last) does not change it, any bit of any weight does."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 @HOOKS.register_module()
 class DistillationHook(Hook):
     """Loads, guards and leaves out the teacher of a ``deit_plugin.DistillationClassifier``.
@@ -39,6 +53,10 @@ class DistillationHook(Hook):
       the teacher is loaded) gets the loaded teacher too. EMA swaps *all* parameters in for
       validation, so a stale teacher copy would otherwise judge the student there; averaging a
       constant with ``lerp_`` keeps it bit-exact afterwards.
+    - Checks what the plugin promises about the teacher, in every run (DDP: on every rank):
+      before training, that no teacher parameter is in the optimizer's parameter groups; after
+      training, that the teacher (and EMA's copy of it) is bit-identical to what was loaded
+      (:func:`teacher_fingerprint`, logged with the checkpoint path). Either failing raises.
 
     Priority ``LOW``: ``before_save_checkpoint`` must run after ``EMAHook`` has added
     ``ema_state_dict`` (and swapped it with the model's state dict, which needs the teacher keys
@@ -52,6 +70,7 @@ class DistillationHook(Hook):
 
     def __init__(self) -> None:
         self._loaded = False
+        self._fingerprint: Optional[str] = None
 
     def _model(self, runner):
         model = _unwrap(runner.model)
@@ -72,10 +91,46 @@ class DistillationHook(Hook):
                 ema_teacher = getattr(getattr(ema_model, 'module', None), 'teacher', None)
                 if ema_teacher is not None:
                     ema_teacher.load_state_dict(model.teacher.state_dict())
+            self._fingerprint = teacher_fingerprint(model.teacher.state_dict())
         self._loaded = True
+
+    def _teachers(self, runner):
+        """The teacher and any EMA copy of it."""
+        teachers = [('teacher', self._model(runner).teacher)]
+        for hook in runner.hooks:
+            ema_model = getattr(hook, 'ema_model', None)
+            ema_teacher = getattr(getattr(ema_model, 'module', None), 'teacher', None)
+            if ema_teacher is not None:
+                teachers.append((f'{type(hook).__name__} copy of the teacher', ema_teacher))
+        return teachers
 
     def before_train(self, runner) -> None:
         self._ensure_teacher(runner)
+        model = self._model(runner)
+        if model.teacher is None:
+            return
+        wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
+        wrappers = wrappers.values() if wrappers else [runner.optim_wrapper]
+        in_optim = {id(p) for w in wrappers for g in w.optimizer.param_groups
+                    for p in g['params']}
+        if in_optim & {id(p) for p in model.teacher.parameters()}:
+            raise RuntimeError(
+                "the teacher's parameters are in the optimizer's parameter groups: set "
+                "optim_wrapper.constructor='deit_plugin.StudentOptimWrapperConstructor'.")
+
+    def after_train(self, runner) -> None:
+        if self._fingerprint is None:
+            return
+        for name, teacher in self._teachers(runner):
+            now = teacher_fingerprint(teacher.state_dict())
+            if now != self._fingerprint:
+                raise RuntimeError(
+                    f'the {name} changed during training (fingerprint {self._fingerprint} -> '
+                    f'{now}); it must stay frozen. Something trained or overwrote it: check '
+                    f'custom hooks and the optimizer constructor.')
+        runner.logger.info(
+            f'deit_plugin: teacher unchanged since it was loaded from '
+            f'{self._model(runner).teacher_ckpt} (fingerprint {self._fingerprint})')
 
     def before_val(self, runner) -> None:
         self._ensure_teacher(runner)
