@@ -1,7 +1,7 @@
 """Checkpoint files that survive a killed process, and load errors that say what happened.
 
 Writing (upstream behaviour, mmengine 0.10.7): ``Runner.save_checkpoint`` hands the pickled bytes
-to ``mmengine.runner.checkpoint.save_checkpoint`` (``runner/checkpoint.py`` line 790), which calls
+to ``mmengine.runner.checkpoint.save_checkpoint`` (``runner/checkpoint.py`` line 793), which calls
 the file backend's ``put``; ``LocalBackend.put`` (``fileio/backends/local_backend.py`` line 77)
 opens the *final* name with ``'wb'`` and writes. A process killed during that write leaves a
 truncated file under the checkpoint's real name. :class:`AtomicLocalBackend` writes to

@@ -31,6 +31,9 @@ def test_plugin_registers_in_its_own_scope_and_replaces_nothing_of_mmpretrain():
 
 
 @pytest.mark.parametrize('registry,name', [('HOOKS', 'DistillationHook'),
+                                           ('HOOKS', 'RandomStateHook'),
+                                           ('HOOKS', 'AtomicCheckpointHook'),
+                                           ('HOOKS', 'FiniteLossHook'),
                                            ('METRICS', 'DistillationMetric'),
                                            ('OPTIM_WRAPPER_CONSTRUCTORS',
                                             'StudentOptimWrapperConstructor')])

@@ -95,8 +95,9 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         # The parent freezes before dist_token exists; freeze again now that it does.
         if self.frozen_stages > 0:
             self._freeze_stages()
-        # Runs before mmpretrain's position-embedding hook, which would read a non-distilled
-        # checkpoint's single extra token as two and fail with a bare AssertionError.
+        # Runs before mmpretrain's position-embedding hook (vision_transformer.py line 391),
+        # which would read a non-distilled checkpoint's single extra token as two and fail with
+        # a bare AssertionError ("The length of `pos_embed` ... doesn't match", embed.py L45).
         handle = self._register_load_state_dict_pre_hook(self._require_dist_token)
         self._load_state_dict_pre_hooks.move_to_end(handle.id, last=False)
 
