@@ -153,7 +153,7 @@ def _fix_for_truncated(path: str) -> str:
 def checked_loader(loader: Callable) -> Callable:
     """Wrap an mmengine local checkpoint loader ``(filename, map_location) -> checkpoint``."""
 
-    def load_checked_local_checkpoint(filename: str, map_location=None):
+    def load_from_checked_local(filename: str, map_location=None):
         check_checkpoint_file(filename)
         try:
             return loader(filename, map_location)
@@ -171,8 +171,8 @@ def checked_loader(loader: Callable) -> Callable:
                 f': {message.strip()[:200]}): give a .pth file written by torch.save (e.g. '
                 f'by tools/train.py).') from e
 
-    load_checked_local_checkpoint.__wrapped__ = loader
-    return load_checked_local_checkpoint
+    load_from_checked_local.__wrapped__ = loader
+    return load_from_checked_local
 
 
 def install_checkpoint_file_checks() -> None:

@@ -17,14 +17,12 @@ import time
 
 import pytest
 import torch
-from mmengine.config import Config
+from reliability_utils import (ROOT, STUDENT_CFG, save_initialised_teacher,
+                               tiny_student_cfg)
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 import train as train_tool  # noqa: E402
 
-TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
-STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 EPOCHS = 3
 
 
@@ -41,14 +39,7 @@ def assert_bit_identical(a, b):
 @pytest.fixture(scope='module')
 def setup(fmnist_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('resume')
-    from mmpretrain.registry import MODELS
-    teacher_cfg = Config.fromfile(TEACHER_CFG)
-    teacher = MODELS.build(dict(teacher_cfg.model,
-                                data_preprocessor=teacher_cfg.data_preprocessor))
-    torch.manual_seed(1)
-    teacher.init_weights()
-    teacher_ckpt = str(tmp / 'teacher.pth')
-    torch.save({'state_dict': teacher.state_dict()}, teacher_ckpt)
+    teacher_ckpt = save_initialised_teacher(str(tmp / 'teacher.pth'))
     config = str(tmp / 'student_resume.py')
     with open(config, 'w') as f:
         f.write(f"""_base_ = ['{STUDENT_CFG}']
@@ -222,7 +213,6 @@ def test_iteration_based_loop_resumes_exactly(fmnist_root, tmp_path):
     random numbers); the states are restored after that skip. 6 iterations straight vs 3, stop,
     resume, 3 more: the same weights, bit for bit."""
     from mmengine.runner import Runner
-    from reliability_utils import save_initialised_teacher, tiny_student_cfg
     teacher = save_initialised_teacher(str(tmp_path / 'teacher.pth'))
 
     def run(work_dir, max_iters, resume=None):

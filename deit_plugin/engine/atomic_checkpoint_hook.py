@@ -65,7 +65,7 @@ class AtomicCheckpointHook(CheckpointHook):
             self.backend_args = dict(backend=ATOMIC_BACKEND)
         super().before_train(runner)
         self._atomic = local and isinstance(self.file_backend, LocalBackend)
-        if self._atomic:
+        if self._atomic and is_main_process():
             for part in stale_parts(self.out_dir):
                 os.remove(part)
                 runner.logger.warning(
