@@ -128,11 +128,13 @@ def test_resume_auto_after_sigkill_gives_bit_identical_weights(setup, killed):
     """`--resume` with no path follows last_checkpoint (epoch_2.pth) although epoch_1.pth is
     there too."""
     work_dir = copy_of(killed, 'resume_auto')
-    train_tool.main([setup['config'], '--work-dir', work_dir, '--resume', *setup['threads'],
-                     *setup['opts']])
+    runner = train_tool.main([setup['config'], '--work-dir', work_dir, '--resume',
+                              *setup['threads'], *setup['opts']])
     time.sleep(1.1)
     log = newest_log(work_dir)
     assert 'resumed epoch: 2' in log and 'restored the random states' in log
+    # the teacher was reloaded from its own file and is bit-identical to it after training
+    assert_bit_identical(runner.model.teacher.state_dict(), state_of(setup['teacher_ckpt']))
     final = osp.join(work_dir, f'epoch_{EPOCHS}.pth')
     ref = osp.join(setup['ref_dir'], f'epoch_{EPOCHS}.pth')
     # EMAHook saves the averaged weights as state_dict and the raw ones as ema_state_dict
