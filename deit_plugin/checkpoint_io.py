@@ -123,7 +123,7 @@ def check_checkpoint_file(path: str) -> None:
     except OSError as e:
         raise CheckpointUnreadableError(
             f'checkpoint {path} cannot be read ({e.strerror}): fix its permissions or give '
-            f'another file.') from e
+            f'another file.') from None
     if size == 0:
         raise CheckpointTruncatedError(
             f'checkpoint {path} is truncated: the file is empty (0 bytes). The process writing '
@@ -165,11 +165,11 @@ def checked_loader(loader: Callable) -> Callable:
             if isinstance(e, EOFError) or 'EOF' in message or 'truncated' in message:
                 raise CheckpointTruncatedError(
                     f'checkpoint {path} is truncated ({message.strip()}). '
-                    f'{_fix_for_truncated(path)}') from e
+                    f'{_fix_for_truncated(path)}') from None
             raise CheckpointUnreadableError(
                 f'{path} is not a PyTorch checkpoint that torch.load can read ({type(e).__name__}'
                 f': {message.strip()[:200]}): give a .pth file written by torch.save (e.g. '
-                f'by tools/train.py).') from e
+                f'by tools/train.py).') from None
 
     load_from_checked_local.__wrapped__ = loader
     return load_from_checked_local
