@@ -263,7 +263,7 @@ class DistillationClassifier(ImageClassifier):
         except RuntimeError as e:  # torch refuses shape mismatches even with strict=False
             raise ValueError(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
-                f'{str(e).strip().splitlines()[-1].strip()}{fix}') from e
+                f'{str(e).strip().splitlines()[-1].strip()}{fix}') from None
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '

@@ -95,9 +95,8 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         # The parent freezes before dist_token exists; freeze again now that it does.
         if self.frozen_stages > 0:
             self._freeze_stages()
-        # Runs before mmpretrain's position-embedding hook (vision_transformer.py line 391),
-        # which would read a non-distilled checkpoint's single extra token as two and fail with
-        # a bare AssertionError ("The length of `pos_embed` ... doesn't match", embed.py L45).
+        # Runs before the position-embedding hook (_prepare_pos_embed), so that a non-distilled
+        # checkpoint is named as such rather than by its position-embedding length.
         handle = self._register_load_state_dict_pre_hook(self._require_dist_token)
         self._load_state_dict_pre_hooks.move_to_end(handle.id, last=False)
 
@@ -107,8 +106,10 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                 f'the checkpoint has {prefix}cls_token but no {prefix}dist_token: it comes from '
                 f'a non-distilled ViT/DeiT, whose one extra token cannot fill the class and '
                 f'distillation tokens of {type(self).__name__}. Load a distilled checkpoint '
-                f"(mmpretrain's deit-*_distilled models or one trained with deit_plugin), or "
-                f'train the student without it (remove load_from / the Pretrained init_cfg).')
+                f"(mmpretrain's deit-*_distilled models or one trained with deit_plugin); for an "
+                f'official/timm DeiT file, convert it with tools/model_converters/'
+                f'deit_to_plugin.py --init-dist-token-from-cls; or train the student without it '
+                f'(remove load_from / the Pretrained init_cfg).')
 
     def resize_pos_embed(self, pos_embed: torch.Tensor, src_shape: Tuple[int, int],
                          dst_shape: Tuple[int, int]) -> torch.Tensor:
