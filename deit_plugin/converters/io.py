@@ -3,10 +3,12 @@ import io
 import os
 import os.path as osp
 import pickle
-import zipfile
 from typing import Any, Dict
 
 import torch
+
+from deit_plugin.checkpoint_io import (CheckpointTruncatedError, CheckpointUnreadableError,
+                                     atomic_write, check_checkpoint_file)
 
 _CHUNK = 1 << 22  # 4 MiB
 
@@ -33,13 +35,11 @@ def read_checkpoint(path: str, *, unsafe_load: bool = False, progress: bool = Tr
     Returns:
         dict: The loaded object (must be a dict).
     """
-    if not osp.isfile(path):
-        raise CheckpointReadError(f'checkpoint {path!r} does not exist: check the path.')
+    try:  # missing, empty, truncated or not a torch file: one message with the fix
+        check_checkpoint_file(path)
+    except (FileNotFoundError, CheckpointTruncatedError, CheckpointUnreadableError) as err:
+        raise CheckpointReadError(str(err)) from None
     size = os.path.getsize(path)
-    if size == 0:
-        raise CheckpointReadError(f'checkpoint {path!r} is empty (0 bytes): it was truncated '
-                                  f'while being written; use an earlier checkpoint or '
-                                  f'download/copy it again.')
     buf = io.BytesIO()
     show = progress and size > (64 << 20)
     bar = None
@@ -56,17 +56,6 @@ def read_checkpoint(path: str, *, unsafe_load: bool = False, progress: bool = Tr
                 bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    data = buf.getvalue()
-    head = data[:4]
-    if head == b'PK\x03\x04' and not zipfile.is_zipfile(buf):
-        raise CheckpointReadError(
-            f'checkpoint {path!r} is truncated ({size} bytes, its zip directory is missing): '
-            f'the file was cut off while being written or copied; use an earlier checkpoint or '
-            f'copy/download it again.')
-    if head != b'PK\x03\x04' and not head.startswith(b'\x80'):
-        raise CheckpointReadError(
-            f'{path!r} is not a PyTorch checkpoint (it starts with {head!r}; torch.save files '
-            f'are zip archives or pickles): check that it is a .pth/.pt file.')
     buf.seek(0)
     try:
         obj = torch.load(buf, map_location='cpu', weights_only=not unsafe_load)
@@ -91,13 +80,9 @@ def read_checkpoint(path: str, *, unsafe_load: bool = False, progress: bool = Tr
 
 
 def write_checkpoint(obj: Dict[str, Any], path: str) -> None:
-    """``torch.save`` to a temporary name in the same folder, then rename (atomic)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{osp.basename(path)}.tmp{os.getpid()}')
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    """``torch.save`` atomically: to ``<path>.part``, fsync, then rename (as checkpoints are
+    written during training, see :mod:`deit_plugin.checkpoint_io`)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    atomic_write(buf.getvalue(), path)
