@@ -9,6 +9,7 @@ from .version import __version__
 
 allow_mmengine_checkpoint_globals()
 
+from .datasets import FashionMNISTIdx  # noqa: E402
 from .engine import ChannelsLastHook, DistillationHook, StudentOptimWrapperConstructor  # noqa: E402
 from .evaluation import DistillationMetric  # noqa: E402
 from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
@@ -17,6 +18,6 @@ from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
 __all__ = [
     '__version__', 'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
     'SoftDistillationLoss', 'DistillationClassifier', 'DistillationHook',
-    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric',
+    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric', 'FashionMNISTIdx',
     'allow_mmengine_checkpoint_globals'
 ]
