@@ -36,6 +36,7 @@ import glob
 import json
 import os
 import os.path as osp
+import signal
 import subprocess
 import sys
 import time
@@ -156,9 +157,15 @@ def run_batch(runs: Sequence[Run], threads: int, lock: Lock, log: dict) -> None:
             procs.append((run, subprocess.Popen(run.command(threads), cwd=ROOT, stdout=out,
                                                 stderr=subprocess.STDOUT), out, time.time()))
         failed = []
-        for run, proc, out, t0 in procs:
-            code = proc.wait()
-            out.close()
+        try:
+            codes = [proc.wait() for _, proc, _, _ in procs]
+        finally:  # interrupted (Ctrl-C, SIGTERM): stop the runs, do not leave them unlocked
+            for _, proc, out, _ in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait()
+                out.close()
+        for (run, proc, out, t0), code in zip(procs, codes):
             if code != 0:
                 failed.append(run)
                 continue
@@ -475,6 +482,8 @@ def main(argv=None) -> None:
     parser.add_argument('--skip-analysis', action='store_true')
     args = parser.parse_args(argv)
 
+    # SIGTERM ends the study like Ctrl-C: the running batch is stopped (run_batch's finally)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit('terminated'))
     arms = [Arm(s) for s in (args.arm or DEFAULT_ARMS)]
     lock = Lock(args.lock)
     os.makedirs(osp.join(ROOT, args.work_dir), exist_ok=True)
