@@ -480,6 +480,8 @@ def main(argv=None) -> None:
     parser.add_argument('--test-size', type=int, default=0,
                         help='evaluate on the first N test images only (0: all 10,000)')
     parser.add_argument('--skip-analysis', action='store_true')
+    parser.add_argument('--report-only', action='store_true',
+                        help='train nothing: tabulate and plot the runs that are done')
     args = parser.parse_args(argv)
 
     # SIGTERM ends the study like Ctrl-C: the running batch is stopped (run_batch's finally)
@@ -490,17 +492,24 @@ def main(argv=None) -> None:
     log = dict(batches=[], file=osp.join(args.work_dir, 'batches.jsonl'))
     start = time.time()
     t_runs = {a.name: teacher_runs(a, args.work_dir, args.test_size) for a in arms}
-    schedule([r for a in arms for r in t_runs[a.name].values()], args.jobs, args.threads, lock,
-             log, 'teachers')
-    teachers = {a.name: match_teachers(a, t_runs[a.name], args.test_size, args.threads, lock)
-                for a in arms}
-    s_runs = {a.name: student_runs(a, teachers[a.name], args.seeds, args.work_dir,
-                                   args.test_size) for a in arms}
-    # seed-major order: if the study is stopped, every condition has the same number of seeds
-    ordered = [r for seed in args.seeds for a in arms for r in s_runs[a.name]
-               if r.name.endswith(f'/seed{seed}')]
-    schedule(ordered, args.jobs, args.threads, lock, log, 'students')
-    if not args.skip_analysis:
+    teachers, s_runs = {}, {}
+    # arm by arm (the first arm complete before the next starts), seeds in order within an arm:
+    # a study stopped early still has whole arms; --report-only tabulates what is done
+    for a in arms:
+        if args.report_only and not all(r.done() for r in t_runs[a.name].values()):
+            continue
+        if not args.report_only:
+            schedule(list(t_runs[a.name].values()), args.jobs, args.threads, lock, log,
+                     f'{a.name} teachers')
+        teachers[a.name] = match_teachers(a, t_runs[a.name], args.test_size, args.threads, lock)
+        s_runs[a.name] = student_runs(a, teachers[a.name], args.seeds, args.work_dir,
+                                      args.test_size)
+        ordered = [r for seed in args.seeds for r in s_runs[a.name]
+                   if r.name.endswith(f'/seed{seed}')]
+        if not args.report_only:
+            schedule(ordered, args.jobs, args.threads, lock, log, f'{a.name} students')
+    arms = [a for a in arms if a.name in s_runs]
+    if not (args.skip_analysis or args.report_only):
         for a in arms:
             analyse(a, s_runs[a.name], args.work_dir, args.test_size, args.threads, lock)
     if not args.skip_analysis:
