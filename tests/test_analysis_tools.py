@@ -72,7 +72,8 @@ def test_input_cosine_is_that_of_token_plus_position_embedding():
     b = (backbone.dist_token + backbone.pos_embed[:, 1]).flatten()
     expected = torch.nn.functional.cosine_similarity(a, b, dim=0)
     assert torch.allclose(cos[0], expected.expand(2), atol=1e-5)
-    assert abs(float(expected.detach())) < 0.9  # different tokens: the check above is not trivially 1
+    # different tokens: the check above is not trivially 1
+    assert abs(float(expected.detach())) < 0.9
 
 
 def test_token_similarity_tool_on_a_trained_checkpoint(tiny_run, tmp_path):

@@ -61,8 +61,8 @@ def find_fashion_mnist(data_root: Optional[str] = None) -> str:
     if data_root:
         candidates = [osp.expanduser(data_root)]
     else:
-        cache = osp.join(os.environ.get('DEIT_PLUGIN_CACHE', osp.expanduser('~/.cache/deit_plugin')),
-                         'fmnist', 'usr', 'share', 'datasets', 'fashion-mnist')
+        base = os.environ.get('DEIT_PLUGIN_CACHE', osp.expanduser('~/.cache/deit_plugin'))
+        cache = osp.join(base, 'fmnist', 'usr', 'share', 'datasets', 'fashion-mnist')
         candidates = [os.environ.get('DEIT_FASHION_MNIST_DIR'),
                       '/usr/share/datasets/fashion-mnist', cache]
     for folder in candidates:

@@ -213,7 +213,8 @@ def teacher_runs(arm: Arm, work_dir: str, test_size: int) -> Dict[str, Run]:
         size = arm.size or 60000
         iters = epochs * -(-size // 128)
         interval = max(1, iters // TEACHER_CHECKPOINTS)
-        runs[kind] = Run(f'{arm.name}/teacher_{kind}', osp.join(work_dir, arm.name, f'teacher_{kind}'),
+        runs[kind] = Run(f'{arm.name}/teacher_{kind}',
+                         osp.join(work_dir, arm.name, f'teacher_{kind}'),
                          [config, *arm.data_options(test_size),
                           f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
                           f'param_scheduler.1.end={epochs}',
