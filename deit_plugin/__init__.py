@@ -12,6 +12,7 @@ from .version import __version__
 allow_mmengine_checkpoint_globals()
 install_checkpoint_file_checks()
 
+from .datasets import FashionMNISTIdx  # noqa: E402
 from .engine import (AtomicCheckpointHook, ChannelsLastHook, DistillationHook,  # noqa: E402
                      FiniteLossHook, RandomStateHook, StudentOptimWrapperConstructor)
 from .evaluation import DistillationMetric  # noqa: E402
@@ -23,5 +24,5 @@ __all__ = [
     'SoftDistillationLoss', 'DistillationClassifier', 'DistillationHook',
     'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric',
     'allow_mmengine_checkpoint_globals', 'AtomicCheckpointHook', 'FiniteLossHook',
-    'RandomStateHook', 'install_checkpoint_file_checks'
+    'RandomStateHook', 'install_checkpoint_file_checks', 'FashionMNISTIdx'
 ]

@@ -8,6 +8,7 @@ mmpretrain's. mmengine imports ``f'{scope}.registry'`` when it switches to this 
 module must keep its name.
 """
 from mmengine.registry import Registry
+from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
 from mmpretrain.registry import HOOKS as MMPRETRAIN_HOOKS
 from mmpretrain.registry import METRICS as MMPRETRAIN_METRICS
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
@@ -24,4 +25,7 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMPRETRAIN_OPTIM_WRAPPER_CONSTRUCTORS,
     scope='deit_plugin', locations=['deit_plugin.engine'])
 
-__all__ = ['MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS']
+DATASETS = Registry(
+    'dataset', parent=MMPRETRAIN_DATASETS, scope='deit_plugin', locations=['deit_plugin.datasets'])
+
+__all__ = ['MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'DATASETS']

@@ -1,0 +1,160 @@
+"""Per-layer cosine similarity between the class and distillation tokens of a DeiT⚗.
+
+Paper §5.1 ("Transformer"): the learned class and distillation tokens are nearly orthogonal
+(average cosine 0.06); their embeddings become more similar through the network, cos 0.93 after
+the last layer -- similar but not identical, as expected since they aim at different targets.
+With two class tokens trained on the same target instead, the outputs reach cos 0.999.
+
+    python tools/analysis/token_similarity.py CONFIG CHECKPOINT [--split test] [--out PREFIX]
+
+Writes PREFIX.md (table), PREFIX.json and PREFIX.png (line plot; several JSON files of this tool
+can be drawn on one plot with ``--plot A.json B.json --labels a b --out PREFIX``).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from model_loading import batches, build_loader, load_config, load_model  # noqa: E402
+
+
+def token_cosines(backbone: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Cosine between token 0 (class) and token 1 (distillation) of every image, at the input of
+    the first block and after each block (the last one after the final norm, which is what the
+    heads read). Returns a ``(num_blocks + 1, batch)`` tensor.
+
+    The backbone's own ``forward`` runs; the token sequences are read by forward hooks on its
+    blocks, so any backbone with ``layers`` of blocks and the two extra tokens first works.
+    """
+    layers = getattr(backbone, 'layers', None)
+    if layers is None or getattr(backbone, 'num_extra_tokens', 0) != 2:
+        raise SystemExit(
+            f'{type(backbone).__name__} is not a two-token DeiT backbone: token similarity needs '
+            f'deit_plugin.DistilledVisionTransformer (class token 0, distillation token 1).')
+    seen: List[torch.Tensor] = []
+
+    def cos(x):
+        return F.cosine_similarity(x[:, 0].float(), x[:, 1].float(), dim=-1)
+
+    handles = [layers[0].register_forward_pre_hook(lambda m, args: seen.append(cos(args[0])))]
+    handles += [layer.register_forward_hook(lambda m, args, out: seen.append(cos(out)))
+                for layer in layers]
+    final_norm = getattr(backbone, 'final_norm', False) and hasattr(backbone, 'ln1')
+    if final_norm:
+        handles.append(backbone.ln1.register_forward_hook(
+            lambda m, args, out: seen.__setitem__(-1, cos(out))))
+    try:
+        with torch.no_grad():
+            backbone(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(seen)
+
+
+def layer_names(num_blocks: int, final_norm: bool) -> List[str]:
+    names = ['input (tokens + pos. embed.)'] + [f'block {i + 1}' for i in range(num_blocks)]
+    if final_norm:
+        names[-1] += ' + final norm'
+    return names
+
+
+def measure(config: str, checkpoint: str, split: str = 'test', max_images: int = 0,
+            cfg_options: Optional[dict] = None) -> Dict:
+    """Mean and std (over images) of the per-layer class/distillation token cosine."""
+    cfg = load_config(config, cfg_options)
+    model = load_model(cfg, checkpoint)
+    backbone = model.backbone
+    loader = build_loader(cfg, split, max_images)
+    per_image = torch.cat([token_cosines(backbone, x)
+                           for x, _ in batches(model, loader, 'token similarity')], dim=1)
+    learned = float(F.cosine_similarity(backbone.cls_token.detach().flatten(),
+                                        backbone.dist_token.detach().flatten(), dim=0))
+    final_norm = bool(getattr(backbone, 'final_norm', False))
+    return dict(config=config, checkpoint=checkpoint, split=split, images=per_image.shape[1],
+                learned_tokens=learned, layers=layer_names(len(backbone.layers), final_norm),
+                mean=per_image.mean(1).tolist(), std=per_image.std(1).tolist())
+
+
+def table(result: Dict) -> str:
+    lines = ['| layer | cosine(class, distillation) mean | std over images |', '|---|---:|---:|',
+             f"| learned tokens (parameters) | {result['learned_tokens']:.3f} | |"]
+    lines += [f'| {n} | {m:.3f} | {s:.3f} |'
+              for n, m, s in zip(result['layers'], result['mean'], result['std'])]
+    return '\n'.join(lines)
+
+
+def plot(results: Sequence[Dict], labels: Sequence[str], out_png: str,
+         title: str = 'class vs distillation token') -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for result, label in zip(results, labels):
+        xs = range(len(result['mean']))
+        ax.errorbar(xs, result['mean'], yerr=result['std'], marker='o', capsize=3, label=label)
+    names = [n.replace(' + final norm', '\n+ final norm').replace(' (tokens + pos. embed.)', '')
+             for n in results[0]['layers']]
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, fontsize=8)
+    ax.axhline(0.93, color='grey', ls=':', lw=1)
+    ax.text(0, 0.94, 'paper, last layer: 0.93', fontsize=7, color='grey')
+    ax.set_ylabel('cosine similarity (mean ± std over images)')
+    ax.set_ylim(min(-0.1, min(min(r['mean']) for r in results) - 0.1), 1.05)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', nargs='?')
+    parser.add_argument('checkpoint', nargs='?')
+    parser.add_argument('--split', default='test', help='test (default), val or train')
+    parser.add_argument('--max-images', type=int, default=0, help='first N images (0: all)')
+    parser.add_argument('--out', default='token_similarity', help='output prefix')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--plot', nargs='+', help='only draw these JSON results on one plot')
+    parser.add_argument('--labels', nargs='+', help='legend labels for --plot')
+    parser.add_argument('--title', default='class vs distillation token')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if os.path.dirname(args.out):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    if args.plot:
+        results = []
+        for path in args.plot:
+            with open(path) as f:
+                results.append(json.load(f))
+        labels = args.labels or [osp.basename(p) for p in args.plot]
+        if len(labels) != len(results):
+            raise SystemExit(f'--labels: {len(labels)} labels for {len(results)} files.')
+        plot(results, labels, args.out + '.png', args.title)
+        print(f'wrote {args.out}.png')
+        return
+    if not (args.config and args.checkpoint):
+        parser.error('CONFIG and CHECKPOINT are required (or --plot JSON ...).')
+    result = measure(args.config, args.checkpoint, args.split, args.max_images, args.cfg_options)
+    text = table(result)
+    print(text)
+    with open(args.out + '.md', 'w') as f:
+        f.write(text + '\n')
+    with open(args.out + '.json', 'w') as f:
+        json.dump(result, f, indent=1)
+    plot([result], [osp.basename(args.checkpoint)], args.out + '.png', args.title)
+    print(f'wrote {args.out}.md, .json, .png')
+
+
+if __name__ == '__main__':
+    main()
