@@ -9,14 +9,17 @@ from .version import __version__
 
 allow_mmengine_checkpoint_globals()
 
-from .engine import ChannelsLastHook, DistillationHook, StudentOptimWrapperConstructor  # noqa: E402
+from .engine import (ChannelsLastHook, DeiTLayerDecayOptimWrapperConstructor,  # noqa: E402
+                     DistillationHook, StudentOptimWrapperConstructor)
 from .evaluation import DistillationMetric  # noqa: E402
 from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
-                     DistilledVisionTransformer, HardDistillationLoss, SoftDistillationLoss)
+                     DistilledVisionTransformer, HardDistillationLoss, SimpleFeaturePyramid,
+                     SoftDistillationLoss)
 
 __all__ = [
     '__version__', 'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
     'SoftDistillationLoss', 'DistillationClassifier', 'DistillationHook',
     'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric',
+    'SimpleFeaturePyramid', 'DeiTLayerDecayOptimWrapperConstructor',
     'allow_mmengine_checkpoint_globals'
 ]
