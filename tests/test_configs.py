@@ -56,3 +56,30 @@ def test_deit_s_distill_builds_with_the_regnety_160_teacher():
     assert model.teacher_channels_last
     n_teacher = sum(p.numel() for p in model.teacher.parameters())
     assert 80e6 < n_teacher < 86e6  # RegNetY-16GF: 83.6M parameters
+    assert osp.basename(cfg.model.teacher_ckpt) == 'regnety_160-a5fe301d.pth'
+
+
+def test_regnety_160_teacher_loads_the_official_file_format_and_matches_timm(tmp_path):
+    """regnety_160-a5fe301d.pth holds timm-named weights under 'model' (timm's regnet
+    _filter_fn unwraps exactly that); our teacher must give timm's logits on those weights."""
+    import timm
+    import torch
+    cfg = load('deit_s_distill.py')
+    torch.manual_seed(0)
+    ref = timm.create_model('regnety_160', pretrained=False).eval()
+    with torch.no_grad():  # non-trivial BN statistics so that eval mode matters
+        for m in ref.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    ckpt = tmp_path / 'regnety_160-a5fe301d.pth'
+    torch.save({'model': ref.state_dict()}, ckpt)
+    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor,
+                              teacher_ckpt=str(ckpt)))
+    model.load_teacher_checkpoint()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = ref(x)
+    ours = model.teacher_logits(x)
+    assert ours.shape == (2, 1000)
+    assert (ours - expected).abs().max() <= 1e-4

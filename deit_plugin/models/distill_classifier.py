@@ -11,6 +11,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.structures import DataSample
 
+from deit_plugin.converters.deit import WrongCheckpointKind, unwrap_state_dict
 from deit_plugin.registry import MODELS
 
 TeacherSpec = Union[str, dict, ConfigDict, nn.Module]
@@ -99,8 +100,9 @@ class DistillationClassifier(ImageClassifier):
         teacher (str | dict | nn.Module, optional): Teacher model: a config file, an
             ``mmpretrain::`` config name, a model dict or a module. Required unless the head's
             ``distillation='none'`` (then, if given, the teacher is only used to log agreement).
-        teacher_ckpt (str, optional): Teacher checkpoint (an mmengine checkpoint or a bare state
-            dict). Required with a teacher.
+        teacher_ckpt (str, optional): Teacher checkpoint: an mmengine checkpoint, a file with
+            the weights under ``model`` (as the official ``regnety_160-a5fe301d.pth`` and timm
+            training checkpoints are distributed) or a bare state dict. Required with a teacher.
         predict_with_teacher (bool): Also run the teacher in ``predict`` and store its label in
             each sample's ``teacher_pred_label`` (used by ``deit_plugin.DistillationMetric`` for
             teacher–student agreement). Defaults to False.
@@ -236,9 +238,14 @@ class DistillationClassifier(ImageClassifier):
                 f'`python tools/train.py <teacher config>`) and set model.teacher_ckpt to its '
                 f'.pth file.')
         checkpoint = _load_checkpoint(path, map_location='cpu')
-        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict) or not state:
+        if not isinstance(checkpoint, dict):
             raise ValueError(f'teacher checkpoint {path!r} holds no state dict.')
+        # Weights under `state_dict` (mmengine), `model` (official DeiT / timm files such as
+        # regnety_160-a5fe301d.pth) or a bare state dict.
+        try:
+            state = unwrap_state_dict(checkpoint)
+        except WrongCheckpointKind as err:
+            raise ValueError(f'teacher checkpoint {path!r}: {err}') from None
         state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
         if any(k.startswith('teacher.') for k in state):
             raise ValueError(

@@ -6,9 +6,10 @@
 from typing import Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
 from mmpretrain.models.backbones import \
     DistilledVisionTransformer as _MMPretrainDistilledViT
-from mmpretrain.models.utils import resize_pos_embed
 
 from deit_plugin.registry import MODELS
 
@@ -47,6 +48,11 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         frozen_stages (int): Freeze the stem (patch embedding, position embedding, class and
             distillation tokens) and the first ``frozen_stages`` blocks. -1 freezes nothing.
             Defaults to -1.
+        pos_embed_antialias (bool): Resize position embeddings with antialiased interpolation.
+            The official code (``main.py`` fine-tuning) and mmpretrain interpolate without it
+            (bicubic with a=-0.75); timm's ``resample_abs_pos_embed`` uses ``antialias=True``
+            (PIL's bicubic, a=-0.5), which differs by ~1e-2 on 14→24 grids. Set True to match
+            weights resized by timm. Defaults to False.
         **kwargs: Other arguments of mmpretrain's ``VisionTransformer`` (``qkv_bias``,
             ``norm_cfg`` (LN, eps 1e-6 as in the official code), ``final_norm``,
             ``interpolate_mode``, ``patch_cfg``, ``layer_cfgs``, ``init_cfg``, ...).
@@ -61,6 +67,7 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                  drop_path_rate: float = 0.,
                  out_type: str = 'cls_token',
                  frozen_stages: int = -1,
+                 pos_embed_antialias: bool = False,
                  **kwargs) -> None:
         sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if not isinstance(patch_size, int):
@@ -72,6 +79,7 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                 f'{tuple(s // patch_size * patch_size for s in sizes)}).')
         if isinstance(out_indices, int):
             out_indices = [out_indices]
+        self.pos_embed_antialias = pos_embed_antialias
         super().__init__(
             arch=arch,
             img_size=img_size,
@@ -87,6 +95,40 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         # The parent freezes before dist_token exists; freeze again now that it does.
         if self.frozen_stages > 0:
             self._freeze_stages()
+
+    def resize_pos_embed(self, pos_embed: torch.Tensor, src_shape: Tuple[int, int],
+                         dst_shape: Tuple[int, int]) -> torch.Tensor:
+        """Interpolate the patch grid of ``pos_embed`` from ``src_shape`` to ``dst_shape``
+        (bicubic by default, ``interpolate_mode``); both extra tokens are kept as they are."""
+        if tuple(src_shape) == tuple(dst_shape):
+            return pos_embed
+        n = self.num_extra_tokens
+        if pos_embed.shape[1] != src_shape[0] * src_shape[1] + n:
+            raise ValueError(
+                f'position embedding of {pos_embed.shape[1]} tokens does not fit a '
+                f'{src_shape[0]}x{src_shape[1]} grid plus {n} extra tokens: is the checkpoint '
+                f'from a model with {n} extra tokens (class + distillation)? A non-distilled '
+                f'DeiT must be converted with --init-dist-token-from-cls.')
+        extra, grid = pos_embed[:, :n], pos_embed[:, n:]
+        dim = grid.shape[-1]
+        grid = grid.reshape(1, src_shape[0], src_shape[1], dim).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid.float(), size=tuple(dst_shape), mode=self.interpolate_mode,
+                             align_corners=False, antialias=self.pos_embed_antialias)
+        grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)
+        return torch.cat((extra, grid), dim=1)
+
+    def _prepare_pos_embed(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Load hook: resize a checkpoint's position embeddings to this model's grid."""
+        name = prefix + 'pos_embed'
+        if name not in state_dict or state_dict[name].shape == self.pos_embed.shape:
+            return
+        ckpt = state_dict[name]
+        side = int(round((ckpt.shape[1] - self.num_extra_tokens) ** 0.5))
+        MMLogger.get_current_instance().info(
+            f'Resize the pos_embed shape from {tuple(ckpt.shape)} to '
+            f'{tuple(self.pos_embed.shape)} (bicubic, extra tokens kept).')
+        state_dict[name] = self.resize_pos_embed(ckpt, (side, side),
+                                                 self.patch_embed.init_out_size)
 
     def _freeze_stages(self) -> None:
         super()._freeze_stages()
@@ -136,12 +178,7 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         x, patch_resolution = self.patch_embed(x)
         x = torch.cat((self.cls_token.expand(B, -1, -1), self.dist_token.expand(B, -1, -1), x),
                       dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            patch_resolution,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)
+        x = x + self.resize_pos_embed(self.pos_embed, self.patch_resolution, patch_resolution)
         x = self.drop_after_pos(x)
         x = self.pre_norm(x)
 
