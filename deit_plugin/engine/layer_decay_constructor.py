@@ -21,10 +21,12 @@ class DeiTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstru
     What mmpretrain 1.2.0's ``LearningRateDecayOptimWrapperConstructor`` does differently:
 
     - it takes the depth from ``model.get_layer_depth``, which mmpretrain's classifiers have
-      and mmdet's detectors do not, so it raises ``NotImplementedError`` for a detector. Here a
+      and mmdet's detectors do not, so it raises ``NotImplementedError`` for a detector
+      (``mmpretrain/engine/optimizers/layer_decay_optim_wrapper_constructor.py`` line 88). Here a
       model without the method uses ``model.backbone.get_layer_depth`` (prefix ``backbone.``);
     - with mmpretrain's own ``DistilledVisionTransformer`` it puts ``dist_token`` at the last
-      depth (full lr, ``vision_transformer.py`` ``get_layer_depth`` only knows ``cls_token``).
+      depth (full lr: ``mmpretrain/models/backbones/vision_transformer.py`` line 527 only knows
+      ``cls_token`` and ``pos_embed``).
       ``deit_plugin.DistilledVisionTransformer.get_layer_depth`` puts it at depth 0 with the
       class token, and this constructor refuses a backbone that would still place
       ``dist_token`` elsewhere.

@@ -105,7 +105,8 @@ def render_image(rng: np.random.Generator, backgrounds: Sequence[np.ndarray],
         if not covered.any():
             continue
         rows, cols = np.nonzero(covered.any(1))[0], np.nonzero(covered.any(0))[0]
-        y0, x0 = int(rng.integers(0, img_size - side + 1)), int(rng.integers(0, img_size - side + 1))
+        y0 = int(rng.integers(0, img_size - side + 1))
+        x0 = int(rng.integers(0, img_size - side + 1))
         box = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1,
                y0 + int(rows[-1]) + 1)
         if any(box[0] < o['bbox'][2] + gap and o['bbox'][0] < box[2] + gap
