@@ -138,6 +138,10 @@ def test_layer_decay_puts_dist_token_at_the_stem_depth_in_a_detector(mmdet_scope
     assert lr['neck.output_convs.0.0.weight'] == pytest.approx(base_lr)
     assert lr['bbox_head.retina_cls.weight'] == pytest.approx(base_lr)
     assert len(lr) == sum(1 for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match='weight_decay'):
+        build_optim_wrapper(model, dict(
+            type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3),
+            constructor='deit_plugin.DeiTLayerDecayOptimWrapperConstructor'))
 
 
 def test_upstream_layer_decay_fails_on_detectors_and_misplaces_dist_token(mmdet_scope):
@@ -146,7 +150,7 @@ def test_upstream_layer_decay_fails_on_detectors_and_misplaces_dist_token(mmdet_
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.models.backbones import DistilledVisionTransformer as MMPretrainDeiT
     model = build_detector()
-    cfg = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3),
+    cfg = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
                paramwise_cfg=dict(layer_decay_rate=0.5))
     with pytest.raises(NotImplementedError, match='get_layer_depth'):
         build_optim_wrapper(model, dict(
@@ -213,3 +217,22 @@ def test_coco_configs_build_a_deit_s_detector_with_the_pyramid(mmdet_scope, name
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 128, 256))
     assert [tuple(f.shape) for f in feats] == [(1, 256, 128 // s, 256 // s) for s in strides]
+
+
+def test_frozen_stages_in_a_detector_stay_frozen_and_out_of_the_optimizer(mmdet_scope):
+    from mmengine.optim import build_optim_wrapper
+    model = build_detector(frozen_stages=2)
+    model.train()
+    bb = model.backbone
+    frozen = [bb.cls_token, bb.dist_token, bb.pos_embed, *bb.patch_embed.parameters(),
+              *bb.layers[0].parameters(), *bb.layers[1].parameters()]
+    assert not any(p.requires_grad for p in frozen)
+    assert all(p.requires_grad for p in bb.layers[2].parameters())
+    assert not bb.layers[1].training and bb.layers[2].training  # drop-path off when frozen
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper', constructor='deit_plugin.DeiTLayerDecayOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+        paramwise_cfg=dict(layer_decay_rate=0.5)))
+    names = {g['param_name'] for g in wrapper.optimizer.param_groups}
+    assert 'backbone.dist_token' not in names and 'backbone.layers.1.ln1.weight' not in names
+    assert 'backbone.layers.2.ln1.weight' in names

@@ -36,6 +36,17 @@ class DeiTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstru
     of a ``DistillationClassifier`` is never put into the optimizer.
     """
 
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+        if self.base_wd is None:
+            # Upstream bug: without optimizer.weight_decay, mmpretrain 1.2.0's add_params
+            # (layer_decay_optim_wrapper_constructor.py line 165) fails with
+            # KeyError: 'weight_decay' when it logs the parameter groups.
+            raise ValueError(
+                f'{type(self).__name__} needs optimizer.weight_decay set explicitly (e.g. '
+                "optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)); mmpretrain's "
+                'layer-decay code fails without it.')
+
     def __call__(self, model: nn.Module):
         if is_model_wrapper(model):
             model = model.module
