@@ -236,3 +236,19 @@ def test_frozen_stages_in_a_detector_stay_frozen_and_out_of_the_optimizer(mmdet_
     names = {g['param_name'] for g in wrapper.optimizer.param_groups}
     assert 'backbone.dist_token' not in names and 'backbone.layers.1.ln1.weight' not in names
     assert 'backbone.layers.2.ln1.weight' in names
+
+
+def test_layer_decay_for_a_distillation_classifier_leaves_the_teacher_out():
+    from mmengine.optim import build_optim_wrapper
+    from test_classifier import student
+    model = student()  # a tiny DeiT (2 blocks -> 4 depths) with a loaded ResNet teacher
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper', constructor='deit_plugin.DeiTLayerDecayOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05),
+        paramwise_cfg=dict(layer_decay_rate=0.5)))
+    lr = {g['param_name']: g['lr'] for g in wrapper.optimizer.param_groups}
+    assert not any(name.startswith('teacher.') for name in lr)
+    assert len(lr) == sum(1 for n, p in model.named_parameters() if not n.startswith('teacher.'))
+    assert lr['backbone.dist_token'] == lr['backbone.cls_token'] == pytest.approx(0.5**3)
+    assert lr['backbone.layers.1.attn.qkv.weight'] == pytest.approx(0.5)
+    assert lr['head.layers.head_dist.weight'] == 1.0
