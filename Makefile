@@ -1,9 +1,10 @@
 # deit_plugin: the two commands of the README.
 #   make demo   train the Fashion-MNIST teacher and the distilled DeiT student, print the table
 #   make test   run the test suite
+#   make demo-det  detection transfer: RetinaNet with the demo's student backbone vs random init
 # Both create .venv (tools/setup_env.sh) and install Fashion-MNIST first when missing.
 PY := .venv/bin/python
-.PHONY: env data demo test clean-demo
+.PHONY: env data demo test clean-demo demo-det
 
 env:
 	@bash tools/setup_env.sh
@@ -25,3 +26,7 @@ clean-demo:
 .PHONY: paper-claims
 paper-claims: env data
 	$(PY) tools/experiments/paper_claims.py $(if $(LOCK),--lock $(LOCK))
+
+# Trains the main demo first when its student checkpoint is missing.
+demo-det: env data
+	$(PY) tools/run_det_demo.py

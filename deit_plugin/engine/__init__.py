@@ -2,10 +2,12 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .channels_last_hook import ChannelsLastHook
 from .distillation_hook import DistillationHook, strip_teacher
 from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
+from .layer_decay_constructor import DeiTLayerDecayOptimWrapperConstructor
 from .optim_constructor import StudentOptimWrapperConstructor
 from .random_state_hook import RandomStateHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'ChannelsLastHook', 'DistillationHook', 'FiniteLossHook',
-    'NonFiniteLossError', 'RandomStateHook', 'StudentOptimWrapperConstructor', 'strip_teacher'
+    'AtomicCheckpointHook', 'ChannelsLastHook', 'DeiTLayerDecayOptimWrapperConstructor',
+    'DistillationHook', 'FiniteLossHook', 'NonFiniteLossError', 'RandomStateHook',
+    'StudentOptimWrapperConstructor', 'strip_teacher'
 ]

@@ -1,0 +1,92 @@
+"""The generated detection set: real pixels, tight boxes, COCO json that mmdet reads."""
+import json
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+
+import fashion_mnist_detection as det
+
+
+@pytest.fixture(scope='module')
+def sources():
+    items, labels = det.fmnist.load_split(det.fmnist.find_source(), 'test')
+    return det.load_backgrounds(), items[:500], labels[:500]
+
+
+def test_backgrounds_are_the_real_photos_of_both_wheels(sources):
+    backgrounds, _, _ = sources
+    assert len(backgrounds) == len(det.SKIMAGE_PHOTOS) + len(det.SKLEARN_PHOTOS) == 16
+    assert all(b.dtype == np.uint8 and b.ndim == 3 and b.shape[2] == 3 for b in backgrounds)
+    assert backgrounds[0].shape == (512, 512, 3)  # skimage astronaut
+    assert backgrounds[-1].shape == (427, 640, 3)  # sklearn flower.jpg
+    assert all(b.std() > 10 for b in backgrounds)  # photos, not flat fills
+
+
+def test_boxes_are_the_tight_boxes_of_the_pasted_objects(sources):
+    backgrounds, items, labels = sources
+    rng = np.random.default_rng(1)
+    n_objects = 0
+    for _ in range(30):
+        image, background, objects = det.render_image(rng, backgrounds, items, labels)
+        assert image.shape == background.shape == (64, 64, 3)
+        changed = (image != background).any(-1)
+        covered = np.zeros_like(changed)
+        for obj in objects:
+            x1, y1, x2, y2 = obj['bbox']
+            assert 0 <= x1 < x2 <= 64 and 0 <= y1 < y2 <= 64
+            assert 16 * 0.1 < max(x2 - x1, y2 - y1) <= 32
+            assert not (covered[y1:y2, x1:x2]).any()  # no overlap
+            covered[y1:y2, x1:x2] = True
+            # the changed pixels inside the box touch all four sides of it: the box is tight
+            inside = changed[y1:y2, x1:x2]
+            assert inside[0].any() and inside[-1].any()
+            assert inside[:, 0].any() and inside[:, -1].any()
+            assert obj['mask'].sum() == obj['mask'][y1:y2, x1:x2].sum()
+            assert 0 <= obj['label'] < 10
+        # nothing outside the boxes was painted
+        assert not (changed & ~covered).any()
+        assert 1 <= len(objects) <= 3
+        n_objects += len(objects)
+    assert n_objects > 40
+
+
+def test_generated_set_is_deterministic_coco_read_by_mmdet(tmp_path):
+    from mmdet.datasets import CocoDataset
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    a, b, c = tmp_path / 'a', tmp_path / 'b', tmp_path / 'c'
+    counts = det.generate(str(a), num_train=20, num_val=6, seed=3)
+    assert counts == dict(train=20, train_10pct=2, val=6)
+    det.generate(str(b), num_train=20, num_val=6, seed=3)
+    det.generate(str(c), num_train=20, num_val=6, seed=4)
+    read = lambda root, name: (root / 'annotations' / name).read_text()  # noqa: E731
+    assert read(a, 'train.json') == read(b, 'train.json')
+    assert (a / 'train' / '000007.png').read_bytes() == (b / 'train' / '000007.png').read_bytes()
+    assert read(a, 'train.json') != read(c, 'train.json')
+
+    coco = json.loads(read(a, 'train.json'))
+    assert min(im['id'] for im in coco['images']) == 1
+    assert min(an['id'] for an in coco['annotations']) == 1
+    assert sorted(c['id'] for c in coco['categories']) == list(range(1, 11))
+    sub = json.loads(read(a, 'train_10pct.json'))
+    assert [im['id'] for im in sub['images']] == [1, 2]
+    assert sub['annotations'] == [an for an in coco['annotations'] if an['image_id'] <= 2]
+
+    ds = CocoDataset(data_root=str(a), ann_file='annotations/train.json',
+                     data_prefix=dict(img='train/'), metainfo=dict(classes=det.CLASSES),
+                     pipeline=[], test_mode=True)
+    assert len(ds) == 20
+    info = ds[6]
+    img = cv2.imread(info['img_path'])
+    assert img.shape == (64, 64, 3)
+    boxes = sorted(inst['bbox'] for inst in info['instances'])
+    expected = sorted([an['bbox'][0], an['bbox'][1], an['bbox'][0] + an['bbox'][2],
+                       an['bbox'][1] + an['bbox'][3]]
+                      for an in coco['annotations'] if an['image_id'] == 7)
+    assert boxes == expected and len(boxes) >= 1
+    labels = sorted(inst['bbox_label'] for inst in info['instances'])
+    assert labels == sorted(an['category_id'] - 1 for an in coco['annotations']
+                            if an['image_id'] == 7)
+    assert osp.isfile(a / 'meta.json')
