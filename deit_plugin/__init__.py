@@ -9,7 +9,8 @@ from .version import __version__
 
 allow_mmengine_checkpoint_globals()
 
-from .engine import ChannelsLastHook, DistillationHook, StudentOptimWrapperConstructor  # noqa: E402
+from .engine import (ChannelsLastHook, CPUAmpOptimWrapper, DistillationHook,  # noqa: E402
+                     StudentOptimWrapperConstructor)
 from .evaluation import DistillationMetric  # noqa: E402
 from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
                      DistilledVisionTransformer, HardDistillationLoss, SoftDistillationLoss)
@@ -17,6 +18,6 @@ from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
 __all__ = [
     '__version__', 'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
     'SoftDistillationLoss', 'DistillationClassifier', 'DistillationHook',
-    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric',
-    'allow_mmengine_checkpoint_globals'
+    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'CPUAmpOptimWrapper',
+    'DistillationMetric', 'allow_mmengine_checkpoint_globals'
 ]
