@@ -56,6 +56,7 @@ IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 ARCHS = {'tiny': ('deit-tiny', 192), 'small': ('deit-small', 384), 'base': ('deit-base', 768)}
 TEACHER = 'mmpretrain::resnet/resnet50_8xb32_in1k.py'
+QUICK_TEACHER = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
 FLOORS = dict(ratio=0.97, bf16_speedup=2.0, teacher_overhead=1.05)
 
 
@@ -131,7 +132,8 @@ def timm_deit(arch: str, img_size: int, seed: int):
                              img_size=img_size)
 
 
-def plugin_cfg(arch: str, img_size: int, distillation: str, teacher_ckpt: Optional[str]) -> dict:
+def plugin_cfg(arch: str, img_size: int, distillation: str, teacher: Optional[str] = None,
+               teacher_ckpt: Optional[str] = None) -> dict:
     arch_name, dims = ARCHS[arch]
     cfg = dict(
         type='deit_plugin.DistillationClassifier',
@@ -141,8 +143,8 @@ def plugin_cfg(arch: str, img_size: int, distillation: str, teacher_ckpt: Option
                       img_size=img_size, patch_size=16, drop_path_rate=0.0),
         head=dict(type='deit_plugin.DeiTDistillHead', num_classes=1000, in_channels=dims,
                   distillation=distillation, alpha=0.5))
-    if teacher_ckpt is not None:
-        cfg.update(teacher=TEACHER, teacher_ckpt=teacher_ckpt)
+    if teacher is not None:
+        cfg.update(teacher=teacher, teacher_ckpt=teacher_ckpt)
     return cfg
 
 
@@ -169,7 +171,7 @@ def normalise(raw: torch.Tensor) -> torch.Tensor:
 # -- workloads ------------------------------------------------------------------------------------
 def bench_inference(arch: str, args, progress: tqdm) -> List[dict]:
     reference = timm_deit(arch, args.img_size, seed=0).eval()
-    model = build_plugin(plugin_cfg(arch, args.img_size, 'none', None), reference).eval()
+    model = build_plugin(plugin_cfg(arch, args.img_size, 'none'), reference).eval()
     torch.manual_seed(1)
     x = normalise(torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size),
                                 dtype=torch.uint8))
@@ -204,11 +206,11 @@ class TrainingPair:
         self.student_ref.set_distilled_training(True)
         self.student_ref.train()
         teacher_ckpt = osp.join(workdir, 'teacher.pth')
-        cfg = plugin_cfg(args.student, args.img_size, 'hard', teacher_ckpt)
-        # the teacher's weights: the config's ResNet-50 at its own init, saved as a checkpoint
+        cfg = plugin_cfg(args.student, args.img_size, 'hard', args.teacher, teacher_ckpt)
+        # the teacher's weights: the config's model at its own init, saved as a checkpoint
         from mmpretrain.registry import MODELS
         from deit_plugin.models.distill_classifier import load_teacher_config
-        teacher_cfg, _ = load_teacher_config(TEACHER)
+        teacher_cfg, _ = load_teacher_config(args.teacher)
         torch.manual_seed(2)
         teacher = MODELS.build(teacher_cfg)
         teacher.init_weights()
@@ -308,7 +310,8 @@ class TrainingPair:
                             args.repeats, args.warmup, progress)
         in_step = self.teacher_times[-args.repeats:]
         ref_in_step = self.ref_teacher_times[-args.repeats:]
-        return dict(workload=f'train step DeiT-{args.student}⚗ + ResNet-50', precision=precision,
+        teacher = osp.splitext(osp.basename(args.teacher))[0].split('_')[0]
+        return dict(workload=f'train step DeiT-{args.student}⚗ + {teacher}', precision=precision,
                     batch=args.batch, plugin_s=median(times['plugin']),
                     reference_s=median(times['reference']),
                     teacher_in_step_s=median(in_step), reference_teacher_s=median(ref_in_step),
@@ -324,7 +327,9 @@ def summarise(result: dict) -> List[str]:
         f"torch {result['torch']}, {result['threads']} threads, batch {result['batch']}, "
         f"{result['img_size']} px, median of {result['repeats']} runs after {result['warmup']} "
         f"warm-up; matmul ceiling {ceiling['fp32']:.0f} GFLOP/s fp32, "
-        f"{ceiling['bf16']:.0f} GFLOP/s bf16", '',
+        f"{ceiling['bf16']:.0f} GFLOP/s bf16; 1-min load average {result['load_before']:.1f} "
+        f"before, {result['load_after']:.1f} after (2 cores: above ~2 means other work "
+        f"competed)", '',
         '| workload | precision | plugin img/s | reference img/s | plugin / reference | '
         'plugin GFLOP/s (% of ceiling) |',
         '|---|---|---:|---:|---:|---:|']
@@ -335,6 +340,10 @@ def summarise(result: dict) -> List[str]:
             f"| {row['workload']} | {row['precision']} | {b / row['plugin_s']:.2f} | "
             f"{b / row['reference_s']:.2f} | {row['reference_s'] / row['plugin_s']:.3f} | "
             f"{gflops:.0f} ({100 * gflops / ceiling[row['precision']]:.0f}%) |")
+    lines += ['', f"Same computation checked first: plugin vs timm logits differ by at most "
+              f"{max(r['max_logit_diff_fp32'] for r in result['rows'] if 'max_logit_diff_fp32' in r):.2g}"
+              + (f"; first training-step losses by {result['first_step_loss_diff']:.2g}"
+                 if 'first_step_loss_diff' in result else '') + ' (fp32).']
     train = {r['precision']: r for r in result['rows'] if r['workload'].startswith('train')}
     if train:
         lines += ['', '| training step | fp32 | bf16 |', '|---|---:|---:|']
@@ -384,7 +393,8 @@ def check_floors(result: dict) -> Dict[str, bool]:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true',
-                        help='a smoke run: batch 2, 64 px, DeiT-Ti only, 2 repeats')
+                        help='a smoke run: batch 2, 32 px, DeiT-Ti only, ResNet-18 teacher, '
+                        'no warm-up, 1 repeat')
     parser.add_argument('--batch', type=int, default=16, help='batch size. Defaults to 16.')
     parser.add_argument('--img-size', type=int, default=224, help='Defaults to 224.')
     parser.add_argument('--repeats', type=int, default=10, help='timed runs. Defaults to 10.')
@@ -394,13 +404,15 @@ def parse_args(argv=None):
                         help='inference comparisons. Defaults to tiny small.')
     parser.add_argument('--student', default='tiny', choices=list(ARCHS),
                         help='student of the training step. Defaults to tiny.')
+    parser.add_argument('--teacher', default=TEACHER,
+                        help=f'teacher config of the training step. Defaults to {TEACHER}.')
     parser.add_argument('--skip-train', action='store_true', help='inference only')
     parser.add_argument('--json', help='write all timings to this JSON file')
     parser.add_argument('--markdown', help='write the tables to this Markdown file')
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch, args.img_size, args.repeats, args.warmup = 2, 64, 2, 1
-        args.archs = ['tiny']
+        args.batch, args.img_size, args.repeats, args.warmup = 2, 32, 1, 0
+        args.archs, args.teacher = ['tiny'], QUICK_TEACHER
     if args.img_size % 16:
         parser.error(f'--img-size must be a multiple of the patch size 16, got {args.img_size}')
     return args
@@ -418,13 +430,14 @@ def main(argv=None) -> dict:
                   img_size=args.img_size, repeats=args.repeats, warmup=args.warmup,
                   command='python tools/benchmark.py ' + ' '.join(argv if argv is not None
                                                                   else sys.argv[1:]),
-                  rows=[])
+                  rows=[], load_before=os.getloadavg()[0])
     total = len(args.archs) * 2 * 2 * (args.repeats + args.warmup)
     if not args.skip_train:
         total += 2 * 3 * (args.repeats + args.warmup)
     with tqdm(total=total, desc='benchmark', unit='run', file=sys.stdout) as progress:
-        result['ceiling_gflops'] = {p: matmul_ceiling(p, max(args.repeats, 3))
-                                    for p in ('fp32', 'bf16')}
+        result['ceiling_gflops'] = {
+            p: matmul_ceiling(p, max(args.repeats, 3), n=512 if args.quick else 2048)
+            for p in ('fp32', 'bf16')}
         for arch in args.archs:
             result['rows'] += bench_inference(arch, args, progress)
         if not args.skip_train:
@@ -436,6 +449,7 @@ def main(argv=None) -> dict:
                     row = pair.run(precision, progress)
                     row['flops'] = flops
                     result['rows'].append(row)
+    result['load_after'] = os.getloadavg()[0]
     result['floors'] = check_floors(result)
     lines = summarise(result)
     print('\n'.join(lines))
