@@ -19,3 +19,8 @@ test: env data
 
 clean-demo:
 	rm -rf work_dirs/demo data/fashion_mnist
+
+# speed of the plugin against the timm/official reference (tools/benchmark.py; ~10 min on 2 cores)
+.PHONY: bench
+bench: env
+	$(PY) tools/benchmark.py --json work_dirs/benchmark/benchmark.json --markdown work_dirs/benchmark/benchmark.md

@@ -168,3 +168,11 @@ def test_ddp_wraps_the_student_only(tmp_path):
         assert not any(id(p) in synced for p in model.teacher.parameters())
     finally:
         dist.destroy_process_group()
+
+
+def test_cpu_multi_process_needs_the_pytorch_launcher(monkeypatch):
+    from mmengine.config import ConfigDict
+    from deit_plugin.dist_utils import prepare_cpu_distributed
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(RuntimeError, match='torchrun'):
+        prepare_cpu_distributed(ConfigDict(launcher='slurm'))
