@@ -340,10 +340,11 @@ def summarise(result: dict) -> List[str]:
             f"| {row['workload']} | {row['precision']} | {b / row['plugin_s']:.2f} | "
             f"{b / row['reference_s']:.2f} | {row['reference_s'] / row['plugin_s']:.3f} | "
             f"{gflops:.0f} ({100 * gflops / ceiling[row['precision']]:.0f}%) |")
-    lines += ['', f"Same computation checked first: plugin vs timm logits differ by at most "
-              f"{max(r['max_logit_diff_fp32'] for r in result['rows'] if 'max_logit_diff_fp32' in r):.2g}"
-              + (f"; first training-step losses by {result['first_step_loss_diff']:.2g}"
-                 if 'first_step_loss_diff' in result else '') + ' (fp32).']
+    logit_diff = max(r.get('max_logit_diff_fp32', 0.0) for r in result['rows'])
+    lines += ['', f'Same computation checked first: plugin vs timm logits differ by at most '
+              f'{logit_diff:.2g}' + (f"; first training-step losses by "
+                                     f"{result['first_step_loss_diff']:.2g}"
+                                     if 'first_step_loss_diff' in result else '') + ' (fp32).']
     train = {r['precision']: r for r in result['rows'] if r['workload'].startswith('train')}
     if train:
         lines += ['', '| training step | fp32 | bf16 |', '|---|---:|---:|']
