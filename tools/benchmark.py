@@ -370,8 +370,8 @@ def summarise(result: dict) -> List[str]:
         lines += ['', f"bf16 / fp32 training-step speed-up: plugin "
                   f"{fp['plugin_s'] / bf['plugin_s']:.2f}x, reference "
                   f"{fp['reference_s'] / bf['reference_s']:.2f}x"]
-    lines += ['', 'Floors: ' + ', '.join(
-        f"{name} {'met' if ok else 'NOT met'}" for name, ok in result['floors'].items())]
+    lines += ['', 'Floors:'] + [f"- {name}: {'met' if ok else 'NOT met'}"
+                                for name, ok in result['floors'].items()]
     return lines
 
 
