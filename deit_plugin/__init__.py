@@ -13,7 +13,7 @@ allow_mmengine_checkpoint_globals()
 install_checkpoint_file_checks()
 
 from .datasets import FashionMNISTIdx  # noqa: E402
-from .engine import (AtomicCheckpointHook, ChannelsLastHook,  # noqa: E402
+from .engine import (AtomicCheckpointHook, ChannelsLastHook, CPUAmpOptimWrapper,  # noqa: E402
                      DeiTLayerDecayOptimWrapperConstructor, DistillationHook, FiniteLossHook,
                      RandomStateHook, StudentOptimWrapperConstructor)
 from .evaluation import DistillationMetric  # noqa: E402
@@ -24,8 +24,8 @@ from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
 __all__ = [
     '__version__', 'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
     'SoftDistillationLoss', 'DistillationClassifier', 'DistillationHook',
-    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'DistillationMetric',
-    'allow_mmengine_checkpoint_globals', 'AtomicCheckpointHook', 'FiniteLossHook',
-    'RandomStateHook', 'install_checkpoint_file_checks', 'FashionMNISTIdx',
+    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'CPUAmpOptimWrapper',
+    'DistillationMetric', 'allow_mmengine_checkpoint_globals', 'AtomicCheckpointHook',
+    'FiniteLossHook', 'RandomStateHook', 'install_checkpoint_file_checks', 'FashionMNISTIdx',
     'SimpleFeaturePyramid', 'DeiTLayerDecayOptimWrapperConstructor'
 ]

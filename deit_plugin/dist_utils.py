@@ -18,8 +18,14 @@ def prepare_cpu_distributed(cfg) -> None:
       modules; ``model_wrapper_cfg`` with ``device_ids=None`` is used instead.
     Nothing changes when CUDA is available or when not launched distributed.
     """
-    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or torch.cuda.is_available():
         return
+    if launcher != 'pytorch':
+        raise RuntimeError(
+            f"launcher={launcher!r} on a machine without CUDA: mmengine's slurm/mpi launchers "
+            f"set a CUDA device. Launch CPU processes with torchrun instead (tools/dist_train.sh, "
+            f"launcher='pytorch'; for several nodes set NNODES, NODE_RANK, MASTER_ADDR, PORT).")
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
                                       world_size=int(os.environ['WORLD_SIZE']))

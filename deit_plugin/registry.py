@@ -14,6 +14,7 @@ from mmpretrain.registry import METRICS as MMPRETRAIN_METRICS
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMPRETRAIN_OPTIM_WRAPPER_CONSTRUCTORS
+from mmpretrain.registry import OPTIM_WRAPPERS as MMPRETRAIN_OPTIM_WRAPPERS
 
 MODELS = Registry(
     'model', parent=MMPRETRAIN_MODELS, scope='deit_plugin', locations=['deit_plugin.models'])
@@ -24,8 +25,13 @@ METRICS = Registry(
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMPRETRAIN_OPTIM_WRAPPER_CONSTRUCTORS,
     scope='deit_plugin', locations=['deit_plugin.engine'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMPRETRAIN_OPTIM_WRAPPERS, scope='deit_plugin',
+    locations=['deit_plugin.engine'])
 
 DATASETS = Registry(
     'dataset', parent=MMPRETRAIN_DATASETS, scope='deit_plugin', locations=['deit_plugin.datasets'])
 
-__all__ = ['MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'DATASETS']
+__all__ = [
+    'MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'DATASETS'
+]

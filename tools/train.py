@@ -26,7 +26,8 @@ def parse_args(argv=None):
         help='resume from this checkpoint; without a path (or with "auto"), from the one the '
         'work dir\'s last_checkpoint file names (none: start from scratch, with a warning)')
     parser.add_argument('--amp', action='store_true',
-                        help='enable automatic-mixed-precision training (CUDA)')
+                        help='mixed-precision training: mmengine AmpOptimWrapper (float16) on '
+                        'CUDA, deit_plugin.CPUAmpOptimWrapper (bfloat16 autocast) without CUDA')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate checkpoints during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -50,6 +51,28 @@ def parse_args(argv=None):
     return args
 
 
+AMP_WRAPPERS = ('OptimWrapper', 'AmpOptimWrapper', 'deit_plugin.CPUAmpOptimWrapper')
+
+
+def set_amp_optim_wrapper(cfg) -> None:
+    """``--amp``: mmengine's ``AmpOptimWrapper`` (float16, dynamic loss scale) where CUDA is
+    available, ``deit_plugin.CPUAmpOptimWrapper`` (bfloat16 autocast) on a CPU-only machine,
+    where mmengine's wrapper refuses to run."""
+    optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_wrapper not in AMP_WRAPPERS:
+        raise SystemExit(f'--amp replaces the optim wrapper type, but the config sets a custom '
+                         f'one ({optim_wrapper!r}); use one of {AMP_WRAPPERS} or drop --amp.')
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    cfg.optim_wrapper.type = 'deit_plugin.CPUAmpOptimWrapper'
+    # float16 settings of a CUDA AmpOptimWrapper config have no meaning for bf16 on CPU
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):
+        if cfg.optim_wrapper.pop(key, None) is not None:
+            print(f'--amp on CPU (bfloat16 autocast): ignoring optim_wrapper.{key}')
+
+
 def merge_args(cfg, args):
     """Merge command-line arguments into the config, as mmpretrain's train.py does."""
     if args.no_validate:
@@ -62,14 +85,7 @@ def merge_args(cfg, args):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        if not torch.cuda.is_available():
-            raise SystemExit('--amp uses mmengine\'s AmpOptimWrapper, which needs a CUDA '
-                             'device; none is available here. Train without --amp on CPU.')
-        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        assert optim_wrapper in ['OptimWrapper', 'AmpOptimWrapper'], \
-            '`--amp` is not supported with custom optim_wrapper type ' f'`{optim_wrapper}`.'
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        set_amp_optim_wrapper(cfg)
     if args.resume == 'auto':
         # mmengine follows <work_dir>/last_checkpoint blindly; check its target first
         latest = find_resume_checkpoint(cfg.work_dir)

@@ -1,5 +1,6 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .channels_last_hook import ChannelsLastHook
+from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distillation_hook import DistillationHook, strip_teacher
 from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
 from .layer_decay_constructor import DeiTLayerDecayOptimWrapperConstructor
@@ -7,7 +8,8 @@ from .optim_constructor import StudentOptimWrapperConstructor
 from .random_state_hook import RandomStateHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'ChannelsLastHook', 'DeiTLayerDecayOptimWrapperConstructor',
-    'DistillationHook', 'FiniteLossHook', 'NonFiniteLossError', 'RandomStateHook',
+    'AtomicCheckpointHook', 'ChannelsLastHook', 'CPUAmpOptimWrapper',
+    'DeiTLayerDecayOptimWrapperConstructor', 'DistillationHook', 'FiniteLossHook',
+    'NonFiniteLossError', 'RandomStateHook',
     'StudentOptimWrapperConstructor', 'strip_teacher'
 ]

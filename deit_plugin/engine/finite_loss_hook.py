@@ -57,7 +57,7 @@ class FiniteLossHook(Hook):
                     f'training stopped (see that process\'s error for the term).')
         if not bad:
             return
-        finite = {k: float(v) for k, v in outputs.items()
+        finite = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in outputs.items()
                   if k.startswith('loss') and k not in bad and k != 'loss'}
         terms = ', '.join(f'{k} = {v} ({TERMS.get(k, "loss term")})' for k, v in bad.items())
         ok = ', '.join(f'{k} = {v:.4g}' for k, v in finite.items())
