@@ -8,11 +8,15 @@
 4. ``tools/train.py configs/det/retinanet_deit_tiny_fmnist_det.py`` four times (per seed):
    backbone from the student or from random initialisation, on all training images and on the
    first 10%, with one schedule. Each run ends with mmdet's ``CocoMetric`` on the validation
-   set. A run whose work dir holds ``done.json`` (its final metrics) is reused, not repeated:
+   set. ``--jobs 2`` (default) runs two of them at a time with one torch thread each, longest
+   first: on 2 cores two 1-thread runs get through more steps than one 2-thread run (small
+   matrices keep a second thread of one process partly idle); each run's output then goes to
+   ``train.log`` in its work dir, with a progress line per finished run. A run whose work dir holds ``done.json`` (its final metrics) is reused, not repeated:
    delete the work dir to start over.
 5. Prints the bbox mAPs, writes ``results.md``/``results.json`` and a bar plot to the work dir.
 """
 import argparse
+import concurrent.futures
 import glob
 import json
 import os
@@ -29,12 +33,20 @@ SUBSETS = {'full': 'annotations/train.json', '10%': 'annotations/train_10pct.jso
 INITS = ('pretrained', 'random')
 
 
-def run(cmd, what):
-    print(f'\n=== {what}\n$ {" ".join(cmd)}', flush=True)
+def run(cmd, what, log=None):
+    """Runs ``cmd`` from the project root; its output goes to the console or to ``log``."""
+    print(f'\n=== {what}\n$ {" ".join(cmd)}' + (f'\n    (output: {log})' if log else ''),
+          flush=True)
     start = time.time()
-    result = subprocess.run(cmd, cwd=ROOT)
+    if log:
+        os.makedirs(osp.dirname(osp.join(ROOT, log)), exist_ok=True)
+        with open(osp.join(ROOT, log), 'w') as f:
+            result = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    else:
+        result = subprocess.run(cmd, cwd=ROOT)
     if result.returncode != 0:
-        raise SystemExit(f'{what} failed (exit {result.returncode}); see the output above.')
+        where = f'see {log}' if log else 'see the output above'
+        raise SystemExit(f'{what} failed (exit {result.returncode}); {where}.')
     return time.time() - start
 
 
@@ -132,11 +144,18 @@ def main(argv=None):
     parser.add_argument('--subset-epochs', type=int, default=36,
                         help='epochs on the 10%% subset (same for both initialisations)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--jobs', type=int, default=2,
+                        help='detection runs at a time (default 2, one torch thread each)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads per run (default: 1 with --jobs > 1, else '
+                        "torch's default)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error('--jobs must be at least 1')
 
     py = sys.executable
-    extra = ['--threads', str(args.threads)] if args.threads else []
+    threads = args.threads or (1 if args.jobs > 1 else None)
+    extra = ['--threads', str(threads)] if threads else []
     os.makedirs(osp.join(ROOT, args.work_dir, 'configs'), exist_ok=True)
     setup = {}
     t0 = time.time()
@@ -151,8 +170,7 @@ def main(argv=None):
                          str(args.num_val)], 'generate the detection set')
 
     results = {s: {i: [] for i in INITS} for s in SUBSETS}
-    run_seconds = {}
-    t_det = time.time()
+    todo = []  # (epochs × images: the longest runs first, so that parallel jobs finish together)
     for seed in args.seeds:
         for subset, ann_file in SUBSETS.items():
             epochs = args.epochs if subset == 'full' else args.subset_epochs
@@ -165,22 +183,43 @@ def main(argv=None):
                 done = osp.join(ROOT, run_dir, 'done.json')
                 if osp.isfile(done):  # a finished run of an earlier call: reuse it
                     with open(done) as f:
-                        results[subset][init].append(json.load(f))
+                        results[subset][init].append(dict(json.load(f), seed=seed))
                     print(f'\n=== {name}: finished earlier, reusing {osp.relpath(done, ROOT)}')
                     continue
-                run_seconds[name] = run(
-                    [py, 'tools/train.py', cfg_path, '--work-dir', run_dir, *extra,
-                     '--cfg-options', f'train_dataloader.dataset.data_root={args.data}/',
-                     f'val_dataloader.dataset.data_root={args.data}/',
-                     f'val_evaluator.ann_file={args.data}/annotations/val.json'],
-                    f'RetinaNet, {init} backbone, {subset} training set, {epochs} epochs, '
-                    f'seed {seed}')
-                metrics = final_bbox_map(osp.join(ROOT, run_dir))
-                metrics['seconds'] = run_seconds[name]
-                with open(done, 'w') as f:
-                    json.dump(metrics, f)
-                results[subset][init].append(metrics)
+                size = 1.0 if subset == 'full' else 0.1
+                todo.append((epochs * size, name, subset, init, seed, epochs, cfg_path, run_dir))
+    todo.sort(key=lambda t: -t[0])
+
+    def one(item):
+        _, name, subset, init, seed, epochs, cfg_path, run_dir = item
+        cmd = [py, 'tools/train.py', cfg_path, '--work-dir', run_dir, *extra,
+               '--cfg-options', f'train_dataloader.dataset.data_root={args.data}/',
+               f'val_dataloader.dataset.data_root={args.data}/',
+               f'val_evaluator.ann_file={args.data}/annotations/val.json']
+        what = (f'RetinaNet, {init} backbone, {subset} training set, {epochs} epochs, '
+                f'seed {seed}')
+        seconds = run(cmd, what, log=osp.join(run_dir, 'train.log') if args.jobs > 1 else None)
+        metrics = final_bbox_map(osp.join(ROOT, run_dir))
+        metrics['seconds'] = seconds
+        metrics['jobs'] = args.jobs
+        metrics['seed'] = seed
+        with open(osp.join(ROOT, run_dir, 'done.json'), 'w') as f:
+            json.dump(metrics, f)
+        return subset, init, metrics
+
+    t_det = time.time()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(one, item) for item in todo]
+        for k, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            subset, init, metrics = future.result()
+            results[subset][init].append(metrics)
+            print(f'[{k}/{len(todo)}] {init} backbone, {subset} set: bbox mAP '
+                  f'{metrics["bbox_mAP"]:.3f} ({metrics["seconds"]:.0f} s; '
+                  f'{(time.time() - t_det) / 60:.1f} min since the first run)', flush=True)
     det_minutes = (time.time() - t_det) / 60
+    for subset in SUBSETS:
+        for init in INITS:
+            results[subset][init].sort(key=lambda r: r['seed'])
 
     lines = ['| training set | backbone init | bbox mAP (mean) | per seed | AP50 | seconds |',
              '|---|---|---:|---|---:|---:|']
@@ -195,9 +234,14 @@ def main(argv=None):
                 f'{statistics.mean(r["seconds"] for r in runs):.0f} |')
     pre_full = statistics.mean(r['bbox_mAP'] for r in results['full']['pretrained'])
     floor_map, floor_min = FLOORS['pretrained_full_map'], FLOORS['minutes']
-    # the four runs of one seed, from each run's own wall time (reused runs included)
-    per_seed = sum(r['seconds'] for s in SUBSETS for i in INITS
-                   for r in results[s][i]) / 60 / len(args.seeds)
+    # wall time of this call's runs per seed (all runs new), else each run's own time summed
+    if all(len(results[s][i]) == len(args.seeds) for s in SUBSETS for i in INITS) and \
+            len(todo) == 4 * len(args.seeds):
+        per_seed = det_minutes / len(args.seeds)
+    else:  # some runs reused: their wall times add up as if run one after another
+        per_seed = sum(r['seconds'] for s in SUBSETS for i in INITS
+                       for r in results[s][i]) / 60 / len(args.seeds)
+    # one run after another, each at its 10th-percentile logged step time
     est = sum(r['iters'] * r['fast_iter_s'] for s in SUBSETS for i in INITS
               for r in results[s][i]) / 60 / len(args.seeds)
     lines += [
@@ -208,7 +252,8 @@ def main(argv=None):
         f'{floor_min:.0f} min: '
         f'{"ok" if per_seed <= floor_min else "NOT MET"})',
         f'training steps alone at the 10th-percentile logged step time: {est:.1f} min per seed '
-        '(wall time above includes start-up, validation and any other load on the machine)',
+        f'added up over the runs ({args.jobs} at a time; wall time above includes start-up, '
+        'validation and any other load on the machine)',
         'setup (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in setup.items()),
     ]
     table = '\n'.join(lines)
