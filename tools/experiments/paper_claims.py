@@ -84,6 +84,11 @@ class Arm:
         return opts
 
 
+def cfg_options(opts: Sequence[str]) -> List[str]:
+    """``--cfg-options`` with its values, or nothing (argparse refuses the flag alone)."""
+    return ['--cfg-options', *opts] if opts else []
+
+
 class Lock:
     """An exclusive ``fcntl`` lock on a file (a no-op without a path).
 
@@ -140,7 +145,7 @@ class Run:
                '--threads', str(threads)]
         if osp.isfile(osp.join(ROOT, self.work_dir, 'last_checkpoint')):
             cmd.append('--resume')
-        return cmd + ['--cfg-options', *self.args[1:]]
+        return cmd + cfg_options(self.args[1:])
 
 
 def last_val_metrics(work_dir: str) -> dict:
@@ -234,10 +239,14 @@ def test_checkpoint(config: str, ckpt: str, opts: List[str], threads: int, lock:
     if key not in cache:
         out = cache_file + f'.{key}.json'
         with lock:
-            subprocess.run([sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
-                            osp.dirname(ckpt), '--metrics-json', out, '--threads', str(threads),
-                            '--cfg-options', *opts], cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            cmd = [sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
+                   osp.dirname(ckpt), '--metrics-json', out, '--threads', str(threads),
+                   *cfg_options(opts)]
+            done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f'{" ".join(cmd)} failed (exit {done.returncode}); its last '
+                                 f'output:\n{done.stdout[-3000:]}')
         with open(osp.join(ROOT, out)) as f:
             cache[key] = json.load(f)['accuracy/top1']
         with open(cache_file, 'w') as f:
@@ -440,8 +449,7 @@ def analyse(arm: Arm, runs: List[Run], work_dir: str, test_size: int, threads: i
             with lock:
                 subprocess.run([sys.executable, f'tools/analysis/{tool}.py', run.args[0], ckpt,
                                 '--out', prefix, '--split', 'val', '--threads', str(threads),
-                                '--cfg-options',
-                                *opts], cwd=ROOT, check=True)
+                                *cfg_options(opts)], cwd=ROOT, check=True)
 
 
 def figures(arms: List[Arm], runs: Dict[str, List[Run]], work_dir: str) -> None:
