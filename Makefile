@@ -31,7 +31,7 @@ paper-claims: env data
 demo-det: env data
 	$(PY) tools/run_det_demo.py
 
-# speed of the plugin against the timm/official reference (tools/benchmark.py; ~10 min on 2 cores)
+# speed of the plugin against the timm/official reference (tools/benchmark.py; ~4 min on 2 cores)
 .PHONY: bench
 bench: env
 	$(PY) tools/benchmark.py --json work_dirs/benchmark/benchmark.json --markdown work_dirs/benchmark/benchmark.md

@@ -62,7 +62,7 @@ def student_checkpoint(demo_dir: str, threads) -> str:
 
 
 def write_run_config(path: str, init: str, ann_file: str, backbone_ckpt: str, seed: int,
-                     epochs: int) -> None:
+                     epochs: int, lr: float = None) -> None:
     """A config inheriting the demo config with this run's initialisation, data and seed."""
     if init == 'pretrained':
         init_cfg = (f"dict(_delete_=True, type='Pretrained', checkpoint='{backbone_ckpt}', "
@@ -82,7 +82,8 @@ def write_run_config(path: str, init: str, ann_file: str, backbone_ckpt: str, se
                 "    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, "
                 f"end={epochs}, convert_to_iter_based=True)]\n"
                 f"train_cfg = dict(max_epochs={epochs}, val_interval={epochs})\n"
-                f"default_hooks = dict(checkpoint=dict(interval={epochs}))\n")
+                f"default_hooks = dict(checkpoint=dict(interval={epochs}))\n"
+                + (f"optim_wrapper = dict(optimizer=dict(lr={lr!r}))\n" if lr else ''))
 
 
 def final_bbox_map(work_dir: str) -> dict:
@@ -144,6 +145,9 @@ def main(argv=None):
     parser.add_argument('--subset-epochs', type=int, default=36,
                         help='epochs on the 10%% subset (same for both initialisations)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--lr', type=float, default=None,
+                        help="AdamW learning rate for both initialisations (default: the "
+                        "config's 1e-3); use another --work-dir per value")
     parser.add_argument('--jobs', type=int, default=2,
                         help='detection runs at a time (default 2, one torch thread each)')
     parser.add_argument('--threads', type=int, default=None,
@@ -178,7 +182,7 @@ def main(argv=None):
                 name = f'{init}_{"full" if subset == "full" else "10pct"}_seed{seed}'
                 cfg_path = osp.join(args.work_dir, 'configs', f'{name}.py')
                 write_run_config(osp.join(ROOT, cfg_path), init, ann_file,
-                                 osp.join(ROOT, backbone_ckpt), seed, epochs)
+                                 osp.join(ROOT, backbone_ckpt), seed, epochs, args.lr)
                 run_dir = osp.join(args.work_dir, name)
                 done = osp.join(ROOT, run_dir, 'done.json')
                 if osp.isfile(done):  # a finished run of an earlier call: reuse it
@@ -234,12 +238,12 @@ def main(argv=None):
                 f'{statistics.mean(r["seconds"] for r in runs):.0f} |')
     pre_full = statistics.mean(r['bbox_mAP'] for r in results['full']['pretrained'])
     floor_map, floor_min = FLOORS['pretrained_full_map'], FLOORS['minutes']
-    # wall time of this call's runs per seed (all runs new), else each run's own time summed
-    if all(len(results[s][i]) == len(args.seeds) for s in SUBSETS for i in INITS) and \
-            len(todo) == 4 * len(args.seeds):
-        per_seed = det_minutes / len(args.seeds)
-    else:  # some runs reused: their wall times add up as if run one after another
-        per_seed = sum(r['seconds'] for s in SUBSETS for i in INITS
+    # wall time per four runs (one seed): of this call's runs when it ran any, else of the
+    # reused runs, each run's wall time shared among the runs that were going at once
+    if todo:
+        per_seed = det_minutes * 4 / len(todo)
+    else:
+        per_seed = sum(r['seconds'] / r.get('jobs', 1) for s in SUBSETS for i in INITS
                        for r in results[s][i]) / 60 / len(args.seeds)
     # one run after another, each at its 10th-percentile logged step time
     est = sum(r['iters'] * r['fast_iter_s'] for s in SUBSETS for i in INITS
