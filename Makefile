@@ -21,7 +21,7 @@ test: env data
 clean-demo:
 	rm -rf work_dirs/demo data/fashion_mnist
 
-# The paper-claims study (README "Does distillation help?"): ~50 min on 2 cores, not part of CI.
+# The paper-claims study (README "Does distillation help?"): ~45 min on 2 cores, not part of CI.
 # Resumable; each batch of runs holds $(LOCK) when set (e.g. make paper-claims LOCK=/tmp/heavy.lock).
 .PHONY: paper-claims
 paper-claims: env data
