@@ -23,12 +23,21 @@ STUDENT_CFG = 'configs/fashion_mnist/deit_tiny_distill.py'
 FLOORS = dict(teacher=88.0, fused=85.0, minutes=12.0)
 
 
-def run(cmd, what):
-    print(f'\n=== {what}\n$ {" ".join(cmd)}', flush=True)
+def run(cmd, what, log=None):
+    """Runs ``cmd`` from the project root and returns its wall time; its output goes to the
+    console or, with ``log`` (a path under the root), to that file."""
+    print(f'\n=== {what}\n$ {" ".join(cmd)}' + (f'\n    (output: {log})' if log else ''),
+          flush=True)
     start = time.time()
-    result = subprocess.run(cmd, cwd=ROOT)
+    if log:
+        os.makedirs(osp.dirname(osp.join(ROOT, log)), exist_ok=True)
+        with open(osp.join(ROOT, log), 'w') as f:
+            result = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    else:
+        result = subprocess.run(cmd, cwd=ROOT)
     if result.returncode != 0:
-        raise SystemExit(f'{what} failed (exit {result.returncode}); see the output above.')
+        where = f'see {log}' if log else 'see the output above'
+        raise SystemExit(f'{what} failed (exit {result.returncode}); {where}.')
     return time.time() - start
 
 

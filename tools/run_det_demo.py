@@ -11,8 +11,9 @@
    set. ``--jobs 2`` (default) runs two of them at a time with one torch thread each, longest
    first: on 2 cores two 1-thread runs get through more steps than one 2-thread run (small
    matrices keep a second thread of one process partly idle); each run's output then goes to
-   ``train.log`` in its work dir, with a progress line per finished run. A run whose work dir holds ``done.json`` (its final metrics) is reused, not repeated:
-   delete the work dir to start over.
+   ``train.log`` in its work dir, with a progress line per finished run. A run whose work dir
+   holds ``done.json`` (its final metrics) is reused, not repeated: delete the work dir to
+   start over.
 5. Prints the bbox mAPs, writes ``results.md``/``results.json`` and a bar plot to the work dir.
 """
 import argparse
@@ -22,43 +23,25 @@ import json
 import os
 import os.path as osp
 import statistics
-import subprocess
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from run_demo import ROOT, last_checkpoint, run  # noqa: E402
+
 DET_CFG = 'configs/det/retinanet_deit_tiny_fmnist_det.py'
 FLOORS = dict(pretrained_full_map=0.25, minutes=20.0)
 SUBSETS = {'full': 'annotations/train.json', '10%': 'annotations/train_10pct.json'}
 INITS = ('pretrained', 'random')
 
 
-def run(cmd, what, log=None):
-    """Runs ``cmd`` from the project root; its output goes to the console or to ``log``."""
-    print(f'\n=== {what}\n$ {" ".join(cmd)}' + (f'\n    (output: {log})' if log else ''),
-          flush=True)
-    start = time.time()
-    if log:
-        os.makedirs(osp.dirname(osp.join(ROOT, log)), exist_ok=True)
-        with open(osp.join(ROOT, log), 'w') as f:
-            result = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    else:
-        result = subprocess.run(cmd, cwd=ROOT)
-    if result.returncode != 0:
-        where = f'see {log}' if log else 'see the output above'
-        raise SystemExit(f'{what} failed (exit {result.returncode}); {where}.')
-    return time.time() - start
-
-
 def student_checkpoint(demo_dir: str, threads) -> str:
     """The main demo's student checkpoint; runs the main demo when there is none."""
-    pointer = osp.join(ROOT, demo_dir, 'student', 'last_checkpoint')
-    if not osp.isfile(pointer):
+    if not osp.isfile(osp.join(ROOT, demo_dir, 'student', 'last_checkpoint')):
         extra = ['--threads', str(threads)] if threads else []
         run([sys.executable, 'tools/run_demo.py', '--work-dir', demo_dir, *extra],
             'no distilled student yet: run the main demo (tools/run_demo.py) first')
-    with open(pointer) as f:
-        return osp.relpath(f.read().strip(), ROOT)
+    return last_checkpoint(osp.join(demo_dir, 'student'))
 
 
 def write_run_config(path: str, init: str, ann_file: str, backbone_ckpt: str, seed: int,

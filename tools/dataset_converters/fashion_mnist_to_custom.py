@@ -12,14 +12,13 @@ Usage::
     python tools/dataset_converters/fashion_mnist_to_custom.py [--src DIR] [--out DIR]
 """
 import argparse
-import gzip
 import json
 import os
 import os.path as osp
-import struct
 import sys
 
-import numpy as np
+# the IDX reader of the in-memory dataset (deit_plugin is installed editable in .venv)
+from deit_plugin.datasets import read_idx
 
 DEFAULT_SRC = '/usr/share/datasets/fashion-mnist'
 CLASSES = ('t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker',
@@ -40,25 +39,6 @@ INSTALL_HINT = (
 
 def class_folders():
     return [f'{i}_{name}' for i, name in enumerate(CLASSES)]
-
-
-def read_idx(path: str) -> np.ndarray:
-    """Read an IDX file (optionally gzip'ed): big-endian magic, one uint32 per dimension,
-    then the data (here always uint8)."""
-    opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rb') as f:
-        raw = f.read()
-    if len(raw) < 4:
-        raise ValueError(f'{path} is not an IDX file (too short).')
-    zero, dtype_code, ndim = struct.unpack('>HBB', raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f'{path} is not a uint8 IDX file (magic {raw[:4].hex()}).')
-    dims = struct.unpack(f'>{ndim}I', raw[4:4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f'{path}: header says {dims}, file holds {data.size} values '
-                         f'(truncated?).')
-    return data.reshape(dims)
 
 
 def load_split(src: str, split: str):

@@ -1,7 +1,9 @@
 # Fashion-MNIST for the paper-claims study (tools/experiments/paper_claims.py): the demo's data
 # settings, but read from the IDX files into memory (deit_plugin.FashionMNISTIdx) instead of
 # decoding PNG files per sample. `indices=N` keeps the first N training images (the study's
-# small-data arm); teacher and student configs both inherit this file, so they see the same data.
+# small-data arm). vit_teacher.py inherits this file; deit_tiny_student.py and
+# resnet_cifar_teacher.py inherit the demo configs and repeat these data settings (mmengine
+# refuses a key such as train_dataloader defined in two bases), so all three see the same data.
 _base_ = ['../_base_fashion_mnist.py']
 
 train_pipeline = [
