@@ -86,12 +86,10 @@ class DistillationHook(Hook):
         model = self._model(runner)
         model.load_teacher_checkpoint(logger=runner.logger)
         if model.teacher is not None:
-            for hook in runner.hooks:
-                ema_model = getattr(hook, 'ema_model', None)
-                ema_teacher = getattr(getattr(ema_model, 'module', None), 'teacher', None)
-                if ema_teacher is not None:
-                    ema_teacher.load_state_dict(model.teacher.state_dict())
-            self._fingerprint = teacher_fingerprint(model.teacher.state_dict())
+            state = model.teacher.state_dict()
+            for _, ema_teacher in self._teachers(runner)[1:]:
+                ema_teacher.load_state_dict(state)
+            self._fingerprint = teacher_fingerprint(state)
         self._loaded = True
 
     def _teachers(self, runner):
