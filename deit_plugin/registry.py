@@ -15,6 +15,7 @@ from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMPRETRAIN_OPTIM_WRAPPER_CONSTRUCTORS
 from mmpretrain.registry import OPTIM_WRAPPERS as MMPRETRAIN_OPTIM_WRAPPERS
+from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
 
 MODELS = Registry(
     'model', parent=MMPRETRAIN_MODELS, scope='deit_plugin', locations=['deit_plugin.models'])
@@ -32,6 +33,11 @@ OPTIM_WRAPPERS = Registry(
 DATASETS = Registry(
     'dataset', parent=MMPRETRAIN_DATASETS, scope='deit_plugin', locations=['deit_plugin.datasets'])
 
+TRANSFORMS = Registry(
+    'transform', parent=MMPRETRAIN_TRANSFORMS, scope='deit_plugin',
+    locations=['deit_plugin.datasets'])
+
 __all__ = [
-    'MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'DATASETS'
+    'MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'DATASETS',
+    'TRANSFORMS'
 ]
