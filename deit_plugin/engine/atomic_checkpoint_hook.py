@@ -86,6 +86,8 @@ class AtomicCheckpointHook(CheckpointHook):
         deferred.flush()
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
+        if not hasattr(self, 'file_backend'):
+            return  # runner.val() before runner.train(): no training, no best checkpoint
         backend, deferred = self.file_backend, _DeferredRemovals(self.file_backend)
         self.file_backend = deferred
         try:
