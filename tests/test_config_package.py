@@ -4,6 +4,7 @@ package's .mim folder, from a directory outside the checkout."""
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -89,9 +90,15 @@ USER_SCRIPT = textwrap.dedent('''
 
 @pytest.mark.slow
 def test_configs_resolve_after_pip_install_outside_the_checkout(tmp_path):
+    # build from a copy: pip builds in the source tree (build/, *.egg-info)
+    src = tmp_path / 'src'
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        '.git', 'data', 'work_dirs', 'build', '*.egg-info', '__pycache__', '.venv',
+        'checkpoints', '.pytest_cache'))
     target = tmp_path / 'site'
     subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-build-isolation',
-                    '--quiet', '--target', str(target), ROOT], check=True, cwd=str(tmp_path))
+                    '--quiet', '--target', str(target), str(src)], check=True,
+                   cwd=str(tmp_path))
     installed = target / 'deit_plugin' / '.mim'
     packaged = installed / 'configs' / 'fashion_mnist' / 'deit_tiny_distill.py'
     assert packaged.is_file() and not packaged.is_symlink()
