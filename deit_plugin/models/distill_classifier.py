@@ -350,6 +350,13 @@ class DistillationClassifier(ImageClassifier):
 
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
+        if self.predict_with_teacher and not self.teacher_loaded:
+            raise RuntimeError(
+                'predict_with_teacher=True but the teacher\'s weights are not loaded: in '
+                'training/validation add dict(type=\'deit_plugin.DistillationHook\') to '
+                'custom_hooks; for inference with the student alone use '
+                'deit_plugin.apis.DistilledInferencer (or build the model with '
+                'predict_with_teacher=False).')
         samples = super().predict(inputs, data_samples)
         if self.predict_with_teacher:
             labels = self.teacher_logits(inputs).argmax(dim=1)
