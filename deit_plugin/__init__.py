@@ -2,11 +2,10 @@
 
 Importing the package registers its classes under the ``deit_plugin`` registry scope (a child of
 mmpretrain's), makes mmengine checkpoints loadable under torch>=2.6 (see
-:mod:`deit_plugin.checkpoint_compat`) and reports truncated or unreadable checkpoint files by
-path (see :mod:`deit_plugin.checkpoint_io`).
+:mod:`deit_plugin.checkpoint.compat`) and reports truncated or unreadable checkpoint files by
+path (see :mod:`deit_plugin.checkpoint.checks`).
 """
-from .checkpoint_compat import allow_mmengine_checkpoint_globals
-from .checkpoint_io import install_checkpoint_file_checks
+from .checkpoint import allow_mmengine_checkpoint_globals, install_checkpoint_file_checks
 from .version import __version__
 
 allow_mmengine_checkpoint_globals()
