@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
-from deit_plugin.checkpoint_io import check_checkpoint_file, find_resume_checkpoint
+from deit_plugin.checkpoint import check_checkpoint_file, find_resume_checkpoint
 from deit_plugin.dist_utils import prepare_cpu_distributed
 
 

@@ -11,8 +11,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.structures import DataSample
 
-from deit_plugin.checkpoint_io import describe_checkpoint_kind
-from deit_plugin.converters.deit import WrongCheckpointKind, unwrap_state_dict
+from deit_plugin.checkpoint import (CheckpointNotFoundError, WrongCheckpointKind,
+                                    checkpoint_kind, revise_keys, unwrap_state_dict)
 from deit_plugin.registry import MODELS
 from .teacher_precision import check_teacher_precision, teacher_autocast
 from .teacher_slot import TEACHER_PREFIX, teacher_fingerprint
@@ -260,35 +260,36 @@ class DistillationClassifier(ImageClassifier):
             return
         path = self.teacher_ckpt
         if not osp.isfile(path):
-            raise FileNotFoundError(
+            raise CheckpointNotFoundError(
                 f'teacher checkpoint {path!r} does not exist: train the teacher first (e.g. '
                 f'`python tools/train.py <teacher config>`) and set model.teacher_ckpt to its '
                 f'.pth file.')
         checkpoint = _load_checkpoint(path, map_location='cpu')
         if not isinstance(checkpoint, dict):
-            raise ValueError(f'teacher checkpoint {path!r} holds no state dict.')
+            raise WrongCheckpointKind(f'teacher checkpoint {path!r} holds no state dict.')
         # Weights under `state_dict` (mmengine), `model` (official DeiT / timm files such as
         # regnety_160-a5fe301d.pth) or a bare state dict.
         try:
             state = unwrap_state_dict(checkpoint)
         except WrongCheckpointKind as err:
-            raise ValueError(f'teacher checkpoint {path!r}: {err}') from None
-        state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+            raise WrongCheckpointKind(f'teacher checkpoint {path!r}: {err}') from None
+        state = revise_keys(state)
         if any(k.startswith(TEACHER_PREFIX) for k in state):
-            raise ValueError(
+            raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} is a distillation checkpoint (it has teacher.* '
                 f'keys): give the teacher\'s own checkpoint.')
-        fix = (f'{describe_checkpoint_kind(state)}. Set model.teacher_ckpt to a checkpoint '
+        kind = checkpoint_kind(state)
+        fix = (f'{": it is " + str(kind) if kind.known else ""}. Set model.teacher_ckpt to a checkpoint '
                f'written by training the teacher\'s config (not a student\'s, a detector\'s or '
                f'another model\'s).')
         try:
             result = self.teacher.load_state_dict(state, strict=False)
         except RuntimeError as e:  # torch refuses shape mismatches even with strict=False
-            raise ValueError(
+            raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
                 f'{str(e).strip().splitlines()[-1].strip()}{fix}') from None
         if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
+            raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
                 f'{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), '
                 f'{len(result.unexpected_keys)} unexpected (e.g. '

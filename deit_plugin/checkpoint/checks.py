@@ -1,97 +1,41 @@
-"""Checkpoint files that survive a killed process, and load errors that say what happened.
+"""Reading checkpoint files with errors that say what happened and what to do.
 
-Writing (upstream behaviour, mmengine 0.10.7): ``Runner.save_checkpoint`` hands the pickled bytes
-to ``mmengine.runner.checkpoint.save_checkpoint`` (``runner/checkpoint.py`` line 793), which calls
-the file backend's ``put``; ``LocalBackend.put`` (``fileio/backends/local_backend.py`` line 77)
-opens the *final* name with ``'wb'`` and writes. A process killed during that write leaves a
-truncated file under the checkpoint's real name. :class:`AtomicLocalBackend` writes to
-``<name>.part`` in the same directory, flushes and fsyncs it, then ``os.replace``-s it onto the
-final name (atomic on POSIX and Windows), so a checkpoint name only ever holds a complete file.
-``deit_plugin.AtomicCheckpointHook`` selects this backend.
-
-Reading: a truncated file makes ``torch.load`` fail deep inside its zip reader
-(``PytorchStreamReader failed reading zip archive: failed finding central directory``) or the
-unpickler. :func:`install_checkpoint_file_checks` wraps mmengine's local-file checkpoint loader
-(``CheckpointLoader`` scheme ``''``, ``load_from_local``, ``runner/checkpoint.py`` line 334),
-which every load path goes through (``resume``, ``load_from``, the teacher checkpoint,
-``init_cfg=dict(type='Pretrained')``), so those files are reported as
-:class:`CheckpointTruncatedError` / :class:`CheckpointUnreadableError` with their path and what to
-do. Files that pass the check are loaded by mmengine's own loader, unchanged.
+A truncated file makes ``torch.load`` fail deep inside its zip reader (``PytorchStreamReader
+failed reading zip archive: failed finding central directory``) or the unpickler.
+:func:`install_checkpoint_file_checks` wraps mmengine's local-file checkpoint loader
+(``CheckpointLoader`` scheme ``''``), which every load path goes through (``resume``,
+``load_from``, the teacher checkpoint, ``init_cfg=dict(type='Pretrained')``), so those files are
+reported as :class:`CheckpointTruncatedError` / :class:`CheckpointUnreadableError` with their path
+and what to do. Files that pass the check are loaded by mmengine's own loader, unchanged.
+:func:`read_checkpoint` is the same check for the tools that read files themselves.
 """
 import glob
-import os
+import io
 import os.path as osp
+import pickle
 import zipfile
-from typing import Callable, List, Optional, Union
+from typing import Any, Callable, Dict, Optional
 
-from mmengine.fileio import LocalBackend, register_backend
+import torch
 
-ATOMIC_BACKEND = 'deit_plugin_atomic_local'
-PART_SUFFIX = '.part'
+from .atomic import PART_SUFFIX
+from .errors import (CheckpointNotFoundError, CheckpointTruncatedError,
+                     CheckpointUnreadableError)
+
 _ZIP_MAGIC = b'PK\x03\x04'  # torch.save's format since torch 1.6
 _PICKLE_PROTO = b'\x80'  # torch's legacy format: pickles, protocol >= 2
+_CHUNK = 1 << 22  # 4 MiB
 
 
-class CheckpointTruncatedError(RuntimeError):
-    """A checkpoint file ends before its end: the process writing it died."""
+def _list_checkpoints(directory: str) -> str:
+    found = sorted(glob.glob(osp.join(directory or '.', '*.pth')), key=osp.getmtime)
+    return ', '.join(osp.basename(p) for p in found[-4:]) if found else 'none found'
 
 
-class CheckpointUnreadableError(RuntimeError):
-    """A file given as checkpoint is not a PyTorch checkpoint, or cannot be read."""
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(data: Union[bytes, str], path: str, encoding: str = 'utf-8') -> None:
-    """Write ``data`` to ``<path>.part``, fsync it, then ``os.replace`` it onto ``path``.
-
-    Until the rename, ``path`` keeps its previous content (or does not exist). A failed write
-    removes the ``.part`` file and re-raises.
-    """
-    path = osp.abspath(osp.expanduser(path))
-    directory = osp.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = path + PART_SUFFIX
-    payload = data.encode(encoding) if isinstance(data, str) else data
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-class AtomicLocalBackend(LocalBackend):
-    """mmengine's ``LocalBackend`` whose ``put``/``put_text`` write through :func:`atomic_write`.
-
-    Registered as the storage backend ``'deit_plugin_atomic_local'`` (select it with
-    ``backend_args=dict(backend='deit_plugin_atomic_local')``); reading is ``LocalBackend``'s.
-    """
-
-    def put(self, obj: bytes, filepath) -> None:
-        atomic_write(obj, str(filepath))
-
-    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-        atomic_write(obj, str(filepath), encoding=encoding)
-
-
-register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
+def _fix_for_truncated(path: str) -> str:
+    return (f'Delete it and resume from an earlier checkpoint (`tools/train.py CONFIG --resume '
+            f'<checkpoint>`; in {osp.dirname(path) or "."}: {_list_checkpoints(osp.dirname(path))})'
+            f', or copy it again if it was copied.')
 
 
 def check_checkpoint_file(path: str) -> None:
@@ -101,8 +45,11 @@ def check_checkpoint_file(path: str) -> None:
     truncated zip loses its end-of-central-directory record). Files in torch's legacy
     (non-zip) format pass and are judged when unpickled.
 
+    Args:
+        path (str): The checkpoint file.
+
     Raises:
-        FileNotFoundError: no such file.
+        CheckpointNotFoundError: no such file.
         CheckpointTruncatedError: empty file, or a zip whose end is missing.
         CheckpointUnreadableError: the file cannot be opened, or is neither a zip archive nor a
             pickle.
@@ -113,7 +60,7 @@ def check_checkpoint_file(path: str) -> None:
         if osp.isfile(path + PART_SUFFIX):
             hint = (f' ({path + PART_SUFFIX} exists: a write of this checkpoint was '
                     f'interrupted and never completed)')
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f'checkpoint {path} does not exist{hint}: check the path, or resume from another '
             f'checkpoint of the work dir ({_list_checkpoints(osp.dirname(path))}).')
     try:
@@ -137,17 +84,6 @@ def check_checkpoint_file(path: str) -> None:
             f'checkpoint {path} is truncated: {size} bytes, the end of the zip archive torch '
             f'writes is missing. The process writing it was probably killed, or the copy is '
             f'incomplete. {_fix_for_truncated(path)}')
-
-
-def _list_checkpoints(directory: str) -> str:
-    found = sorted(glob.glob(osp.join(directory or '.', '*.pth')), key=osp.getmtime)
-    return ', '.join(osp.basename(p) for p in found[-4:]) if found else 'none found'
-
-
-def _fix_for_truncated(path: str) -> str:
-    return (f'Delete it and resume from an earlier checkpoint (`tools/train.py CONFIG --resume '
-            f'<checkpoint>`; in {osp.dirname(path) or "."}: {_list_checkpoints(osp.dirname(path))})'
-            f', or copy it again if it was copied.')
 
 
 def checked_loader(loader: Callable) -> Callable:
@@ -194,6 +130,9 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     mmengine's ``find_latest_checkpoint`` returns whatever ``<work_dir>/last_checkpoint`` holds.
     Here that path is checked (:func:`check_checkpoint_file`): a missing or broken pointer
     target is an error naming both files, never a silent restart.
+
+    Args:
+        work_dir (str): The run's work directory.
     """
     pointer = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(pointer):
@@ -205,7 +144,7 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
             f'{pointer} is empty (the process writing it was killed): resume from a checkpoint '
             f'by path, `--resume <checkpoint>` ({_list_checkpoints(work_dir)}).')
     if not osp.isfile(target) and osp.isfile(osp.join(work_dir, osp.basename(target))):
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f'{pointer} names {target}, which does not exist, but '
             f'{osp.join(work_dir, osp.basename(target))} does (was the work dir moved?): '
             f'resume with `--resume {osp.join(work_dir, osp.basename(target))}`.')
@@ -213,21 +152,62 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     return target
 
 
-def describe_checkpoint_kind(state_dict: dict) -> str:
-    """``': it is a <kind> checkpoint (<evidence>)'`` for state dicts of models that are
-    commonly given by mistake (a distilled DeiT student, a detector), else ``''``."""
-    keys = list(state_dict)
-    for marker, kind in (('dist_token', 'distilled DeiT student'),
-                         ('head_dist', 'distilled DeiT student'),
-                         ('rpn_head.', 'detector'), ('roi_head.', 'detector'),
-                         ('bbox_head.', 'detector'), ('mask_head.', 'detector'),
-                         ('decode_head.', 'segmentor')):
-        hit = next((k for k in keys if marker in k), None)
-        if hit is not None:
-            return f': it is a {kind}\'s checkpoint (it has {hit})'
-    return ''
+def read_checkpoint(path: str, *, unsafe_load: bool = False, progress: bool = True
+                    ) -> Dict[str, Any]:
+    """Load a ``torch.save`` file into memory, showing a progress bar for large files.
 
+    The file is read with ``weights_only=True`` (after ``import deit_plugin`` the allow-list
+    also covers mmengine Runner checkpoints, see :mod:`deit_plugin.checkpoint.compat`).
 
-def stale_parts(directory: str) -> List[str]:
-    """``*.part`` files left in ``directory`` by writes that were killed."""
-    return sorted(glob.glob(osp.join(directory, '*' + PART_SUFFIX)))
+    Args:
+        path (str): The checkpoint file.
+        unsafe_load (bool): Allow arbitrary pickled objects (``weights_only=False``). Only for
+            files you trust, e.g. training checkpoints that pickled an ``argparse.Namespace``.
+            Defaults to False.
+        progress (bool): Show a tqdm bar while reading files over 64 MiB. Defaults to True.
+
+    Returns:
+        dict: The loaded object (must be a dict).
+
+    Raises:
+        CheckpointError: missing, truncated, not a checkpoint, refused by the safe loader, or
+            not a dict (each a subclass named after the problem).
+    """
+    check_checkpoint_file(path)
+    size = osp.getsize(path)
+    buf = io.BytesIO()
+    bar = None
+    if progress and size > (64 << 20):
+        from tqdm import tqdm
+        bar = tqdm(total=size, unit='B', unit_scale=True, desc=f'reading {osp.basename(path)}')
+    with open(path, 'rb') as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            buf.write(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    buf.seek(0)
+    try:
+        obj = torch.load(buf, map_location='cpu', weights_only=not unsafe_load)
+    except pickle.UnpicklingError as err:
+        if 'weights_only' in str(err) or 'Unsupported global' in str(err):
+            raise CheckpointUnreadableError(
+                f'checkpoint {path!r} contains pickled Python objects that the safe loader '
+                f'refuses ({str(err).splitlines()[0][:200]}). If you trust the file, pass '
+                f'--unsafe-load (weights_only=False).') from None
+        raise CheckpointTruncatedError(f'checkpoint {path!r} is truncated or corrupt ({err}); '
+                                       f'use an earlier checkpoint or copy it again.') from None
+    except (EOFError, RuntimeError) as err:
+        raise CheckpointTruncatedError(
+            f'checkpoint {path!r} is truncated or corrupt ({size} bytes; '
+            f'{type(err).__name__}: {str(err).splitlines()[0][:200]}): use an earlier '
+            f'checkpoint or copy it again.') from None
+    if not isinstance(obj, dict):
+        raise CheckpointUnreadableError(
+            f'checkpoint {path!r} holds a {type(obj).__name__}, not a dict of weights: is it a '
+            f'whole pickled model? Save its state_dict() instead.')
+    return obj
