@@ -12,9 +12,14 @@ names:
   trailing ``/``) must exist in the installed package its first component names
   (``mmengine/runner/loops.py``). Slashes in formulas (``H/p``, ``NaN/Inf``) are not paths.
 
+Paths in code that start with ``./`` or ``../`` are ``_base_`` paths of a config: they must
+exist seen from some folder under ``configs/``.
+
 Exempt by rule: paths that ``.gitignore`` excludes (``work_dirs/``, ``data/``, ``checkpoints/``,
-``.venv/``: tools create them at run time or the user provides them), absolute paths and paths
-under ``~``. Any other path is reported: a typo in the first component is not silently skipped.
+``.venv/``: tools create them at run time or the user provides them), the user's own files in
+examples (a path component starting with ``my_``, e.g. ``configs/my_set/teacher.py``), mmengine
+config variables (``{{fileDirname}}/x.py``), absolute paths and paths under ``~``. Any other path
+is reported: a typo in the first component is not silently skipped.
 
 The student configs shown in the README and the config guide are built as written, so that the
 first config a user copies cannot rot either.
@@ -170,12 +175,23 @@ def check_link(doc: str, target: str, root: str, patterns: List[str],
     return None
 
 
+def exists(base: str, name: str) -> bool:
+    return all(glob.glob(osp.join(base, v)) if '*' in v else osp.exists(osp.join(base, v))
+               for v in expand_braces(name))
+
+
 def check_path(name: str, root: str, top: set, patterns: List[str]) -> Optional[str]:
     name = name.rstrip(',.')
-    first = name.split('/')[0]
-    if is_ignored(name, patterns) or not (first in top or name.endswith('/')
-                                          or FILE_NAME.search(name)):
-        return None  # created at run time, or not a file name ('H/p', 'NaN/Inf', 'z_t/τ')
+    parts = name.split('/')
+    first = parts[0]
+    if (is_ignored(name, patterns) or '{{' in name or any(p.startswith('my_') for p in parts)
+            or not (first in top or name.endswith('/') or FILE_NAME.search(name))):
+        return None  # run-time, user's or variable path, or no file name ('H/p', 'NaN/Inf')
+    if first in ('.', '..'):
+        folders = [d for d, _, _ in os.walk(osp.join(root, 'configs'))]
+        if any(exists(folder, name) for folder in folders):
+            return None
+        return f'path `{name}`: not found from any folder under configs/'
     if first in top:
         base = root
     else:
@@ -185,8 +201,7 @@ def check_path(name: str, root: str, top: set, patterns: List[str]) -> Optional[
                     'nor an installed package')
         base = osp.dirname(list(spec.submodule_search_locations)[0])
     for variant in expand_braces(name):
-        full = osp.join(base, variant)
-        if not (glob.glob(full) if '*' in variant else osp.exists(full)):
+        if not exists(base, variant):
             where = 'the repository' if base == root else f'the installed {first}'
             return f'path `{name}`: {variant} does not exist in {where}'
     return None
@@ -200,15 +215,13 @@ def find_problems(root: str) -> List[str]:
     for doc in doc_files(root):
         with open(doc, encoding='utf-8') as f:
             prose, code = split_markdown(f.read())
+        found = [(number, check_link(doc, target, root, patterns, cache))
+                 for number, target in links(prose)]
+        found += [(number, check_path(name, root, top, patterns))
+                  for number, name in code_paths(prose, code)]
         rel_doc = osp.relpath(doc, root)
-        for number, target in links(prose):
-            problem = check_link(doc, target, root, patterns, cache)
-            if problem:
-                problems.append(f'{rel_doc}:{number}: {problem}')
-        for number, name in code_paths(prose, code):
-            problem = check_path(name, root, top, patterns)
-            if problem:
-                problems.append(f'{rel_doc}:{number}: {problem}')
+        problems += [f'{rel_doc}:{number}: {problem}'
+                     for number, problem in sorted(found, key=lambda item: item[0]) if problem]
     return problems
 
 
@@ -244,17 +257,20 @@ def test_the_check_reports_broken_links_paths_and_anchors(tmp_path):
         '```bash',
         'python tools/train.py configs/a_d.py --work-dir work_dirs/x',
         '```',
+        "Your `configs/my_set/x.py` may say `_base_ = ['../configs/a_b.py']` or `./a_c.py`,",
+        "`teacher='{{fileDirname}}/t.py'`, but not `../elsewhere/a_b.py`.",
     ]))
     problems = find_problems(str(tmp_path))
     assert [p.split(': ', 1)[0] for p in problems] == [
         'README.md:3', 'README.md:4', 'README.md:4', 'README.md:5', 'README.md:7',
-        'README.md:8', 'README.md:8', 'README.md:10']
+        'README.md:8', 'README.md:8', 'README.md:10', 'README.md:13']
     text = '\n'.join(problems)
     for expected in ('docs/images/none.png does not exist', 'anchor #nowhere',
                      'docs/missing.md does not exist', 'tools/test.py does not exist',
                      'runner/nothing.py does not exist in the installed mmengine',
                      "'tool' is neither", 'configs/z_*.py does not exist',
-                     'configs/a_d.py does not exist'):
+                     'configs/a_d.py does not exist',
+                     '`../elsewhere/a_b.py`: not found from any folder under configs/'):
         assert expected in text, (expected, problems)
 
 
