@@ -143,3 +143,25 @@ def test_recipe_end_to_end(fmnist_root, tmp_path, monkeypatch):
     assert export_onnx.main(['configs/custom/tiny_student.py',
                              'work_dirs/custom_student/epoch_1.pth', 'student.onnx']) == 0
     assert osp.getsize('student.onnx') > 0
+
+
+def test_recipe_defaults_are_the_papers_transfer_settings():
+    """configs/custom as shipped: the authors' fine-tuning settings (224 px, SGD lr 0.01 at
+    batch 768, wd 1e-4, 1000 epochs, no random erasing, no stochastic depth, hard distillation)
+    and the dataset's class count reaching every head from its one place."""
+    from mmengine.config import Config
+    from deit_plugin.models.distill_classifier import load_teacher_config
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/custom/deit_s_distill_ft.py'))
+    assert cfg.model.backbone.img_size == 224 and cfg.model.backbone.drop_path_rate == 0
+    assert cfg.model.head.distillation == 'hard' and cfg.model.head.alpha == 0.5
+    opt = cfg.optim_wrapper.optimizer
+    assert opt.type == 'SGD' and opt.weight_decay == 1e-4
+    assert opt.lr * 768 / cfg.train_dataloader.batch_size == pytest.approx(0.01)
+    assert cfg.train_cfg.max_epochs == 1000 and cfg.param_scheduler[1].end == 1000
+    steps = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+    assert 'RandomErasing' not in steps and 'RandAugment' in steps
+    assert [a['type'] for a in cfg.model.train_cfg.augments] == ['Mixup', 'CutMix']
+    teacher, _ = load_teacher_config(cfg.model.teacher)
+    assert teacher['head']['num_classes'] == cfg.model.head.num_classes == 10
+    assert cfg.data_preprocessor.num_classes == 10
+    assert cfg.load_from == DEIT_PLUGIN
