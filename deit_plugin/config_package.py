@@ -31,8 +31,8 @@ def register_config_package() -> None:
 
 
 def config_path(name: str) -> str:
-    """Absolute path of a packaged config, e.g. ``config_path('fashion_mnist/deit_tiny_distill.py')``
-    (the file ``deit_plugin::fashion_mnist/deit_tiny_distill.py`` names)."""
+    """Absolute path of a packaged config: ``config_path('fashion_mnist/deit_tiny_distill.py')``
+    is the file that ``deit_plugin::fashion_mnist/deit_tiny_distill.py`` names."""
     path = osp.join(CONFIG_DIR, name)
     if not osp.isfile(path):
         raise FileNotFoundError(

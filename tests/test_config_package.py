@@ -43,7 +43,8 @@ def test_configs_resolve_from_the_imported_package(tmp_path):
 
 def test_packaged_config_folder_holds_the_project_configs():
     packaged = config_path('fashion_mnist/deit_tiny_distill.py')
-    with open(packaged) as f, open(osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')) as g:
+    source = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
+    with open(packaged) as f, open(source) as g:
         assert f.read() == g.read()
     with pytest.raises(FileNotFoundError, match='fashion_mnist/deit_tiny_distill.py'):
         config_path('deit_tiny_distill.py')

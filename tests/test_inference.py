@@ -60,6 +60,10 @@ def test_inferencer_returns_fused_prediction_and_each_head(demo_student):
     assert torch.equal(inferencer.model.state_dict()['head.layers.head.weight'],
                        ckpt['state_dict']['head.layers.head.weight'])
     assert inferencer.model.teacher is None
+    # the same config named as a package resource
+    by_name = DistilledInferencer('deit_plugin::fashion_mnist/deit_tiny_distill.py',
+                                  pretrained=demo_student['ckpt'], device='cpu')(PHOTO)[0]
+    np.testing.assert_allclose(by_name['pred_scores'], result['pred_scores'], atol=1e-6)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ num_classes = 10
 # size are resized/upsampled to it (the patch size stays 16). DeiT-B⚗↑384 fine-tunes at 384.
 img_size = 224
 
-default_scope = 'mmpretrain'
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 data_preprocessor = dict(
     num_classes=num_classes,

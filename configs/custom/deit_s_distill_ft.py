@@ -1,6 +1,7 @@
 # Step 2 of "your own dataset": fine-tune the official DeiT-S⚗ (81.2% ImageNet-1k) on your
 # classes with hard distillation from the ResNet-50 teacher of step 1.
-#   wget -P checkpoints https://dl.fbaipublicfiles.com/deit/deit_small_distilled_patch16_224-649709d9.pth
+#   wget -P checkpoints \
+#       https://dl.fbaipublicfiles.com/deit/deit_small_distilled_patch16_224-649709d9.pth
 #   python tools/model_converters/deit_to_plugin.py \
 #       checkpoints/deit_small_distilled_patch16_224-649709d9.pth \
 #       checkpoints/deit_small_distilled_patch16_224_plugin.pth

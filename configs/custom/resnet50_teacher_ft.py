@@ -1,6 +1,6 @@
 # Step 1 of "your own dataset": fine-tune an ImageNet-1k ResNet-50 from mmpretrain's model zoo
 # (resnet50_8xb32_in1k, 76.55% top-1) on your classes; it becomes the DeiT⚗ student's teacher.
-#   mkdir -p checkpoints && wget -P checkpoints https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb32_in1k_20210831-ea4938fc.pth
+#   wget -P checkpoints https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb32_in1k_20210831-ea4938fc.pth  # noqa: E501
 #   python tools/train.py configs/custom/resnet50_teacher_ft.py --work-dir work_dirs/custom_teacher
 # Schedule: mmpretrain's own fine-tuning recipe (configs/resnet/resnet50_8xb8_cub.py): SGD lr
 # 0.01 at batch 64, momentum 0.9, nesterov, wd 5e-4, 5 warmup epochs, cosine, 100 epochs.
