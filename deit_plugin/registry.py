@@ -8,6 +8,7 @@ mmpretrain's. mmengine imports ``f'{scope}.registry'`` when it switches to this 
 module must keep its name.
 """
 from mmengine.registry import Registry
+from mmpretrain.registry import DATA_SAMPLERS as MMPRETRAIN_DATA_SAMPLERS
 from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
 from mmpretrain.registry import HOOKS as MMPRETRAIN_HOOKS
 from mmpretrain.registry import METRICS as MMPRETRAIN_METRICS
@@ -31,7 +32,11 @@ OPTIM_WRAPPERS = Registry(
 
 DATASETS = Registry(
     'dataset', parent=MMPRETRAIN_DATASETS, scope='deit_plugin', locations=['deit_plugin.datasets'])
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMPRETRAIN_DATA_SAMPLERS, scope='deit_plugin',
+    locations=['deit_plugin.datasets'])
 
 __all__ = [
-    'MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'DATASETS'
+    'MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'DATASETS',
+    'DATA_SAMPLERS'
 ]

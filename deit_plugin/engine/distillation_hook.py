@@ -7,6 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from deit_plugin.registry import HOOKS
+from .teacher_drift import check_teacher_drift
 
 TEACHER_KEY = 'teacher.'
 
@@ -62,15 +63,26 @@ class DistillationHook(Hook):
     ``ema_state_dict`` (and swapped it with the model's state dict, which needs the teacher keys
     still present on both sides).
 
+    - On resume, refuses a teacher whose fingerprint differs from the one recorded in the
+      student checkpoint's ``meta`` (:class:`~deit_plugin.engine.teacher_drift.
+      TeacherChangedError`, naming both checkpoints and fingerprints), unless
+      ``allow_teacher_change=True`` (then a warning).
+
+    Args:
+        allow_teacher_change (bool): Resume with a teacher other than the recorded one.
+            Defaults to False.
+
     The teacher–student agreement is computed by the classifier on the very batch of each
     iteration and logged by mmengine's logger next to ``loss_cls``/``loss_dist`` (``agreement``).
     """
 
     priority = 'LOW'
 
-    def __init__(self) -> None:
+    def __init__(self, allow_teacher_change: bool = False) -> None:
         self._loaded = False
         self._fingerprint: Optional[str] = None
+        self.allow_teacher_change = allow_teacher_change
+        self._resumed: Optional[dict] = None
 
     def _model(self, runner):
         model = _unwrap(runner.model)
@@ -102,11 +114,20 @@ class DistillationHook(Hook):
                 teachers.append((f'{type(hook).__name__} copy of the teacher', ema_teacher))
         return teachers
 
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if runner._resume:
+            self._resumed = dict(path=runner._load_from,
+                                 recorded=checkpoint.get('meta', {}).get('deit_plugin'))
+
     def before_train(self, runner) -> None:
         self._ensure_teacher(runner)
         model = self._model(runner)
         if model.teacher is None:
             return
+        if self._resumed is not None:
+            resumed, self._resumed = self._resumed, None
+            check_teacher_drift(resumed['recorded'], resumed['path'], model.teacher_ckpt,
+                                self._fingerprint, self.allow_teacher_change, runner.logger)
         wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
         wrappers = wrappers.values() if wrappers else [runner.optim_wrapper]
         in_optim = {id(p) for w in wrappers for g in w.optimizer.param_groups
@@ -149,4 +170,5 @@ class DistillationHook(Hook):
         model = self._model(runner)
         if model.teacher is not None:
             checkpoint.setdefault('meta', {})['deit_plugin'] = dict(
-                teacher_ckpt=model.teacher_ckpt, teacher=model._teacher_desc)
+                teacher_ckpt=model.teacher_ckpt, teacher=model._teacher_desc,
+                teacher_fingerprint=self._fingerprint)
