@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
 from deit_plugin.checkpoint_faults import resolve_auto_resume
 from deit_plugin.checkpoint_io import check_checkpoint_file
+from deit_plugin.config_checks import check_config_file, check_train_config
 from deit_plugin.dist_utils import prepare_cpu_distributed
 from deit_plugin.engine.workdir_lock import WorkDirLock
 
@@ -140,8 +141,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_train_config(cfg, args.config)
     prepare_cpu_distributed(cfg)
     if launcher_rank(args.launcher) != 0:
         return train(cfg)
