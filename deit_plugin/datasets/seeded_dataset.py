@@ -20,7 +20,7 @@ from typing import Iterator, Optional, Tuple, Union
 
 from mmengine.dataset import InfiniteSampler
 from mmengine.dist import get_dist_info
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from deit_plugin.registry import DATA_SAMPLERS, DATASETS
 from .sample_seeding import sample_seed, seeded_random
@@ -58,8 +58,13 @@ class SeededDataset(Dataset):
 
     def get_sample(self, index: int, seed: int):
         """Sample ``index`` with its transforms drawn from ``seed``
-        (:func:`~deit_plugin.datasets.sample_seeding.sample_seed`)."""
-        with seeded_random(seed):
+        (:func:`~deit_plugin.datasets.sample_seeding.sample_seed`).
+
+        In the main process the generators' previous states are restored afterwards (its
+        other draws, e.g. drop-path, stay as they were); a dataloader worker only loads seeded
+        samples, so it skips that (most of the cost).
+        """
+        with seeded_random(seed, restore=get_worker_info() is None):
             return self.dataset[index]
 
     def __getattr__(self, name):
