@@ -2,13 +2,17 @@
 
 Importing the package registers its classes under the ``deit_plugin`` registry scope (a child of
 mmpretrain's), makes mmengine checkpoints loadable under torch>=2.6 (see
-:mod:`deit_plugin.checkpoint_compat`) and reports truncated or unreadable checkpoint files by
-path (see :mod:`deit_plugin.checkpoint_io`).
+:mod:`deit_plugin.checkpoint.compat`) and reports truncated or unreadable checkpoint files by
+path (see :mod:`deit_plugin.checkpoint.checks`).
+
+It also lets mmengine resolve ``deit_plugin::<dir>/<file>.py`` config names (see
+:mod:`deit_plugin.config_package`): import ``deit_plugin`` before parsing such a config.
 """
-from .checkpoint_compat import allow_mmengine_checkpoint_globals
-from .checkpoint_io import install_checkpoint_file_checks
+from .checkpoint import allow_mmengine_checkpoint_globals, install_checkpoint_file_checks
+from .config_package import register_config_package
 from .version import __version__
 
+register_config_package()
 allow_mmengine_checkpoint_globals()
 install_checkpoint_file_checks()
 
@@ -27,5 +31,5 @@ __all__ = [
     'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'CPUAmpOptimWrapper',
     'DistillationMetric', 'allow_mmengine_checkpoint_globals', 'AtomicCheckpointHook',
     'FiniteLossHook', 'RandomStateHook', 'install_checkpoint_file_checks', 'FashionMNISTIdx',
-    'SimpleFeaturePyramid', 'DeiTLayerDecayOptimWrapperConstructor'
+    'SimpleFeaturePyramid', 'DeiTLayerDecayOptimWrapperConstructor', 'register_config_package'
 ]

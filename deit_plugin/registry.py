@@ -16,6 +16,7 @@ from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMPRETRAIN_OPTIM_WRAPPER_CONSTRUCTORS
 from mmpretrain.registry import OPTIM_WRAPPERS as MMPRETRAIN_OPTIM_WRAPPERS
+from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
 
 MODELS = Registry(
     'model', parent=MMPRETRAIN_MODELS, scope='deit_plugin', locations=['deit_plugin.models'])
@@ -36,7 +37,11 @@ DATA_SAMPLERS = Registry(
     'data sampler', parent=MMPRETRAIN_DATA_SAMPLERS, scope='deit_plugin',
     locations=['deit_plugin.datasets'])
 
+TRANSFORMS = Registry(
+    'transform', parent=MMPRETRAIN_TRANSFORMS, scope='deit_plugin',
+    locations=['deit_plugin.datasets'])
+
 __all__ = [
     'MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'DATASETS',
-    'DATA_SAMPLERS'
+    'DATA_SAMPLERS', 'TRANSFORMS'
 ]

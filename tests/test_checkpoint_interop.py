@@ -10,9 +10,9 @@ import torch
 from mmengine.runner import load_checkpoint
 from timm.layers import resample_abs_pos_embed
 
-from deit_plugin.converters import (CheckpointReadError, WrongCheckpointKind,
-                                    adapt_patch_embed_channels, convert_deit_state_dict,
-                                    describe_deit, extract_backbone, read_checkpoint)
+from deit_plugin.checkpoint import CheckpointError, WrongCheckpointKind, read_checkpoint
+from deit_plugin.converters import (adapt_patch_embed_channels, convert_deit_state_dict,
+                                    describe_deit, extract_backbone)
 from deit_plugin.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -197,13 +197,13 @@ def test_converter_cli_errors_name_the_problem(tmp_path):
 def test_read_checkpoint_refuses_files_of_the_wrong_kind(tmp_path):
     txt = tmp_path / 'notes.pth'
     txt.write_text('hello')
-    with pytest.raises(CheckpointReadError, match='not a PyTorch checkpoint'):
+    with pytest.raises(CheckpointError, match='not a PyTorch checkpoint'):
         read_checkpoint(str(txt))
-    with pytest.raises(CheckpointReadError, match='does not exist'):
+    with pytest.raises(CheckpointError, match='does not exist'):
         read_checkpoint(str(tmp_path / 'missing.pth'))
     empty = tmp_path / 'empty.pth'
     empty.write_bytes(b'')
-    with pytest.raises(CheckpointReadError, match='empty'):
+    with pytest.raises(CheckpointError, match='empty'):
         read_checkpoint(str(empty))
 
 

@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from reliability_utils import ROOT, save_initialised_teacher, tiny_student_cfg
 
-from deit_plugin.checkpoint_io import (AtomicLocalBackend, CheckpointTruncatedError,
+from deit_plugin.checkpoint import (AtomicLocalBackend, CheckpointTruncatedError,
                                        CheckpointUnreadableError, find_resume_checkpoint)
 
 GOOD = {'state_dict': {'w': torch.arange(1000.)}, 'meta': {'epoch': 1}}
@@ -197,3 +197,55 @@ def test_crash_while_saving_with_max_keep_ckpts_1(fmnist_root, tmp_path, hook, s
     if survives:
         assert find_resume_checkpoint(work_dir) == epoch_1
         assert torch.load(epoch_1)['meta']['epoch'] == 1
+
+
+def test_every_checkpoint_problem_is_one_catchable_error_class(tmp_path):
+    from deit_plugin.checkpoint import (CheckpointError, CheckpointNotFoundError,
+                                        check_checkpoint_file, read_checkpoint,
+                                        unwrap_state_dict)
+    (tmp_path / 'text.pth').write_text('not a checkpoint')
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    torch.save(torch.zeros(2), tmp_path / 'tensor.pth')
+    problems = {
+        'missing': lambda: check_checkpoint_file(str(tmp_path / 'nope.pth')),
+        'unreadable': lambda: read_checkpoint(str(tmp_path / 'text.pth')),
+        'truncated': lambda: read_checkpoint(str(tmp_path / 'empty.pth')),
+        'not a dict': lambda: read_checkpoint(str(tmp_path / 'tensor.pth')),
+        'no weights': lambda: unwrap_state_dict({'meta': {'epoch': 1}}),
+    }
+    raised = {}
+    for name, problem in problems.items():
+        with pytest.raises(CheckpointError) as e:
+            problem()
+        raised[name] = type(e.value).__name__
+    assert raised == {'missing': 'CheckpointNotFoundError',
+                      'unreadable': 'CheckpointUnreadableError',
+                      'truncated': 'CheckpointTruncatedError',
+                      'not a dict': 'CheckpointUnreadableError',
+                      'no weights': 'WrongCheckpointKind'}
+    assert issubclass(CheckpointNotFoundError, FileNotFoundError)
+
+
+@pytest.mark.parametrize('keys, expected', [
+    (['backbone.conv1.weight', 'bbox_head.retina_cls.weight'],
+     "a detector's checkpoint (it has bbox_head.retina_cls.weight)"),
+    (['backbone.layers.0.ln1.weight', 'backbone.dist_token'],
+     "a distilled DeiT student's checkpoint (it has backbone.dist_token)"),
+    (['backbone.layers.0.ln1.weight', 'teacher.backbone.conv1.weight'],
+     "a distillation model with its teacher's checkpoint (it has "
+     "teacher.backbone.conv1.weight)"),
+    (['backbone.layers.0.ln1.weight', 'head.fc.weight'],
+     "a mmpretrain/deit_plugin classifier's checkpoint (it has backbone.layers.0.ln1.weight)"),
+    (['stem.conv.weight'], "a convolutional network's checkpoint (it has stem.conv.weight)"),
+    (['fc.weight'], "a checkpoint of an unknown model (keys like ['fc.weight'])"),
+])
+def test_one_kind_detector_names_the_kind_and_the_key_that_shows_it(keys, expected):
+    from deit_plugin.checkpoint import checkpoint_kind
+    assert str(checkpoint_kind({k: torch.zeros(1) for k in keys})) == expected
+
+
+def test_revise_keys_strips_the_ddp_prefix_as_mmengine_does():
+    from deit_plugin.checkpoint import revise_keys
+    state = {'module.backbone.w': 1, 'head.module.b': 2}
+    assert list(revise_keys(state)) == ['backbone.w', 'head.module.b']
+    assert list(revise_keys(state, [(r'^module\.backbone\.', '')])) == ['w', 'head.module.b']

@@ -203,3 +203,34 @@ def test_weight_init_after_loading_the_teacher_requires_loading_it_again():
         model.teacher_logits(torch.randn(1, 3, 16, 16))
     model.load_teacher_checkpoint()
     assert model.teacher_logits(torch.randn(1, 3, 16, 16)).shape == (1, 4)
+
+
+def test_teachers_own_pretrained_init_cfg_is_never_run(tmp_path):
+    """A model-zoo teacher config carries init_cfg=Pretrained(URL); the teacher's weights must
+    come from teacher_ckpt only. The URL here cannot be reached: running it would raise."""
+    from mmengine.config import Config
+    url = 'http://127.0.0.1:9/unreachable/teacher.pth'
+    cfg = teacher_cfg()
+    cfg['init_cfg'] = dict(type='Pretrained', checkpoint=url)
+    cfg['backbone']['init_cfg'] = dict(type='Pretrained', checkpoint=url, prefix='backbone.')
+    config_file = tmp_path / 'zoo_teacher.py'
+    Config(dict(model=cfg)).dump(str(config_file))
+    donor = MODELS.build(teacher_cfg())
+    torch.manual_seed(3)
+    donor.init_weights()
+    ckpt = tmp_path / 'teacher.pth'
+    torch.save({'state_dict': donor.state_dict()}, ckpt)
+    model = student(teacher=str(config_file), teacher_ckpt=str(ckpt))  # runs init_weights
+    assert not model.teacher_loaded
+    model.load_teacher_checkpoint()
+    for k, v in donor.state_dict().items():
+        assert torch.equal(model.teacher.state_dict()[k], v), k
+
+
+def test_loading_a_state_dict_with_teacher_keys_unloads_the_teacher():
+    model = student()
+    assert model.teacher_loaded
+    model.load_state_dict(model.state_dict())  # carries teacher.* keys
+    assert not model.teacher_loaded  # the teacher no longer holds teacher_ckpt's weights only
+    model.load_teacher_checkpoint()
+    assert model.teacher_loaded

@@ -1,5 +1,4 @@
-"""The experiment drivers' command and config building (tools/experiments/paper_claims.py,
-tools/run_det_demo.py), without training anything."""
+"""The detection demo's run configs (tools/run_det_demo.py), without training anything."""
 import importlib.util
 import os.path as osp
 
@@ -17,35 +16,8 @@ def load_tool(rel_path, name):
 
 
 @pytest.fixture(scope='module')
-def paper_claims():
-    return load_tool('tools/experiments/paper_claims.py', 'paper_claims_tool')
-
-
-@pytest.fixture(scope='module')
 def det_demo():
     return load_tool('tools/run_det_demo.py', 'run_det_demo_tool')
-
-
-def test_arm_on_all_images_passes_no_empty_cfg_options(paper_claims, tmp_path):
-    # The bug this guards: an arm on all 60,000 images has no data options, and
-    # `tools/test.py ... --cfg-options` with nothing after it is an argparse error.
-    arm = paper_claims.Arm('60k:0:1:2:2')
-    assert arm.size == 0 and arm.epochs == dict(student=1, cnn=2, vit=2)
-    assert arm.data_options(0) == []
-    assert paper_claims.cfg_options(arm.data_options(0)) == []
-    assert arm.data_options(500) == ['val_dataloader.dataset.indices=500']
-    sub = paper_claims.Arm('5k:5000:6:12:12')
-    assert sub.data_options(0) == ['train_dataloader.dataset.indices=5000']
-    run = paper_claims.Run('60k/teacher_cnn', str(tmp_path), ['cfg.py'])
-    assert '--cfg-options' not in run.command(threads=1)
-    run = paper_claims.Run('5k/teacher_cnn', str(tmp_path), ['cfg.py', *sub.data_options(0)])
-    cmd = run.command(threads=1)
-    assert cmd[-2:] == ['--cfg-options', 'train_dataloader.dataset.indices=5000']
-
-
-def test_bad_arm_spec_names_the_format(paper_claims):
-    with pytest.raises(SystemExit, match='NAME:TRAIN_SIZE:STUDENT_EPOCHS'):
-        paper_claims.Arm('60k:0:1')
 
 
 @pytest.mark.parametrize('init,lr', [('pretrained', 3e-4), ('random', None)])

@@ -166,7 +166,6 @@ def test_a_teacher_in_the_optimizer_is_refused_before_training():
                              optim_wrapper=build_optim_wrapper(model, dict(
                                  optimizer=dict(type='AdamW', lr=1e-3))))
     hook = deit_plugin.DistillationHook()
-    hook._loaded = True
     with pytest.raises(RuntimeError, match="teacher's parameters are in the optimizer.*"
                        "constructor='deit_plugin.StudentOptimWrapperConstructor'"):
         hook.before_train(runner)
@@ -179,11 +178,9 @@ def test_a_teacher_in_the_optimizer_is_refused_before_training():
 def test_a_teacher_changed_during_training_is_detected():
     from types import SimpleNamespace
 
-    from deit_plugin.engine.distillation_hook import teacher_fingerprint
-    model = student()
+    model = student()  # loads its teacher: the model records the teacher's fingerprint
     runner = SimpleNamespace(model=model, hooks=[], logger=None)
     hook = deit_plugin.DistillationHook()
-    hook._fingerprint = teacher_fingerprint(model.teacher.state_dict())
     weight = model.teacher.head.fc.weight
     weight.data.view(-1)[0] = torch.nextafter(weight.data.view(-1)[0], torch.tensor(2.))
     with pytest.raises(RuntimeError, match='the teacher changed during training'):

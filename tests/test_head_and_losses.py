@@ -151,3 +151,22 @@ def test_distilling_head_without_teacher_logits_says_what_to_do():
     h = head()
     with pytest.raises(ValueError, match="needs the teacher's logits.*DistillationClassifier"):
         h.loss(feats(), samples(torch.zeros(B, dtype=torch.long)))
+
+
+def test_teacher_gt_disagreement_counts_where_the_teacher_overrules_the_dominant_class():
+    h = head()
+    # mixed targets: dominant classes 0, 1, 2, 3, 4, 0
+    scores = torch.full((B, C), 0.05)
+    for i, c in enumerate([0, 1, 2, 3, 4, 0]):
+        scores[i, c] = 0.6
+        scores[i, (c + 1) % C] = 0.4 - 0.05 * (C - 2)
+    teacher = torch.zeros(B, C)
+    for i, c in enumerate([0, 1, 3, 3, 0, 2]):  # differs at samples 2, 4, 5
+        teacher[i, c] = 5.0
+    losses = h.loss(feats(), soft_samples(scores), teacher_logits=teacher)
+    assert losses['teacher_gt_disagreement'].item() == pytest.approx(3 / B)
+    # with hard labels: differs at samples 0 and 1
+    labels = h.loss(feats(), samples([4, 4, 3, 3, 0, 2]), teacher_logits=teacher)
+    assert labels['teacher_gt_disagreement'].item() == pytest.approx(2 / B)
+    # logged, never optimised: no loss key carries it
+    assert not any('disagreement' in k and k.startswith('loss') for k in losses)

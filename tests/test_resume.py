@@ -191,7 +191,7 @@ def test_ddp_resume_with_ema_keeps_the_teacher_bit_identical(setup, killed):
     is reloaded on both ranks and DistillationHook verifies on each rank, after training, that
     it (and EMA's copy) still has the fingerprint of the checkpoint file; the new checkpoint
     holds both ranks' random states."""
-    from deit_plugin.engine.distillation_hook import teacher_fingerprint
+    from deit_plugin.models.teacher_slot import teacher_fingerprint
     work_dir = copy_of(killed, 'resume_ddp')
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT='29547')
     result = subprocess.run(

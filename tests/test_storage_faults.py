@@ -18,8 +18,8 @@ from mmengine.config import Config
 from reliability_utils import ROOT, STUDENT_CFG, save_initialised_teacher
 from test_preemption import PYTHONPATH, write_config
 
-from deit_plugin import checkpoint_faults
-from deit_plugin.checkpoint_faults import CheckpointWriteError, resolve_auto_resume
+from deit_plugin.checkpoint import faults as checkpoint_faults
+from deit_plugin.checkpoint.faults import CheckpointWriteError, resolve_auto_resume
 from deit_plugin.engine.teacher_drift import TeacherChangedError
 from deit_plugin.engine.workdir_lock import WorkDirBusyError, WorkDirLock
 

@@ -13,8 +13,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
-from deit_plugin.checkpoint_faults import resolve_auto_resume
-from deit_plugin.checkpoint_io import check_checkpoint_file
+from deit_plugin.checkpoint import check_checkpoint_file
+from deit_plugin.checkpoint.faults import resolve_auto_resume
 from deit_plugin.config_checks import check_config_file, check_train_config
 from deit_plugin.dist_utils import prepare_cpu_distributed
 from deit_plugin.engine.workdir_lock import WorkDirLock

@@ -9,7 +9,9 @@ from typing import Mapping, Optional
 
 import torch
 
-from .deit import WrongCheckpointKind, describe_kind
+from deit_plugin.checkpoint.errors import WrongCheckpointKind
+from deit_plugin.checkpoint.kind import (DETECTOR, OFFICIAL_DEIT, checkpoint_kind,
+                                         revise_keys)
 
 PATCH_WEIGHT = 'backbone.patch_embed.projection.weight'
 
@@ -51,20 +53,20 @@ def extract_backbone(state_dict: Mapping[str, torch.Tensor],
     Returns:
         OrderedDict[str, Tensor]: ``backbone.*`` weights.
     """
-    state = {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    state = revise_keys(state_dict)
+    kind = checkpoint_kind(state)
     if PATCH_WEIGHT not in state:
-        if 'patch_embed.proj.weight' in state:
+        if kind.name == OFFICIAL_DEIT:
             raise WrongCheckpointKind(
                 'this is an official/timm DeiT checkpoint (patch_embed.proj keys): convert it '
                 'first with tools/model_converters/deit_to_plugin.py, then export the backbone '
                 '(or load the converted file directly with prefix="backbone.").')
         raise WrongCheckpointKind(
             f'not a deit_plugin/mmpretrain ViT classifier checkpoint (no {PATCH_WEIGHT}); it '
-            f'looks like {describe_kind(state)}.')
-    if any(k.startswith(('neck.', 'rpn_head.', 'roi_head.', 'bbox_head.')) for k in state):
+            f'is {kind}.')
+    if kind.name == DETECTOR:
         raise WrongCheckpointKind(
-            'this is a detector checkpoint (it has neck/detection-head keys); the backbone '
-            'export expects a classification checkpoint.')
+            f'this is {kind}; the backbone export expects a classification checkpoint.')
     out: 'OrderedDict[str, torch.Tensor]' = OrderedDict(
         (k, v.clone()) for k, v in state.items() if k.startswith('backbone.'))
     if in_channels is not None:

@@ -24,6 +24,9 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
+from deit_plugin.checkpoint.errors import WrongCheckpointKind
+from deit_plugin.checkpoint.kind import checkpoint_kind
+
 _BLOCK_MAP = {
     'norm1': 'ln1',
     'attn.qkv': 'attn.qkv',
@@ -49,40 +52,6 @@ _TOP_MAP = {
 }
 _REQUIRED = ('cls_token', 'pos_embed', 'patch_embed.proj.weight', 'blocks.0.attn.qkv.weight')
 ARCH_BY_DIM = {192: 'deit-tiny', 384: 'deit-small', 768: 'deit-base'}
-
-
-class WrongCheckpointKind(ValueError):
-    """The state dict is not an official/timm DeiT checkpoint."""
-
-
-def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-    """The weights of a checkpoint file: under ``model`` (official DeiT / timm training
-    scripts), ``state_dict`` (mmengine) or the file itself (a bare state dict)."""
-    for key in ('model', 'state_dict', 'model_ema'):
-        inner = checkpoint.get(key)
-        if isinstance(inner, Mapping) and inner and all(
-                isinstance(v, torch.Tensor) for v in inner.values()):
-            return dict(inner)
-    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        return dict(checkpoint)
-    raise WrongCheckpointKind(
-        f'no state dict found: the file has keys {sorted(checkpoint)[:8]}, but weights are '
-        f'expected under "model", "state_dict", or as a bare {{name: tensor}} dict.')
-
-
-def describe_kind(state_dict: Mapping[str, Any]) -> str:
-    """A short guess of what a state dict holds, for error messages."""
-    keys = list(state_dict)
-    if any(k.startswith(('rpn_head.', 'roi_head.', 'bbox_head.', 'neck.')) for k in keys):
-        return 'a detector checkpoint (mmdet: neck/rpn_head/roi_head/bbox_head keys)'
-    if any(k.startswith('teacher.') for k in keys):
-        return 'a deit_plugin distillation checkpoint that still holds its teacher'
-    if any(k.startswith('backbone.layers.') for k in keys):
-        return ('already an mmpretrain/deit_plugin checkpoint (backbone.layers.* keys): it '
-                'needs no conversion, use it directly')
-    if any(k.startswith(('stem.', 's1.', 'layer1.', 'stages.')) for k in keys):
-        return 'a convolutional network checkpoint (stem/stage keys), not a DeiT'
-    return f'an unknown model (keys like {keys[:4]})'
 
 
 def convert_deit_state_dict(state_dict: Mapping[str, torch.Tensor],
@@ -113,9 +82,12 @@ def convert_deit_state_dict(state_dict: Mapping[str, torch.Tensor],
     """
     missing = [k for k in _REQUIRED if k not in state_dict]
     if missing:
+        hint = ''
+        if any(k.startswith('backbone.layers.') for k in state_dict):
+            hint = ': it needs no conversion, use it directly'
         raise WrongCheckpointKind(
-            f'not an official/timm DeiT checkpoint: it lacks {missing}; it looks like '
-            f'{describe_kind(state_dict)}.')
+            f'not an official/timm DeiT checkpoint: it lacks {missing}; it is '
+            f'{checkpoint_kind(state_dict)}{hint}.')
     has_dist = 'dist_token' in state_dict
     if has_dist and 'head_dist.weight' not in state_dict and 'head.weight' in state_dict:
         raise WrongCheckpointKind('the checkpoint has a dist_token but no head_dist: it is '

@@ -94,6 +94,9 @@ class FashionMNISTIdx(BaseDataset):
         indices (int | Sequence[int], optional): Keep only the first N samples (an int) or these
             indices, as mmengine's ``BaseDataset``. The train file is stored in shuffled order,
             so the first N are a random, nearly class-balanced subset. Defaults to None (all).
+        index_range (Sequence[int], optional): ``(start, stop)``: keep the samples
+            ``start <= i < stop`` of the file, e.g. ``(4500, 5000)`` for a held-out part next
+            to a training part ``(0, 4500)``. Applied before ``indices``. Defaults to None.
         pipeline (Sequence): Transforms after loading. Defaults to ``()``.
         serialize_data (bool): mmengine's pickled data list; of no use for 0-worker loading of
             arrays this small. Defaults to False.
@@ -106,12 +109,19 @@ class FashionMNISTIdx(BaseDataset):
                  split: str = 'train',
                  data_root: Optional[str] = None,
                  indices: Optional[Union[int, Sequence[int]]] = None,
+                 index_range: Optional[Sequence[int]] = None,
                  pipeline: Sequence = (),
                  serialize_data: bool = False,
                  **kwargs) -> None:
         if split not in _FILES:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
         self.split = split
+        if index_range is not None:
+            if (len(index_range) != 2 or not all(isinstance(i, int) for i in index_range)
+                    or not 0 <= index_range[0] < index_range[1]):
+                raise ValueError(f'index_range must be (start, stop) with 0 <= start < stop, '
+                                 f'got {index_range!r}.')
+        self.index_range = None if index_range is None else tuple(index_range)
         self.folder = find_fashion_mnist(data_root)
         super().__init__(ann_file='', data_root=self.folder, indices=indices, pipeline=pipeline,
                          serialize_data=serialize_data, **kwargs)
@@ -133,4 +143,11 @@ class FashionMNISTIdx(BaseDataset):
         if images.ndim != 3 or len(images) != len(labels):
             raise ValueError(f'{self.folder}: {self.split} images {images.shape} do not match '
                              f'labels {labels.shape}.')
-        return [dict(img=img, gt_label=int(label)) for img, label in zip(images, labels)]
+        samples = [dict(img=img, gt_label=int(label)) for img, label in zip(images, labels)]
+        if self.index_range is not None:
+            start, stop = self.index_range
+            if stop > len(samples):
+                raise ValueError(f'index_range {self.index_range} reaches past the {self.split} '
+                                 f'split ({len(samples)} images): use stop <= {len(samples)}.')
+            samples = samples[start:stop]
+        return samples

@@ -6,7 +6,7 @@ from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from deit_plugin.checkpoint_io import ATOMIC_BACKEND, atomic_write, stale_parts
+from deit_plugin.checkpoint import ATOMIC_BACKEND, atomic_write, stale_parts
 from deit_plugin.registry import HOOKS
 
 
@@ -44,7 +44,7 @@ class AtomicCheckpointHook(CheckpointHook):
     saving (a pre-empted node, an out-of-memory kill, SIGKILL):
 
     - Checkpoints go to ``<name>.part`` and are renamed onto ``<name>`` when complete
-      (:class:`deit_plugin.checkpoint_io.AtomicLocalBackend`): mmengine 0.10.7 writes the final
+      (:class:`deit_plugin.checkpoint.AtomicLocalBackend`): mmengine 0.10.7 writes the final
       name directly (``fileio/backends/local_backend.py`` line 77), leaving a truncated file.
     - Old checkpoints (``max_keep_ckpts``) and the previous best checkpoint (``save_best``) are
       removed *after* the new checkpoint is complete; mmengine removes them *before* saving
@@ -86,6 +86,8 @@ class AtomicCheckpointHook(CheckpointHook):
         deferred.flush()
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
+        if not hasattr(self, 'file_backend'):
+            return  # runner.val() before runner.train(): no training, no best checkpoint
         backend, deferred = self.file_backend, _DeferredRemovals(self.file_backend)
         self.file_backend = deferred
         try:

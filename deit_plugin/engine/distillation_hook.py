@@ -1,50 +1,30 @@
-"""The teacher's lifecycle inside an mmengine Runner."""
-import hashlib
-from typing import Optional
+"""Guards the teacher of a ``deit_plugin.DistillationClassifier`` inside an mmengine Runner."""
+from typing import List, Optional, Tuple
 
-import torch
+import torch.nn as nn
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
+from deit_plugin.models.teacher_slot import (get_teacher, strip_teacher, teacher_fingerprint,
+                                             unwrap)
 from deit_plugin.registry import HOOKS
 from .teacher_drift import check_teacher_drift
 
-TEACHER_KEY = 'teacher.'
-
-
-def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
-
-
-def strip_teacher(state_dict: dict) -> int:
-    """Remove teacher weights (``teacher.*``, also under a ``module.`` prefix as EMA state dicts
-    have it) in place; returns how many keys were removed."""
-    keys = [k for k in state_dict
-            if k.startswith(TEACHER_KEY) or k.startswith('module.' + TEACHER_KEY)]
-    for k in keys:
-        del state_dict[k]
-    return len(keys)
-
-
-def teacher_fingerprint(state_dict: dict) -> str:
-    """SHA-256 (first 16 hex digits) over the names and raw bytes of every tensor, in name
-    order; memory format (channels-last) does not change it, any bit of any weight does."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+__all__ = ['DistillationHook', 'strip_teacher', 'teacher_fingerprint']
 
 
 @HOOKS.register_module()
 class DistillationHook(Hook):
     """Loads, guards and leaves out the teacher of a ``deit_plugin.DistillationClassifier``.
 
-    - Loads the teacher checkpoint once weight init and ``load_from``/resume are done (at
-      ``before_train``, or ``before_val``/``before_test`` when evaluating without training), so
-      neither a model-level ``init_cfg`` nor a student checkpoint overwrites it.
+    The model owns the teacher and its "loaded" state (``model.teacher_loaded``); the hook reads
+    it and decides *when* to load:
+
+    - At ``before_train`` (after weight init and ``load_from``/resume), and at
+      ``before_val``/``before_test`` when evaluating without training, it asks the model to
+      load ``teacher_ckpt`` if the teacher does not hold it (first run, after ``init_weights``,
+      or after a state dict with teacher keys was loaded). ``runner.val()`` before
+      ``runner.train()`` in one process therefore works: training re-initialises the model and
+      the hook loads the teacher again.
     - Puts the teacher in eval mode before every training iteration (mmengine's train loop calls
       ``model.train()`` on the whole model at each epoch start).
     - Removes the teacher's weights from every saved checkpoint (and from an EMA copy); a resumed
@@ -57,11 +37,8 @@ class DistillationHook(Hook):
     - Checks what the plugin promises about the teacher, in every run (DDP: on every rank):
       before training, that no teacher parameter is in the optimizer's parameter groups; after
       training, that the teacher (and EMA's copy of it) is bit-identical to what was loaded
-      (:func:`teacher_fingerprint`, logged with the checkpoint path). Either failing raises.
-
-    Priority ``LOW``: ``before_save_checkpoint`` must run after ``EMAHook`` has added
-    ``ema_state_dict`` (and swapped it with the model's state dict, which needs the teacher keys
-    still present on both sides).
+      (``model.teacher_fingerprint``, see :func:`teacher_fingerprint`, logged with the
+      checkpoint path). Either failing raises.
 
     - On resume, refuses a teacher whose fingerprint differs from the one recorded in the
       student checkpoint's ``meta`` (:class:`~deit_plugin.engine.teacher_drift.
@@ -72,6 +49,10 @@ class DistillationHook(Hook):
         allow_teacher_change (bool): Resume with a teacher other than the recorded one.
             Defaults to False.
 
+    Priority ``LOW``: ``before_save_checkpoint`` must run after ``EMAHook`` has added
+    ``ema_state_dict`` (and swapped it with the model's state dict, which needs the teacher keys
+    still present on both sides).
+
     The teacher–student agreement is computed by the classifier on the very batch of each
     iteration and logged by mmengine's logger next to ``loss_cls``/``loss_dist`` (``agreement``).
     """
@@ -79,13 +60,16 @@ class DistillationHook(Hook):
     priority = 'LOW'
 
     def __init__(self, allow_teacher_change: bool = False) -> None:
-        self._loaded = False
-        self._fingerprint: Optional[str] = None
         self.allow_teacher_change = allow_teacher_change
         self._resumed: Optional[dict] = None
 
-    def _model(self, runner):
-        model = _unwrap(runner.model)
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if runner._resume:
+            self._resumed = dict(path=runner._load_from,
+                                 recorded=checkpoint.get('meta', {}).get('deit_plugin'))
+
+    def _model(self, runner) -> nn.Module:
+        model = unwrap(runner.model)
         if not hasattr(model, 'load_teacher_checkpoint'):
             raise TypeError(
                 f'DistillationHook needs a deit_plugin.DistillationClassifier, got '
@@ -93,31 +77,24 @@ class DistillationHook(Hook):
         return model
 
     def _ensure_teacher(self, runner) -> None:
-        if self._loaded:
-            return
+        """Load the teacher if the model says it is not loaded, and give EMA copies the same
+        weights (they were copied from the model in ``before_run``, possibly before loading)."""
         model = self._model(runner)
+        if model.teacher is None or model.teacher_loaded:
+            return
         model.load_teacher_checkpoint(logger=runner.logger)
-        if model.teacher is not None:
-            state = model.teacher.state_dict()
-            for _, ema_teacher in self._teachers(runner)[1:]:
-                ema_teacher.load_state_dict(state)
-            self._fingerprint = teacher_fingerprint(state)
-        self._loaded = True
+        state = model.teacher.state_dict()
+        for _, ema_teacher in self._teachers(runner)[1:]:
+            ema_teacher.load_state_dict(state)
 
-    def _teachers(self, runner):
+    def _teachers(self, runner) -> List[Tuple[str, nn.Module]]:
         """The teacher and any EMA copy of it."""
         teachers = [('teacher', self._model(runner).teacher)]
         for hook in runner.hooks:
-            ema_model = getattr(hook, 'ema_model', None)
-            ema_teacher = getattr(getattr(ema_model, 'module', None), 'teacher', None)
+            ema_teacher = get_teacher(getattr(getattr(hook, 'ema_model', None), 'module', None))
             if ema_teacher is not None:
                 teachers.append((f'{type(hook).__name__} copy of the teacher', ema_teacher))
         return teachers
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        if runner._resume:
-            self._resumed = dict(path=runner._load_from,
-                                 recorded=checkpoint.get('meta', {}).get('deit_plugin'))
 
     def before_train(self, runner) -> None:
         self._ensure_teacher(runner)
@@ -127,7 +104,8 @@ class DistillationHook(Hook):
         if self._resumed is not None:
             resumed, self._resumed = self._resumed, None
             check_teacher_drift(resumed['recorded'], resumed['path'], model.teacher_ckpt,
-                                self._fingerprint, self.allow_teacher_change, runner.logger)
+                                model.teacher_fingerprint, self.allow_teacher_change,
+                                runner.logger)
         wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
         wrappers = wrappers.values() if wrappers else [runner.optim_wrapper]
         in_optim = {id(p) for w in wrappers for g in w.optimizer.param_groups
@@ -138,18 +116,25 @@ class DistillationHook(Hook):
                 "optim_wrapper.constructor='deit_plugin.StudentOptimWrapperConstructor'.")
 
     def after_train(self, runner) -> None:
-        if self._fingerprint is None:
+        model = self._model(runner)
+        if model.teacher is None:
             return
+        expected: Optional[str] = model.teacher_fingerprint
+        if expected is None:
+            raise RuntimeError(
+                f'the teacher no longer holds the weights of {model.teacher_ckpt}: a state dict '
+                f'with teacher.* keys was loaded into the model during training. It must stay '
+                f'frozen: check custom hooks that load checkpoints.')
         for name, teacher in self._teachers(runner):
             now = teacher_fingerprint(teacher.state_dict())
-            if now != self._fingerprint:
+            if now != expected:
                 raise RuntimeError(
-                    f'the {name} changed during training (fingerprint {self._fingerprint} -> '
+                    f'the {name} changed during training (fingerprint {expected} -> '
                     f'{now}); it must stay frozen. Something trained or overwrote it: check '
                     f'custom hooks and the optimizer constructor.')
         runner.logger.info(
             f'deit_plugin: teacher unchanged since it was loaded from '
-            f'{self._model(runner).teacher_ckpt} (fingerprint {self._fingerprint})')
+            f'{model.teacher_ckpt} (fingerprint {expected})')
 
     def before_val(self, runner) -> None:
         self._ensure_teacher(runner)
@@ -171,4 +156,4 @@ class DistillationHook(Hook):
         if model.teacher is not None:
             checkpoint.setdefault('meta', {})['deit_plugin'] = dict(
                 teacher_ckpt=model.teacher_ckpt, teacher=model._teacher_desc,
-                teacher_fingerprint=self._fingerprint)
+                teacher_fingerprint=model.teacher_fingerprint)

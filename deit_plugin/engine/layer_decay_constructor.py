@@ -2,9 +2,9 @@
 from typing import Callable, List, Optional, Tuple
 
 import torch.nn as nn
-from mmengine.model import is_model_wrapper
 from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
 
+from deit_plugin.models.teacher_slot import without_teacher
 from deit_plugin.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 
@@ -48,12 +48,7 @@ class DeiTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstru
                 'layer-decay code fails without it.')
 
     def __call__(self, model: nn.Module):
-        if is_model_wrapper(model):
-            model = model.module
-        if hasattr(model, 'teacher'):
-            model = nn.ModuleDict(
-                {name: child for name, child in model.named_children() if name != 'teacher'})
-        return super().__call__(model)
+        return super().__call__(without_teacher(model))
 
     @staticmethod
     def _depth_fn(model: nn.Module) -> Callable[[str], Tuple[int, int]]:

@@ -8,7 +8,7 @@ import torch
 from mmengine.dist import all_reduce, barrier, get_dist_info, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 
-from deit_plugin.checkpoint_io import ATOMIC_BACKEND, atomic_write
+from deit_plugin.checkpoint import ATOMIC_BACKEND, atomic_write
 from deit_plugin.registry import HOOKS
 
 #: Exit status of a run stopped by a signal after writing its checkpoint (BSD sysexits

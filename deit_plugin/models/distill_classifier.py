@@ -11,11 +11,12 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.structures import DataSample
 
-from deit_plugin.checkpoint_io import describe_checkpoint_kind
-from deit_plugin.converters.deit import WrongCheckpointKind, unwrap_state_dict
+from deit_plugin.checkpoint import (CheckpointNotFoundError, WrongCheckpointKind,
+                                    checkpoint_kind, revise_keys, unwrap_state_dict)
 from deit_plugin.registry import MODELS
 from .input_checks import check_image_batch, check_labels
 from .teacher_precision import check_teacher_precision, teacher_autocast
+from .teacher_slot import TEACHER_PREFIX, teacher_fingerprint
 
 TeacherSpec = Union[str, dict, ConfigDict, nn.Module]
 
@@ -91,11 +92,15 @@ class DistillationClassifier(ImageClassifier):
     student's normalised inputs are mapped to the teacher's normalisation; the teacher's data
     preprocessor itself is not run.
 
-    Teacher weights are loaded from ``teacher_ckpt`` by :meth:`load_teacher_checkpoint`,
-    which ``deit_plugin.DistillationHook`` calls once weight init and resume are done (a
-    model-level ``init_cfg`` would otherwise re-initialise the teacher too). Student
-    checkpoints written through the hook leave the teacher out; loading a checkpoint without
-    teacher weights keeps the teacher as it is.
+    The model owns the teacher's lifecycle. Its weights come from ``teacher_ckpt`` only
+    (:meth:`load_teacher_checkpoint`); the teacher's own ``init_cfg`` (e.g. a model-zoo config
+    with ``Pretrained`` pointing at a URL) is never run. :attr:`teacher_loaded` says whether the
+    teacher holds the weights of ``teacher_ckpt``: :meth:`init_weights` (whose model-level
+    ``init_cfg`` reaches the teacher too) and loading a state dict that carries ``teacher.*``
+    keys make it False again. ``deit_plugin.DistillationHook`` reads it and (re)loads the
+    teacher once weight init and resume are done. Student checkpoints written through the hook
+    leave the teacher out; loading a checkpoint without teacher weights keeps the teacher as it
+    is.
 
     Args:
         backbone (dict): Student backbone, e.g. ``deit_plugin.DistilledVisionTransformer``.
@@ -150,6 +155,7 @@ class DistillationClassifier(ImageClassifier):
             self.teacher = None
             self.teacher_ckpt = None
             self.predict_with_teacher = False
+            self.teacher_fingerprint: Optional[str] = None
             return
         if teacher_ckpt is None:
             raise ValueError(
@@ -161,7 +167,7 @@ class DistillationClassifier(ImageClassifier):
                         else MODELS.build(teacher_cfg))
         self.teacher_ckpt = teacher_ckpt
         self.predict_with_teacher = predict_with_teacher
-        self.teacher_loaded = False
+        self.teacher_fingerprint = None
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         if teacher_channels_last is None:
@@ -186,7 +192,7 @@ class DistillationClassifier(ImageClassifier):
         # DistributedDataParallel leaves these out entirely: no gradient buckets and no
         # broadcast at wrap time (every rank loads the same teacher_ckpt itself).
         self._ddp_params_and_buffers_to_ignore = [
-            f'teacher.{name}' for name, _ in (*self.teacher.named_parameters(),
+            TEACHER_PREFIX + name for name, _ in (*self.teacher.named_parameters(),
                                               *self.teacher.named_buffers())]
         # Loading a student checkpoint (resume, load_from) must not touch the teacher.
         self._register_load_state_dict_pre_hook(self._keep_teacher_weights)
@@ -255,58 +261,74 @@ class DistillationClassifier(ImageClassifier):
             return
         path = self.teacher_ckpt
         if not osp.isfile(path):
-            raise FileNotFoundError(
+            raise CheckpointNotFoundError(
                 f'teacher checkpoint {path!r} does not exist: train the teacher first (e.g. '
                 f'`python tools/train.py <teacher config>`) and set model.teacher_ckpt to its '
                 f'.pth file.')
         checkpoint = _load_checkpoint(path, map_location='cpu')
         if not isinstance(checkpoint, dict):
-            raise ValueError(f'teacher checkpoint {path!r} holds no state dict.')
+            raise WrongCheckpointKind(f'teacher checkpoint {path!r} holds no state dict.')
         # Weights under `state_dict` (mmengine), `model` (official DeiT / timm files such as
         # regnety_160-a5fe301d.pth) or a bare state dict.
         try:
             state = unwrap_state_dict(checkpoint)
         except WrongCheckpointKind as err:
-            raise ValueError(f'teacher checkpoint {path!r}: {err}') from None
-        state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
-        if any(k.startswith('teacher.') for k in state):
-            raise ValueError(
+            raise WrongCheckpointKind(f'teacher checkpoint {path!r}: {err}') from None
+        state = revise_keys(state)
+        if any(k.startswith(TEACHER_PREFIX) for k in state):
+            raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} is a distillation checkpoint (it has teacher.* '
                 f'keys): give the teacher\'s own checkpoint.')
-        fix = (f'{describe_checkpoint_kind(state)}. Set model.teacher_ckpt to a checkpoint '
+        kind = checkpoint_kind(state)
+        fix = (f'{": it is " + str(kind) if kind.known else ""}. Set model.teacher_ckpt to a checkpoint '
                f'written by training the teacher\'s config (not a student\'s, a detector\'s or '
                f'another model\'s).')
         try:
             result = self.teacher.load_state_dict(state, strict=False)
         except RuntimeError as e:  # torch refuses shape mismatches even with strict=False
-            raise ValueError(
+            raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
                 f'{str(e).strip().splitlines()[-1].strip()}{fix}') from None
         if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
+            raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
                 f'{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), '
                 f'{len(result.unexpected_keys)} unexpected (e.g. '
                 f'{result.unexpected_keys[:3]}){fix}')
         self.teacher.requires_grad_(False)
         self.teacher.eval()
-        self.teacher_loaded = True
+        self.teacher_fingerprint = teacher_fingerprint(self.teacher.state_dict())
         (logger or MMLogger.get_current_instance()).info(
             f'deit_plugin: loaded teacher ({self._teacher_desc}) from {path}')
 
+    @property
+    def teacher_loaded(self) -> bool:
+        """Whether the teacher holds the weights of ``teacher_ckpt`` (see
+        :attr:`teacher_fingerprint`, set by :meth:`load_teacher_checkpoint`)."""
+        return self.teacher_fingerprint is not None
+
     def _keep_teacher_weights(self, state_dict, prefix, *args, **kwargs) -> None:
-        teacher_prefix = prefix + 'teacher.'
+        teacher_prefix = prefix + TEACHER_PREFIX
         if any(k.startswith(teacher_prefix) for k in state_dict):
+            # the teacher is about to hold these weights, not teacher_ckpt's
+            self.teacher_fingerprint = None
             return
         for k, v in self.teacher.state_dict().items():
             state_dict[teacher_prefix + k] = v
 
     def init_weights(self) -> None:
-        """Initialise the student. A model-level ``init_cfg`` reaches the teacher as well, so
-        after this the teacher counts as not loaded until :meth:`load_teacher_checkpoint`."""
+        """Initialise the student.
+
+        The teacher's own ``init_weights`` (its ``init_cfg``, e.g. ``Pretrained`` from a URL) is
+        not run: its weights come from ``teacher_ckpt`` only. A model-level ``init_cfg`` still
+        reaches the teacher's modules, so afterwards the teacher counts as not loaded until
+        :meth:`load_teacher_checkpoint`.
+        """
+        if self.teacher is not None and hasattr(self.teacher, 'init_weights'):
+            self.teacher._is_init = True  # mmengine's BaseModule then skips it
         super().init_weights()
         if self.teacher is not None:
-            self.teacher_loaded = False
+            self.teacher_fingerprint = None
 
     # -- modes ----------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> 'DistillationClassifier':
@@ -338,6 +360,13 @@ class DistillationClassifier(ImageClassifier):
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
         self._check_batch(inputs)
+        if self.predict_with_teacher and not self.teacher_loaded:
+            raise RuntimeError(
+                'predict_with_teacher=True but the teacher\'s weights are not loaded: in '
+                'training/validation add dict(type=\'deit_plugin.DistillationHook\') to '
+                'custom_hooks; for inference with the student alone use '
+                'deit_plugin.apis.DistilledInferencer (or build the model with '
+                'predict_with_teacher=False).')
         samples = super().predict(inputs, data_samples)
         if self.predict_with_teacher:
             labels = self.teacher_logits(inputs).argmax(dim=1)

@@ -30,7 +30,9 @@ class DeiTDistillHead(ClsHead):
     (``gt_score``) when batch augments are on, else labels; the class loss folds in label
     smoothing. Both terms are returned (already weighted) so mmengine logs them separately and
     sums them. When teacher logits are given, ``agreement`` (share of the batch where the fused
-    student prediction equals the teacher's) is returned too; it is logged, not optimised.
+    student prediction equals the teacher's) and ``teacher_gt_disagreement`` (share of the batch
+    where the teacher's label is not the target's dominant class: the information a hard
+    teacher adds to the ground truth) are returned too; they are logged, not optimised.
 
     Args:
         num_classes (int): Number of classes.
@@ -161,7 +163,12 @@ class DeiTDistillHead(ClsHead):
         if teacher_logits is not None:
             with torch.no_grad():
                 student = self.fuse(cls_logits, dist_logits).argmax(dim=1)
-                losses['agreement'] = (student == teacher_logits.argmax(dim=1)).float().mean()
+                teacher = teacher_logits.argmax(dim=1)
+                losses['agreement'] = (student == teacher).float().mean()
+                # what the teacher adds beyond the (mixed) ground truth: the share of the batch
+                # where its label is not the target's dominant class
+                dominant = target.argmax(dim=1) if target.dim() == 2 else target
+                losses['teacher_gt_disagreement'] = (teacher != dominant).float().mean()
         return losses
 
     def predict(self,

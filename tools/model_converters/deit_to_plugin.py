@@ -13,9 +13,9 @@ import argparse
 import sys
 import time
 
-from deit_plugin.converters import (CheckpointReadError, WrongCheckpointKind,
-                                    convert_deit_state_dict, describe_deit, read_checkpoint,
-                                    unwrap_state_dict, write_checkpoint)
+from deit_plugin.checkpoint import (CheckpointError, read_checkpoint, unwrap_state_dict,
+                                    write_checkpoint)
+from deit_plugin.converters import convert_deit_state_dict, describe_deit
 
 
 def parse_args(argv=None):
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
             state,
             distilled=not args.not_distilled,
             init_dist_token_from_cls=args.init_dist_token_from_cls)
-    except (CheckpointReadError, WrongCheckpointKind) as err:
+    except CheckpointError as err:
         print(f'error: {args.src}: {err}', file=sys.stderr)
         return 1
     info = describe_deit(converted)

@@ -13,8 +13,9 @@ import argparse
 import sys
 import time
 
-from deit_plugin.converters import (CheckpointReadError, WrongCheckpointKind, extract_backbone,
-                                    read_checkpoint, unwrap_state_dict, write_checkpoint)
+from deit_plugin.checkpoint import (CheckpointError, read_checkpoint, unwrap_state_dict,
+                                    write_checkpoint)
+from deit_plugin.converters import extract_backbone
 
 
 def parse_args(argv=None):
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     try:
         checkpoint = read_checkpoint(args.src, unsafe_load=args.unsafe_load)
         backbone = extract_backbone(unwrap_state_dict(checkpoint), in_channels=args.in_channels)
-    except (CheckpointReadError, WrongCheckpointKind, ValueError) as err:
+    except (CheckpointError, ValueError) as err:  # ValueError: --in-channels
         print(f'error: {args.src}: {err}', file=sys.stderr)
         return 1
     src_meta = checkpoint.get('meta') or {}

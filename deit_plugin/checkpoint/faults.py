@@ -11,6 +11,8 @@ from typing import List, Optional, Tuple
 
 from mmengine.logging import print_log
 
+from .errors import CheckpointError
+
 #: Names written by (Atomic)CheckpointHook and PreemptionHook: the resumable checkpoints.
 _RESUMABLE = re.compile(r'^(epoch|iter)_\d+\.pth$')
 
@@ -60,9 +62,9 @@ def resumable_checkpoints(work_dir: str) -> List[str]:
 def newest_valid_checkpoint(work_dir: str, exclude: Tuple[str, ...] = ()
                             ) -> Tuple[Optional[str], List[Tuple[str, str]]]:
     """The newest resumable checkpoint in ``work_dir`` that passes
-    :func:`deit_plugin.checkpoint_io.check_checkpoint_file`, and the ``(path, reason)`` of
+    :func:`deit_plugin.checkpoint.check_checkpoint_file`, and the ``(path, reason)`` of
     each newer one it skipped."""
-    from deit_plugin.checkpoint_io import check_checkpoint_file
+    from .checks import check_checkpoint_file
     skipped = []
     excluded = {osp.abspath(p) for p in exclude}
     for path in resumable_checkpoints(work_dir):
@@ -70,7 +72,7 @@ def newest_valid_checkpoint(work_dir: str, exclude: Tuple[str, ...] = ()
             continue
         try:
             check_checkpoint_file(path)
-        except (OSError, RuntimeError) as e:
+        except (OSError, CheckpointError) as e:
             skipped.append((path, str(e).split(':')[0] if ':' in str(e) else str(e)))
             continue
         return path, skipped
@@ -86,14 +88,14 @@ def resolve_auto_resume(work_dir: str) -> Optional[str]:
     nothing to resume (no pointer and no checkpoint).
 
     Raises:
-        FileNotFoundError | CheckpointTruncatedError | CheckpointUnreadableError: the pointer
-            is broken and no valid checkpoint is left in the work dir.
+        CheckpointError: the pointer is broken and no valid checkpoint is left in the work
+            dir (the error about the pointer).
     """
-    from deit_plugin.checkpoint_io import find_resume_checkpoint
+    from .checks import find_resume_checkpoint
     pointer = osp.join(work_dir, 'last_checkpoint')
     try:
         found = find_resume_checkpoint(work_dir)
-    except (OSError, RuntimeError) as e:
+    except (OSError, CheckpointError) as e:
         with open(pointer) as f:
             target = f.read().strip()
         fallback, skipped = newest_valid_checkpoint(work_dir, exclude=(target, ) if target

@@ -1,0 +1,143 @@
+"""Run the paper-claims study v2, resumably, and write its report.
+
+    python -m projects.paper_claims [--work-dir DIR] [--arms 5k-40 5k-100 60k-10]
+        [--seeds 0 1 2] [--jobs 2] [--threads 1] [--publish docs/experiments/paper_claims_v2]
+        [--report-only]
+
+Every run is a ``tools/train.py`` subprocess (``--jobs`` at a time, ``--threads`` torch threads
+each); finished runs leave ``result.json`` and are skipped when the study is started again, an
+interrupted run resumes from its last checkpoint. ``--publish DIR`` copies the report and every
+finished run's result into DIR (kept in the repository); runs found there count as done.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import shutil
+import signal
+import sys
+import time
+
+from . import protocol, report
+from .runs import ROOT, run_tool, schedule, test_checkpoint
+
+
+def restore_published(runs, publish: str, work_dir: str) -> None:
+    """Copy published results of runs whose work dir lost them back into place."""
+    for run in runs:
+        src = osp.join(publish, 'runs', osp.relpath(run.result_file, work_dir))
+        if not run.done() and osp.isfile(src):
+            os.makedirs(run.work_dir, exist_ok=True)
+            shutil.copy(src, run.result_file)
+
+
+def publish_results(runs, publish: str, work_dir: str) -> None:
+    for run in runs:
+        if run.done():
+            dst = osp.join(publish, 'runs', osp.relpath(run.result_file, work_dir))
+            os.makedirs(osp.dirname(dst), exist_ok=True)
+            shutil.copy(run.result_file, dst)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--work-dir', default='work_dirs/paper_claims_v2')
+    parser.add_argument('--arms', nargs='+', default=list(protocol.ARMS),
+                        choices=list(protocol.ARMS))
+    parser.add_argument('--seeds', type=int, nargs='+', default=list(protocol.SEEDS))
+    parser.add_argument('--jobs', type=int, default=2, help='runs trained at the same time')
+    parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
+    parser.add_argument('--publish', help='copy the report and the run results here')
+    parser.add_argument('--report-only', action='store_true',
+                        help='train nothing: report the runs that are done')
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit('terminated'))
+
+    work_dir = osp.abspath(args.work_dir)
+    publish = osp.abspath(args.publish) if args.publish else None
+    os.makedirs(work_dir, exist_ok=True)
+    batches_log = osp.join(work_dir, 'batches.jsonl')
+    start = time.time()
+    arms = [protocol.ARMS[a] for a in args.arms]
+    teachers, students = {}, {}
+    for arm in arms:
+        t_runs = protocol.teacher_runs(arm, work_dir)
+        if publish:
+            restore_published(t_runs.values(), publish, work_dir)
+            src = osp.join(publish, 'runs', arm.teachers, 'teachers.json')
+            dst = osp.join(work_dir, arm.teachers, 'teachers.json')
+            if osp.isfile(src) and not osp.isfile(dst):
+                os.makedirs(osp.dirname(dst), exist_ok=True)
+                shutil.copy(src, dst)
+        if not all(r.done() for r in t_runs.values()):
+            if args.report_only:
+                continue
+            schedule(list(t_runs.values()), args.jobs, args.threads, batches_log,
+                     f'{arm.teachers} teachers')
+        info = protocol.choose_teachers(arm, t_runs)
+        for which in ('strong', 'matched'):
+            for kind, t in info[which].items():
+                if 'test_top1' in t:
+                    continue
+                if not osp.isfile(t['ckpt']):
+                    raise SystemExit(
+                        f"teacher checkpoint {t['ckpt']} (sha256 {t['sha256']}) is gone: the "
+                        f"published runs of this arm used it. Restore it, or start the arm "
+                        f"again in a new --work-dir and --publish dir (new teachers).")
+                metrics = test_checkpoint(protocol.TEACHER_CONFIGS[kind], t['ckpt'], [],
+                                          args.threads, t['ckpt'][:-4] + '_test.json')
+                t['test_top1'] = metrics['accuracy/top1']
+        with open(osp.join(work_dir, arm.teachers, 'teachers.json'), 'w') as f:
+            json.dump(info, f, indent=1)
+        teachers[arm.teachers] = info
+        runs = protocol.student_runs(arm, info, work_dir, args.seeds)
+        if publish:
+            restore_published(runs, publish, work_dir)
+        if not args.report_only:
+            schedule(runs, args.jobs, args.threads, batches_log, f'{arm.name} students')
+            for cond in ('hard', 'none'):  # claim (d), seed 0
+                run = next((r for r in runs if r.name == f'{arm.name}/{cond}/seed0'), None)
+                if run is not None and run.done() and osp.isfile(run.last_checkpoint()):
+                    prefix = osp.join(run.work_dir, 'token_similarity')
+                    opts = [o for o in run.opts if o.startswith('model.')]
+                    run_tool(['tools/analysis/token_similarity.py', run.config,
+                              run.last_checkpoint(), '--out', prefix, '--split', 'val',
+                              '--threads', str(args.threads), '--cfg-options', *opts],
+                             prefix + '.json')
+        students[arm.name] = runs
+        if publish:
+            publish_results([*t_runs.values(), *runs], publish, work_dir)
+
+    cond_rows, claims, schedules = [], [], {}
+    reported = [a for a in arms if a.name in students]
+    for arm in reported:
+        by_seed = report.results_by_seed(students[arm.name])
+        cond_rows += report.condition_rows(arm, by_seed, teachers[arm.teachers])
+        claims += report.claim_rows(arm, by_seed)
+        schedules[arm.name] = report.schedule_rows(arm, by_seed)
+        if by_seed:
+            report.plot_curves(arm, by_seed, osp.join(work_dir, f'curves_{arm.name}.png'))
+    for key, info in teachers.items():
+        report.plot_teachers(key, info, osp.join(work_dir, f'teachers_{key}.png'))
+    table = report.markdown(reported, teachers, cond_rows, claims, schedules)
+    with open(osp.join(work_dir, 'results.md'), 'w') as f:
+        f.write(table)
+    report.write_csv(osp.join(work_dir, 'results.csv'), cond_rows)
+    if claims:
+        report.plot_claims(claims, osp.join(work_dir, 'results.png'))
+    if publish:
+        os.makedirs(publish, exist_ok=True)
+        for name in os.listdir(work_dir):
+            if name.startswith(('results.', 'curves_', 'teachers_')):
+                shutil.copy(osp.join(work_dir, name), publish)
+        for key in teachers:
+            dst = osp.join(publish, 'runs', key)
+            os.makedirs(dst, exist_ok=True)
+            shutil.copy(osp.join(work_dir, key, 'teachers.json'), dst)
+    print('\n' + table)
+    print(f'wall time {(time.time() - start) / 60:.1f} min; results in {work_dir}/results.'
+          f'{{md,csv,png}}' + (f', published to {publish}' if publish else ''))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,160 @@
+"""The study's definition, protocol version 2.0 (docs/experiments/paper_claims.md).
+
+Everything the protocol fixes lives here: the arms (data size × student schedule), the
+teachers and how they are chosen on held-out images, the student conditions and the seeds.
+"""
+import hashlib
+import json
+import os.path as osp
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+from .runs import ROOT, Run, read_scalars
+
+PROTOCOL = '2.0'
+STUDY = 'configs/fashion_mnist/study'
+STUDENT = f'{STUDY}/deit_tiny_student_v2.py'
+TEACHER_CONFIGS = dict(cnn=f'{STUDY}/resnet_cifar_teacher_v2.py',
+                       vit=f'{STUDY}/vit_teacher_v2.py')
+TEACHER_NAMES = dict(cnn='CNN (ResNet_CIFAR-18)', vit='ViT (student arch, 1 token)')
+SEEDS = (0, 1, 2)
+BATCH = 128
+SOFT = ['model.head.distillation=soft', 'model.head.alpha=0.1',
+        'model.head.distill_loss.type=deit_plugin.SoftDistillationLoss',
+        'model.head.distill_loss.tau=3.0']
+
+
+@dataclass(frozen=True)
+class Condition:
+    tag: str
+    teacher: str  # 'cnn' or 'vit'
+    which: str  # 'strong' or 'matched'
+    head: Sequence[str]
+    label: str
+
+
+CONDITIONS = [
+    Condition('none', 'cnn', 'strong', ['model.head.distillation=none'], 'no teacher'),
+    Condition('hard', 'cnn', 'strong', ['model.head.distillation=hard', 'model.head.alpha=0.5'],
+              'hard (CNN)'),
+    Condition('soft_paper', 'cnn', 'strong',
+              SOFT + ['model.head.distill_loss.reduction=batchmean'],
+              'soft τ=3 λ=0.1, per-sample KL (paper)'),
+    Condition('soft_numel', 'cnn', 'strong', SOFT + ['model.head.distill_loss.reduction=numel'],
+              'soft τ=3 λ=0.1, KL / (B·C) (official code)'),
+    Condition('hard_cnn_matched', 'cnn', 'matched',
+              ['model.head.distillation=hard', 'model.head.alpha=0.5'], 'hard, matched CNN'),
+    Condition('hard_vit_matched', 'vit', 'matched',
+              ['model.head.distillation=hard', 'model.head.alpha=0.5'], 'hard, matched ViT'),
+]
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    images: int  # first N images of the training file: 90% training, 10% held-out
+    epochs: int  # student epochs
+    val_every: int  # student test evaluation interval (epochs)
+    teacher_epochs: Dict[str, int]
+    teachers: str  # teachers are shared by arms with the same key
+
+    @property
+    def train_images(self) -> int:
+        return self.images * 9 // 10
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * -(-self.train_images // BATCH)
+
+    def data_options(self, held_out_val: bool) -> List[str]:
+        cut = self.train_images
+        opts = [f'train_dataloader.dataset.index_range=[0,{cut}]']
+        if held_out_val:
+            opts.append(f'val_dataloader.dataset.index_range=[{cut},{self.images}]')
+        return opts
+
+
+ARMS = {
+    '5k-40': Arm('5k-40', 5000, 40, 4, dict(cnn=100, vit=100), '5k'),
+    '5k-100': Arm('5k-100', 5000, 100, 5, dict(cnn=100, vit=100), '5k'),
+    '60k-10': Arm('60k-10', 60000, 10, 1, dict(cnn=30, vit=10), '60k'),
+}
+
+
+def teacher_runs(arm: Arm, work_dir: str) -> Dict[str, Run]:
+    """The CNN and ViT teachers of an arm's data (shared by arms of the same size)."""
+    runs = {}
+    for kind, config in TEACHER_CONFIGS.items():
+        epochs = arm.teacher_epochs[kind]
+        runs[kind] = Run(f'{arm.teachers}/teacher_{kind}',
+                         osp.join(work_dir, arm.teachers, f'teacher_{kind}'), config,
+                         [*arm.data_options(held_out_val=True), f'train_cfg.max_epochs={epochs}',
+                          f'param_scheduler.1.end={epochs}', 'randomness.seed=0',
+                          'default_hooks.logger.interval=10'])
+    return runs
+
+
+def fingerprint(path: str) -> str:
+    """First 16 hex digits of the file's sha256."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def held_out_curve(run: Run) -> List[tuple]:
+    """(epoch, held-out top-1) after every epoch of a teacher run."""
+    return [(e['step'], e['accuracy/top1']) for e in read_scalars(run.work_dir)['val']
+            if 'accuracy/top1' in e]
+
+
+def choose_teachers(arm: Arm, runs: Dict[str, Run]) -> dict:
+    """Strong teachers (best held-out top-1, earliest on ties) and the matched pair (the
+    stronger kind weakened to its earliest checkpoint reaching the other's best), all chosen
+    on held-out images. Written to <teachers dir>/teachers.json."""
+    out = osp.join(osp.dirname(runs['cnn'].work_dir), 'teachers.json')
+    if osp.isfile(out):
+        with open(out) as f:
+            return json.load(f)
+    curves = {k: held_out_curve(r) for k, r in runs.items()}
+    best = {k: max(c, key=lambda p: (p[1], -p[0])) for k, c in curves.items()}
+    strong_kind = max(best, key=lambda k: best[k][1])
+    weak_kind = 'vit' if strong_kind == 'cnn' else 'cnn'
+    target = best[weak_kind][1]
+    weakened = next(p for p in curves[strong_kind] if p[1] >= target)
+
+    def entry(kind, point):
+        ckpt = osp.join(runs[kind].work_dir, f'epoch_{point[0]}.pth')
+        return dict(kind=kind, epoch=point[0], held_out_top1=point[1], ckpt=ckpt,
+                    sha256=fingerprint(ckpt))
+
+    info = dict(protocol=PROTOCOL, curves=curves,
+                strong={k: entry(k, best[k]) for k in best},
+                matched={strong_kind: entry(strong_kind, weakened),
+                         weak_kind: entry(weak_kind, best[weak_kind])},
+                weakened=strong_kind)
+    with open(out, 'w') as f:
+        json.dump(info, f, indent=1)
+    return info
+
+
+def student_runs(arm: Arm, teachers: dict, work_dir: str,
+                 seeds: Sequence[int] = SEEDS) -> List[Run]:
+    """Every condition × seed of an arm, seed-major (all conditions of seed 0 first)."""
+    runs = []
+    for seed in seeds:
+        for cond in CONDITIONS:
+            teacher = teachers[cond.which][cond.teacher]
+            opts = [*arm.data_options(held_out_val=False), f'train_cfg.max_epochs={arm.epochs}',
+                    f'train_cfg.val_interval={arm.val_every}',
+                    f'param_scheduler.1.end={arm.epochs}', f'randomness.seed={seed}',
+                    'default_hooks.logger.interval=10',
+                    f'model.teacher={TEACHER_CONFIGS[cond.teacher]}',
+                    f'model.teacher_ckpt={teacher["ckpt"]}', *cond.head]
+            if cond.teacher == 'vit':
+                opts.append('model.teacher_channels_last=False')
+            runs.append(Run(f'{arm.name}/{cond.tag}/seed{seed}',
+                            osp.join(work_dir, arm.name, cond.tag, f'seed{seed}'), STUDENT,
+                            opts))
+    return runs

@@ -1,0 +1,158 @@
+"""Resumable ``tools/train.py`` / ``tools/test.py`` subprocesses, several at a time."""
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def cfg_options(opts: Sequence[str]) -> List[str]:
+    """``--cfg-options`` with its values, or nothing (argparse refuses the flag alone)."""
+    return ['--cfg-options', *opts] if opts else []
+
+
+def read_scalars(work_dir: str) -> Dict[str, List[dict]]:
+    """Training and validation entries of every mmengine run in ``work_dir`` (a resumed run
+    writes a new timestamp folder), oldest first; a resumed run's repeated entries replace
+    the earlier ones."""
+    train: Dict[int, dict] = {}
+    val: Dict[int, dict] = {}
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    entry = json.loads(line)
+                    if 'iter' in entry:
+                        train[entry['iter']] = entry
+                    elif 'step' in entry:
+                        val[entry['step']] = entry
+    return dict(train=[train[k] for k in sorted(train)], val=[val[k] for k in sorted(val)])
+
+
+class Run:
+    """One ``tools/train.py`` run: a config, its options and a work dir.
+
+    It is done when ``result.json`` exists in its work dir; an interrupted run resumes from its
+    last checkpoint.
+    """
+
+    def __init__(self, name: str, work_dir: str, config: str, opts: Sequence[str]) -> None:
+        self.name, self.work_dir, self.config, self.opts = name, work_dir, config, list(opts)
+
+    @property
+    def result_file(self) -> str:
+        return osp.join(self.work_dir, 'result.json')
+
+    def done(self) -> bool:
+        return osp.isfile(self.result_file)
+
+    def result(self) -> dict:
+        with open(self.result_file) as f:
+            return json.load(f)
+
+    def last_checkpoint(self) -> str:
+        with open(osp.join(self.work_dir, 'last_checkpoint')) as f:
+            return f.read().strip()
+
+    def command(self, threads: int) -> List[str]:
+        cmd = [sys.executable, 'tools/train.py', self.config, '--work-dir', self.work_dir,
+               '--threads', str(threads)]
+        if osp.isfile(osp.join(self.work_dir, 'last_checkpoint')):
+            cmd.append('--resume')
+        return cmd + cfg_options(self.opts)
+
+    def finish(self, seconds: float, threads: int, parallel: int) -> dict:
+        """Write result.json from the run's logs: every validation entry (the curve) and the
+        training entries' means of the logged batch statistics."""
+        logs = read_scalars(self.work_dir)
+        if not logs['val']:
+            raise RuntimeError(f'{self.name}: no validation entry in {self.work_dir}')
+        means = {}
+        for key in ('agreement', 'teacher_gt_disagreement', 'loss_cls', 'loss_dist'):
+            values = [e[key] for e in logs['train'] if key in e]
+            if values:
+                means[key] = sum(values) / len(values)
+        result = dict(name=self.name, config=self.config, opts=self.opts,
+                      final=logs['val'][-1], curve=logs['val'], train_means=means,
+                      seconds=seconds, threads=threads, parallel=parallel,
+                      checkpoint=osp.relpath(self.last_checkpoint(), ROOT)
+                      if osp.isabs(self.last_checkpoint()) else self.last_checkpoint())
+        with open(self.result_file, 'w') as f:
+            json.dump(result, f, indent=1)
+        return result
+
+
+def run_batch(runs: Sequence[Run], threads: int, batches_log: str) -> None:
+    """Train ``runs`` in parallel (``threads`` torch threads each); write each result.json."""
+    start = time.time()
+    procs = []
+    for run in runs:
+        os.makedirs(run.work_dir, exist_ok=True)
+        out = open(osp.join(run.work_dir, 'train.log'), 'a')
+        procs.append((run, subprocess.Popen(run.command(threads), cwd=ROOT, stdout=out,
+                                            stderr=subprocess.STDOUT), out, time.time()))
+    try:
+        codes = [proc.wait() for _, proc, _, _ in procs]
+    finally:  # interrupted (Ctrl-C, SIGTERM): stop the runs; they resume next time
+        for _, proc, out, _ in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+            out.close()
+    failed = []
+    for (run, _, _, t0), code in zip(procs, codes):
+        if code != 0:
+            failed.append(run)
+        else:
+            run.finish(time.time() - t0, threads, len(runs))
+    with open(batches_log, 'a') as f:
+        f.write(json.dumps(dict(runs=[r.name for r in runs], seconds=time.time() - start,
+                                finished=time.strftime('%Y-%m-%d %H:%M:%S'))) + '\n')
+    if failed:
+        raise SystemExit('failed: ' + ', '.join(f'{r.name} (see {r.work_dir}/train.log)'
+                                                for r in failed))
+
+
+def schedule(runs: Sequence[Run], jobs: int, threads: int, batches_log: str,
+             what: str) -> None:
+    """Train the runs that are not done, ``jobs`` at a time, with a progress bar."""
+    from tqdm import tqdm
+    todo = [r for r in runs if not r.done()]
+    print(f'\n=== {what}: {len(runs)} runs, {len(runs) - len(todo)} already done', flush=True)
+    if not todo:
+        return
+    with tqdm(total=len(todo), desc=what, unit='run', file=sys.stdout) as bar:
+        for i in range(0, len(todo), jobs):
+            batch = todo[i:i + jobs]
+            bar.set_postfix_str(', '.join(r.name for r in batch))
+            run_batch(batch, threads, batches_log)
+            bar.update(len(batch))
+
+
+def test_checkpoint(config: str, ckpt: str, opts: Sequence[str], threads: int,
+                    out_json: str) -> dict:
+    """Metrics of ``ckpt`` on the config's test split (``tools/test.py``), cached in
+    ``out_json``."""
+    if not osp.isfile(out_json):
+        cmd = [sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
+               osp.dirname(out_json), '--metrics-json', out_json, '--threads', str(threads),
+               *cfg_options(opts)]
+        done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+        if done.returncode != 0:
+            raise SystemExit(f'{" ".join(cmd)} failed (exit {done.returncode}); its last '
+                             f'output:\n{done.stdout[-3000:]}')
+    with open(out_json) as f:
+        return json.load(f)
+
+
+def run_tool(args: Sequence[str], out_file: Optional[str] = None) -> None:
+    """Run a tool (``tools/...py ARGS``) from the project root unless ``out_file`` exists."""
+    if out_file and osp.isfile(out_file):
+        return
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)

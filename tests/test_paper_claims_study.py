@@ -1,0 +1,135 @@
+"""The paper-claims study v2 (projects/paper_claims): its protocol's runs, teacher choice and
+verdicts, without training anything."""
+import argparse
+import json
+import os
+import os.path as osp
+
+import pytest
+from mmengine.config import Config, DictAction
+
+from projects.paper_claims import protocol, report
+from projects.paper_claims.runs import ROOT, Run, read_scalars
+
+
+def cfg_with(config, opts):
+    """The config as tools/train.py builds it from ``--cfg-options`` (mmengine's DictAction)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg.merge_from_dict(parser.parse_args(['--cfg-options', *opts]).cfg_options)
+    return cfg
+
+
+def test_held_out_images_are_never_trained_on_and_the_test_set_never_selects():
+    arm = protocol.ARMS['5k-40']
+    assert (arm.train_images, arm.images, arm.steps) == (4500, 5000, 40 * 36)
+    teachers = protocol.teacher_runs(arm, '/tmp/study')
+    for kind, run in teachers.items():
+        cfg = cfg_with(run.config, run.opts)
+        train = cfg.train_dataloader.dataset
+        val = cfg.val_dataloader.dataset
+        assert (train.split, list(train.index_range)) == ('train', [0, 4500])
+        # teachers are chosen on held-out training images, never on the test split
+        assert (val.split, list(val.index_range)) == ('train', [4500, 5000])
+        assert cfg.default_hooks.checkpoint.save_best == 'accuracy/top1'
+        assert cfg.train_cfg.max_epochs == arm.teacher_epochs[kind]
+    big = protocol.ARMS['60k-10']
+    assert big.data_options(held_out_val=True) == [
+        'train_dataloader.dataset.index_range=[0,54000]',
+        'val_dataloader.dataset.index_range=[54000,60000]']
+
+
+def test_every_condition_builds_the_head_its_label_says():
+    teachers = {w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')}
+                for w in ('strong', 'matched')}
+    runs = protocol.student_runs(protocol.ARMS['5k-100'], teachers, '/tmp/study', seeds=[1])
+    assert [r.name for r in runs] == [f'5k-100/{c.tag}/seed1' for c in protocol.CONDITIONS]
+    heads = {}
+    for run in runs:
+        cfg = cfg_with(run.config, run.opts)
+        assert cfg.randomness.seed == 1 and cfg.train_cfg.max_epochs == 100
+        assert cfg.param_scheduler[1].end == 100 and cfg.train_cfg.val_interval == 5
+        assert list(cfg.train_dataloader.dataset.index_range) == [0, 4500]
+        assert cfg.val_dataloader.dataset.split == 'test'
+        heads[run.name.split('/')[1]] = (cfg.model.head, cfg.model.teacher_ckpt)
+    assert heads['none'][0].distillation == 'none'
+    assert heads['hard'][0].distillation == 'hard' and heads['hard'][0].alpha == 0.5
+    paper, numel = heads['soft_paper'][0], heads['soft_numel'][0]
+    assert paper.distill_loss.reduction == 'batchmean' and numel.distill_loss.reduction == 'numel'
+    assert paper.alpha == numel.alpha == 0.1 and paper.distill_loss.tau == 3.0
+    assert heads['hard'][1] == '/t/strong_cnn.pth'
+    assert heads['hard_cnn_matched'][1] == '/t/matched_cnn.pth'
+    assert heads['hard_vit_matched'][1] == '/t/matched_vit.pth'
+
+
+def write_scalars(work_dir, val_entries, train_entries=()):
+    run_dir = osp.join(work_dir, '20260101_000000', 'vis_data')
+    os.makedirs(run_dir)
+    with open(osp.join(run_dir, 'scalars.json'), 'w') as f:
+        for e in [*train_entries, *val_entries]:
+            f.write(json.dumps(e) + '\n')
+
+
+def test_teachers_are_chosen_and_matched_on_held_out_accuracy(tmp_path):
+    arm = protocol.ARMS['5k-40']
+    runs = protocol.teacher_runs(arm, str(tmp_path))
+    cnn = [90.0, 92.4, 93.0, 93.0, 92.8]  # best 93.0 first reached at epoch 3
+    vit = [85.0, 88.0, 92.6, 91.0, 90.0]  # best 92.6 at epoch 3
+    for kind, curve in (('cnn', cnn), ('vit', vit)):
+        write_scalars(runs[kind].work_dir,
+                      [{'accuracy/top1': a, 'step': i + 1} for i, a in enumerate(curve)])
+        for i in range(len(curve)):
+            with open(osp.join(runs[kind].work_dir, f'epoch_{i + 1}.pth'), 'wb') as f:
+                f.write(f'{kind}{i}'.encode())
+    info = protocol.choose_teachers(arm, runs)
+    assert info['strong']['cnn']['epoch'] == 3 and info['strong']['vit']['epoch'] == 3
+    # the CNN is the stronger one: weakened to its earliest checkpoint >= the ViT's best (92.6)
+    assert info['weakened'] == 'cnn'
+    assert info['matched']['cnn']['epoch'] == 3 and info['matched']['cnn']['held_out_top1'] == 93.0
+    assert info['matched']['vit']['epoch'] == 3
+    assert info['strong']['cnn']['sha256'] != info['strong']['vit']['sha256']
+
+
+def test_resumed_logs_replace_the_entries_they_repeat(tmp_path):
+    write_scalars(str(tmp_path), [{'accuracy/top1': 1.0, 'step': 1}],
+                  [{'iter': 10, 'agreement': 0.5}])
+    second = tmp_path / '20260102_000000' / 'vis_data'
+    second.mkdir(parents=True)
+    (second / 'scalars.json').write_text(json.dumps({'iter': 10, 'agreement': 0.7}) + '\n' +
+                                         json.dumps({'accuracy/top1': 2.0, 'step': 1}) + '\n')
+    logs = read_scalars(str(tmp_path))
+    assert [e['agreement'] for e in logs['train']] == [0.7]
+    assert [e['accuracy/top1'] for e in logs['val']] == [2.0]
+
+
+@pytest.mark.parametrize('diffs,expected', [([0.1, 2.0, 0.3], 'shown'),
+                                            ([-0.1, -2.0, -0.3], 'reversed'),
+                                            ([0.1, -2.0, 0.3], 'not shown'),
+                                            ([0.1, 0.0, 0.3], 'not shown'),
+                                            ([0.5, 0.6], 'pending (2/3 seeds)')])
+def test_verdict_rule_of_the_protocol(diffs, expected):
+    assert report.verdict(diffs) == expected
+
+
+def test_claims_pair_seeds_and_compare_fused_with_the_better_head(tmp_path):
+    def result(fused, cls=0.0, dist=0.0):
+        return dict(final={'distill/fused_top1': fused, 'distill/cls_top1': cls,
+                           'distill/dist_top1': dist})
+    by_seed = dict(hard={0: result(80.0, 79.0, 80.5), 1: result(81.0, 80.0, 80.2),
+                         2: result(82.0, 81.5, 81.0)},
+                   none={0: result(79.0), 1: result(81.5), 2: result(80.0)})
+    claims = {c['label']: c for c in report.claim_rows(protocol.ARMS['5k-40'], by_seed)}
+    hard_none = claims['hard − no teacher']
+    assert hard_none['diffs'] == pytest.approx([1.0, -0.5, 2.0])
+    assert hard_none['verdict'] == 'not shown' and hard_none['positive'] == 2
+    heads = claims['fused − better head (hard)']
+    assert heads['diffs'] == pytest.approx([-0.5, 0.8, 0.5])
+    assert claims['hard − soft (paper)']['diffs'] == []
+
+
+def test_run_resumes_from_its_last_checkpoint(tmp_path):
+    run = Run('x', str(tmp_path), 'cfg.py', ['a=1'])
+    assert '--resume' not in run.command(1)
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
+    assert run.command(1)[-3:] == ['--resume', '--cfg-options', 'a=1']
