@@ -15,7 +15,7 @@ from reliability_utils import ROOT, STUDENT_CFG
 from test_classifier import student
 
 from deit_plugin import FashionMNISTIdx
-from deit_plugin.converters.deit import WrongCheckpointKind, convert_deit_state_dict
+from deit_plugin.converters.deit import convert_deit_state_dict
 from deit_plugin.datasets import SeededDataset, read_idx
 
 sys.path.insert(0, ROOT + '/tools')
