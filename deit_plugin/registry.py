@@ -8,6 +8,7 @@ mmpretrain's. mmengine imports ``f'{scope}.registry'`` when it switches to this 
 module must keep its name.
 """
 from mmengine.registry import Registry
+from mmpretrain.registry import DATA_SAMPLERS as MMPRETRAIN_DATA_SAMPLERS
 from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
 from mmpretrain.registry import HOOKS as MMPRETRAIN_HOOKS
 from mmpretrain.registry import METRICS as MMPRETRAIN_METRICS
@@ -32,6 +33,9 @@ OPTIM_WRAPPERS = Registry(
 
 DATASETS = Registry(
     'dataset', parent=MMPRETRAIN_DATASETS, scope='deit_plugin', locations=['deit_plugin.datasets'])
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMPRETRAIN_DATA_SAMPLERS, scope='deit_plugin',
+    locations=['deit_plugin.datasets'])
 
 TRANSFORMS = Registry(
     'transform', parent=MMPRETRAIN_TRANSFORMS, scope='deit_plugin',
@@ -39,5 +43,5 @@ TRANSFORMS = Registry(
 
 __all__ = [
     'MODELS', 'HOOKS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'DATASETS',
-    'TRANSFORMS'
+    'DATA_SAMPLERS', 'TRANSFORMS'
 ]

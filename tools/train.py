@@ -13,8 +13,11 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
-from deit_plugin.checkpoint import check_checkpoint_file, find_resume_checkpoint
+from deit_plugin.checkpoint import check_checkpoint_file
+from deit_plugin.checkpoint.faults import resolve_auto_resume
+from deit_plugin.config_checks import check_config_file, check_train_config
 from deit_plugin.dist_utils import prepare_cpu_distributed
+from deit_plugin.engine.workdir_lock import WorkDirLock
 
 
 def parse_args(argv=None):
@@ -24,7 +27,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a path (or with "auto"), from the one the '
-        'work dir\'s last_checkpoint file names (none: start from scratch, with a warning)')
+        'work dir\'s last_checkpoint file names (if that file is missing or broken: the newest '
+        'valid epoch_N/iter_N.pth there, with a warning; none: start from scratch)')
+    parser.add_argument('--allow-teacher-change', action='store_true',
+                        help='resume although the teacher checkpoint differs from the one the '
+                        'student checkpoint records (refused otherwise)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed-precision training: mmengine AmpOptimWrapper (float16) on '
                         'CUDA, deit_plugin.CPUAmpOptimWrapper (bfloat16 autocast) without CUDA')
@@ -88,7 +95,7 @@ def merge_args(cfg, args):
         set_amp_optim_wrapper(cfg)
     if args.resume == 'auto':
         # mmengine follows <work_dir>/last_checkpoint blindly; check its target first
-        latest = find_resume_checkpoint(cfg.work_dir)
+        latest = resolve_auto_resume(cfg.work_dir)
         if latest is None:
             print_log(f'--resume: no checkpoint to resume in {cfg.work_dir} (no last_checkpoint '
                       f'file there), starting from scratch. Pass the same --work-dir as the '
@@ -104,6 +111,14 @@ def merge_args(cfg, args):
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if args.allow_teacher_change:
+        hooks = [h for h in cfg.get('custom_hooks', None) or []
+                 if h.get('type') == 'deit_plugin.DistillationHook']
+        if not hooks:
+            raise SystemExit('--allow-teacher-change: the config has no '
+                             "dict(type='deit_plugin.DistillationHook') in custom_hooks.")
+        for hook in hooks:
+            hook['allow_teacher_change'] = True
 
     def set_default_dataloader_cfg(cfg, field):
         if cfg.get(field, None) is None:
@@ -126,9 +141,24 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    check_config_file(args.config)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_train_config(cfg, args.config)
     prepare_cpu_distributed(cfg)
+    if launcher_rank(args.launcher) != 0:
+        return train(cfg)
+    with WorkDirLock(cfg.work_dir):  # one run per work dir; released when this process ends
+        return train(cfg)
+
+
+def launcher_rank(launcher: str) -> int:
+    """This process's global rank as the launcher's environment gives it (0 without one)."""
+    variable = dict(pytorch='RANK', slurm='SLURM_PROCID', mpi='OMPI_COMM_WORLD_RANK')
+    return int(os.environ.get(variable.get(launcher, ''), 0))
+
+
+def train(cfg):
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

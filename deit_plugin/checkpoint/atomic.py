@@ -36,7 +36,9 @@ def atomic_write(data: Union[bytes, str], path: str, encoding: str = 'utf-8') ->
     """Write ``data`` to ``<path>.part``, fsync it, then ``os.replace`` it onto ``path``.
 
     Until the rename, ``path`` keeps its previous content (or does not exist). A failed write
-    removes the ``.part`` file and re-raises.
+    removes the ``.part`` file and re-raises; a refusal of the storage (disk full, I/O error)
+    as :class:`deit_plugin.checkpoint.faults.CheckpointWriteError` naming the bytes needed
+    and the free space.
 
     Args:
         data (bytes | str): What to write.
@@ -54,9 +56,12 @@ def atomic_write(data: Union[bytes, str], path: str, encoding: str = 'utf-8') ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            from .faults import write_failure
+            raise write_failure(path, len(payload), e) from e
         raise
     _fsync_dir(directory)
 

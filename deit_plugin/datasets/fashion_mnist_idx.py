@@ -126,6 +126,16 @@ class FashionMNISTIdx(BaseDataset):
         super().__init__(ann_file='', data_root=self.folder, indices=indices, pipeline=pipeline,
                          serialize_data=serialize_data, **kwargs)
 
+    def _get_unserialized_subset(self, indices):
+        if not isinstance(indices, int):
+            bad = [i for i in indices if not -len(self.data_list) <= i < len(self.data_list)]
+            if bad:
+                raise ValueError(
+                    f'indices {bad[:5]} are outside the {self.split} split of '
+                    f'{len(self.data_list)} images: use indices in 0..{len(self.data_list) - 1} '
+                    f'(or an int N for the first N).')
+        return super()._get_unserialized_subset(indices)
+
     def load_data_list(self) -> List[dict]:
         images_name, labels_name = _FILES[self.split]
         images = read_idx(_find(self.folder, images_name))

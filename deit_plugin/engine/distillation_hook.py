@@ -7,6 +7,7 @@ from mmengine.hooks import Hook
 from deit_plugin.models.teacher_slot import (get_teacher, strip_teacher, teacher_fingerprint,
                                              unwrap)
 from deit_plugin.registry import HOOKS
+from .teacher_drift import check_teacher_drift
 
 __all__ = ['DistillationHook', 'strip_teacher', 'teacher_fingerprint']
 
@@ -39,6 +40,15 @@ class DistillationHook(Hook):
       (``model.teacher_fingerprint``, see :func:`teacher_fingerprint`, logged with the
       checkpoint path). Either failing raises.
 
+    - On resume, refuses a teacher whose fingerprint differs from the one recorded in the
+      student checkpoint's ``meta`` (:class:`~deit_plugin.engine.teacher_drift.
+      TeacherChangedError`, naming both checkpoints and fingerprints), unless
+      ``allow_teacher_change=True`` (then a warning).
+
+    Args:
+        allow_teacher_change (bool): Resume with a teacher other than the recorded one.
+            Defaults to False.
+
     Priority ``LOW``: ``before_save_checkpoint`` must run after ``EMAHook`` has added
     ``ema_state_dict`` (and swapped it with the model's state dict, which needs the teacher keys
     still present on both sides).
@@ -48,6 +58,15 @@ class DistillationHook(Hook):
     """
 
     priority = 'LOW'
+
+    def __init__(self, allow_teacher_change: bool = False) -> None:
+        self.allow_teacher_change = allow_teacher_change
+        self._resumed: Optional[dict] = None
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if runner._resume:
+            self._resumed = dict(path=runner._load_from,
+                                 recorded=checkpoint.get('meta', {}).get('deit_plugin'))
 
     def _model(self, runner) -> nn.Module:
         model = unwrap(runner.model)
@@ -82,6 +101,11 @@ class DistillationHook(Hook):
         model = self._model(runner)
         if model.teacher is None:
             return
+        if self._resumed is not None:
+            resumed, self._resumed = self._resumed, None
+            check_teacher_drift(resumed['recorded'], resumed['path'], model.teacher_ckpt,
+                                model.teacher_fingerprint, self.allow_teacher_change,
+                                runner.logger)
         wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
         wrappers = wrappers.values() if wrappers else [runner.optim_wrapper]
         in_optim = {id(p) for w in wrappers for g in w.optimizer.param_groups
@@ -131,4 +155,5 @@ class DistillationHook(Hook):
         model = self._model(runner)
         if model.teacher is not None:
             checkpoint.setdefault('meta', {})['deit_plugin'] = dict(
-                teacher_ckpt=model.teacher_ckpt, teacher=model._teacher_desc)
+                teacher_ckpt=model.teacher_ckpt, teacher=model._teacher_desc,
+                teacher_fingerprint=model.teacher_fingerprint)

@@ -125,6 +125,12 @@ class RandomStateHook(Hook):
                 for h in self._checkpoint_hooks(runner)):
             self._gathered = dict(self._collect(runner), iter=runner.iter + 1)
 
+    def gather_before_save(self, runner, iteration: int) -> None:
+        """Collect every rank's states for a checkpoint that another hook is about to save
+        after ``iteration`` iterations (a collective: call it on every rank)."""
+        if get_dist_info()[1] > 1:
+            self._gathered = dict(self._collect(runner), iter=iteration)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         gathered, self._gathered = self._gathered, None
         if self._val_state is not None:
@@ -190,6 +196,8 @@ class RandomStateHook(Hook):
     @staticmethod
     def _warn_about_what_cannot_be_restored(runner, loop) -> None:
         loader = loop.dataloader
+        if getattr(getattr(loader, 'sampler', None), 'seeds_samples', False):
+            return  # deit_plugin.SeededSampler + ExactResumeHook: both cases are exact
         if getattr(loader, 'num_workers', 0) > 0 and getattr(loader, 'persistent_workers',
                                                              False):
             runner.logger.warning(

@@ -14,6 +14,7 @@ from mmpretrain.structures import DataSample
 from deit_plugin.checkpoint import (CheckpointNotFoundError, WrongCheckpointKind,
                                     checkpoint_kind, revise_keys, unwrap_state_dict)
 from deit_plugin.registry import MODELS
+from .input_checks import check_image_batch, check_labels
 from .teacher_precision import check_teacher_precision, teacher_autocast
 from .teacher_slot import TEACHER_PREFIX, teacher_fingerprint
 
@@ -345,12 +346,20 @@ class DistillationClassifier(ImageClassifier):
         teacher's forward measured 815 ms in the step against 803 ms alone, and 1,062 ms when
         run after the student (DeiT-Ti + ResNet-50, batch 16, fp32, 2 threads).
         """
+        self._check_batch(inputs)
+        check_labels(data_samples, inputs.shape[0], self.head.num_classes, type(self).__name__)
         teacher_logits = self.teacher_logits(inputs) if self.teacher is not None else None
         feats = self.extract_feat(inputs)
         return self.head.loss(feats, data_samples, teacher_logits=teacher_logits)
 
+    def _check_batch(self, inputs: torch.Tensor) -> None:
+        channels = getattr(self.backbone, 'in_channels', None)
+        if channels is not None:
+            check_image_batch(inputs, channels, type(self).__name__)
+
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
+        self._check_batch(inputs)
         if self.predict_with_teacher and not self.teacher_loaded:
             raise RuntimeError(
                 'predict_with_teacher=True but the teacher\'s weights are not loaded: in '

@@ -8,6 +8,7 @@ from mmpretrain.models.heads import ClsHead
 from mmpretrain.structures import DataSample
 
 from deit_plugin.registry import MODELS
+from .input_checks import check_labels
 
 Feats = Sequence[Tuple[torch.Tensor, torch.Tensor]]
 
@@ -142,6 +143,7 @@ class DeiTDistillHead(ClsHead):
              **kwargs) -> dict:
         """Weighted class and distillation losses (see the class docstring)."""
         cls_logits, dist_logits = self.logits(feats)
+        check_labels(data_samples, cls_logits.size(0), self.num_classes, type(self).__name__)
         if 'gt_score' in data_samples[0]:
             target = torch.stack([s.gt_score for s in data_samples])
         else:

@@ -1,0 +1,169 @@
+"""The bad-input table: each public entry point fed malformed inputs gives one clear error that
+names the problem and the fix (checked by message), never a traceback from deep inside torch.
+
+docs/user_guides/preemption.md lists every case with its message; keep the two in step.
+"""
+import gzip
+import re
+import struct
+import sys
+
+import pytest
+import torch
+from mmpretrain.structures import DataSample
+from reliability_utils import ROOT, STUDENT_CFG
+from test_classifier import student
+
+from deit_plugin import FashionMNISTIdx
+from deit_plugin.converters.deit import convert_deit_state_dict
+from deit_plugin.datasets import SeededDataset, read_idx
+
+sys.path.insert(0, ROOT + '/tools')
+import train as train_tool  # noqa: E402
+
+ERRORS = (ValueError, TypeError, FileNotFoundError, SyntaxError, RuntimeError)
+
+
+def images(n=2, channels=3, size=(16, 16), fill=None):
+    x = torch.randn(n, channels, *size)
+    if fill is not None:
+        x[0, 0, 0, 0] = fill
+    return x
+
+
+def labels(*values):
+    return [DataSample().set_gt_label(v) for v in values]
+
+
+_MODEL = {}
+
+
+def model():
+    if 'm' not in _MODEL:  # one small student+teacher for the whole table
+        _MODEL['m'] = student()
+    return _MODEL['m']
+
+
+def head_loss(samples, n=2, teacher_classes=4):
+    m = model()
+    return m.head.loss(m.extract_feat(images(n)), samples,
+                       teacher_logits=torch.randn(n, teacher_classes))
+
+
+def write(tmp, name, text):
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def truncated_idx(tmp):
+    path = tmp / 'images-idx3-ubyte.gz'
+    with gzip.open(path, 'wb') as f:
+        f.write(struct.pack('>HBB3I', 0, 8, 3, 10, 28, 28) + bytes(28 * 28 * 3))
+    return read_idx(str(path))
+
+
+def another_architecture_as_teacher(tmp):
+    """A ViT-style student checkpoint given as the ResNet teacher's checkpoint."""
+    other = student()
+    path = tmp / 'student.pth'
+    torch.save({'state_dict': {k: v for k, v in other.state_dict().items()
+                               if not k.startswith('teacher.')}}, path)
+    m = student(teacher_ckpt=str(path))
+    m.load_teacher_checkpoint()
+
+
+#: name -> (entry point, call(tmp_path), message pattern: the problem and the fix)
+CASES = {
+    # classifier forward (DistillationClassifier.loss / predict)
+    'wrong_channel_count': (
+        'classifier forward', lambda tmp: model().loss(images(channels=1), labels(0, 1)),
+        r'built for 3-channel images but the batch has 1 channels .*set '
+        r'backbone.in_channels=1'),
+    'size_not_divisible_by_patch': (
+        'classifier forward', lambda tmp: model().loss(images(size=(18, 16)), labels(0, 1)),
+        r'input size 18x16 is not a multiple of the patch size 4: resize or crop'),
+    'nan_pixels': (
+        'classifier forward', lambda tmp: model().loss(images(fill=float('nan')),
+                                                       labels(0, 1)),
+        r'non-finite pixels: 1 NaN and 0 Inf values \(first in sample 0.*check the images and '
+        r'the data preprocessor'),
+    'inf_pixels_at_inference': (
+        'classifier forward', lambda tmp: model().predict(images(fill=float('inf'))),
+        r'non-finite pixels: 0 NaN and 1 Inf values'),
+    'empty_batch': (
+        'classifier forward', lambda tmp: model().loss(images(n=0), []),
+        r'got an empty batch \(shape \(0, 3, 16, 16\)\).*check the dataset'),
+    'not_an_image_batch': (
+        'classifier forward', lambda tmp: model().predict(torch.randn(3, 16, 16)),
+        r'expects a \(B, C, H, W\) image batch, got \(3, 16, 16\): pass images through the '
+        r'data preprocessor'),
+    'label_out_of_range': (
+        'classifier forward', lambda tmp: model().loss(images(), labels(4, 1)),
+        r'label 4 of sample 0 is outside 0..3 \(num_classes=4\): set head.num_classes'),
+    'fewer_labels_than_images': (
+        'classifier forward', lambda tmp: model().loss(images(), labels(1)),
+        r'got 1 data samples for a batch of 2 images'),
+    # head loss (DeiTDistillHead.loss)
+    'head_negative_label': (
+        'head loss', lambda tmp: head_loss(labels(-1, 1)),
+        r'DeiTDistillHead: label -1 of sample 0 is outside 0..3'),
+    'head_no_labels': (
+        'head loss', lambda tmp: head_loss([]),
+        r'DeiTDistillHead got no data samples \(labels\) for a batch of 2.*PackInputs'),
+    'head_teacher_of_other_classes': (
+        'head loss', lambda tmp: head_loss(labels(0, 1), teacher_classes=5),
+        r'distillation logits \(2, 4\) and teacher logits \(2, 5\) differ in shape'),
+    # teacher checkpoint
+    'teacher_checkpoint_of_another_architecture': (
+        'teacher checkpoint', another_architecture_as_teacher,
+        r"does not fit the teacher.*distilled DeiT student's checkpoint.*Set "
+        r'model.teacher_ckpt to a checkpoint written by training the teacher'),
+    # converters (official/timm DeiT -> plugin)
+    'converter_given_a_resnet': (
+        'converter', lambda tmp: convert_deit_state_dict(model().teacher.state_dict()),
+        r'not an official/timm DeiT checkpoint: it lacks'),
+    # tools/train.py config checks
+    'half_written_config': (
+        'tools/train.py', lambda tmp: train_tool.main([write(
+            tmp, 'half.py', open(STUDENT_CFG).read()[:700])]),
+        r'half.py is not valid Python \(line \d+: .*\): is it complete\?'),
+    'config_without_training_settings': (
+        'tools/train.py', lambda tmp: train_tool.main([write(
+            tmp, 'model_only.py', "model = dict(type='deit_plugin.DistillationClassifier')\n"),
+            '--work-dir', str(tmp / 'w')]),
+        r'model_only.py has no train_dataloader, train_cfg, optim_wrapper: training needs'),
+    'config_missing': (
+        'tools/train.py', lambda tmp: train_tool.main([str(tmp / 'nope.py')]),
+        r'config file .*nope.py does not exist'),
+    # datasets
+    'indices_out_of_range': (
+        'dataset', lambda tmp: FashionMNISTIdx(split='test', indices=[3, 10000]),
+        r'indices \[10000\] are outside the test split of 10000 images'),
+    'unknown_split': (
+        'dataset', lambda tmp: FashionMNISTIdx(split='val'),
+        r"split must be 'train' or 'test', got 'val'"),
+    'truncated_idx_file': (
+        'dataset', truncated_idx,
+        r'the header says \(10, 28, 28\), the file holds 2352 values \(truncated download\?\)'),
+    'seeded_dataset_without_its_sampler': (
+        'dataset', lambda tmp: SeededDataset(FashionMNISTIdx(indices=2))[0],
+        r'indexed by \(index, seed\) pairs from deit_plugin.SeededSampler, got 0'),
+}
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_bad_input_gives_one_clear_error(case, tmp_path):
+    _, make, pattern = CASES[case]
+    with pytest.raises(ERRORS) as e:
+        make(tmp_path)
+    assert re.search(pattern, str(e.value), re.S), f'{case}: {type(e.value).__name__}: {e.value}'
+    # raised by our checks, not from inside torch
+    assert 'torch/' not in (e.traceback[-1].path.as_posix() if e.traceback else '')
+
+
+def test_the_table_covers_every_entry_point():
+    entries = {entry for entry, _, _ in CASES.values()}
+    assert entries == {'classifier forward', 'head loss', 'teacher checkpoint', 'converter',
+                       'tools/train.py', 'dataset'}
+    assert len(CASES) == 20
