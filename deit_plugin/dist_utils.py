@@ -9,11 +9,11 @@ def prepare_cpu_distributed(cfg) -> None:
     """Let ``launcher='pytorch'`` run on a machine without CUDA (gloo backend).
 
     Upstream bugs worked around (mmengine 0.10.7):
-    - ``mmengine/dist/utils.py`` line 130 (``_init_dist_pytorch``) calls
+    - mmengine's ``_init_dist_pytorch`` calls
       ``torch.cuda.set_device(local_rank)`` unconditionally, so every CPU process dies with
       "Found no NVIDIA driver". The Runner skips its own ``init_dist`` when a process group
       already exists, so we create it here with gloo (torchrun's env:// variables).
-    - ``mmengine/runner/runner.py`` line 900 (``wrap_model``) passes
+    - ``Runner.wrap_model`` passes
       ``device_ids=[LOCAL_RANK]`` to DistributedDataParallel, which PyTorch refuses for CPU
       modules; ``model_wrapper_cfg`` with ``device_ids=None`` is used instead.
     Nothing changes when CUDA is available or when not launched distributed.

@@ -1,14 +1,10 @@
 import os
-import os.path as osp
-import sys
 
 import pytest
 import torch
+from tool_modules import load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-
-import deit_plugin  # noqa: E402,F401
+import deit_plugin  # noqa: F401
 
 torch.set_num_threads(int(os.environ.get('DEIT_TEST_THREADS', '2')))
 
@@ -24,7 +20,7 @@ def _mmpretrain_scope():
 @pytest.fixture(scope='session')
 def fmnist_root(tmp_path_factory):
     """The first 2,000 train and 2,000 test images of the real Fashion-MNIST, as PNG folders."""
-    import fashion_mnist_to_custom as conv
+    conv = load_tool('dataset_converters/fashion_mnist_to_custom.py')
     try:
         src = conv.find_source()
     except FileNotFoundError as e:

@@ -3,6 +3,7 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config
+from deit_plugin.utils.config import model_with_data_preprocessor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
@@ -14,7 +15,7 @@ def save_initialised_teacher(path: str, seed: int = 1) -> str:
     checkpoint. Exactness and failure tests need fixed teacher weights, not good ones."""
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(TEACHER_CFG)
-    teacher = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    teacher = MODELS.build(model_with_data_preprocessor(cfg))
     torch.manual_seed(seed)
     teacher.init_weights()
     torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)

@@ -1,13 +1,15 @@
 """tools/benchmark.py --quick: the plugin and the timm/official reference compute the same
 thing (so the speed comparison compares like with like), and every row is reported."""
 import os.path as osp
-import sys
+
+import pytest
+from tool_modules import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import benchmark  # noqa: E402
+benchmark = load_tool('benchmark.py')
 
 
+@pytest.mark.slow
 def test_quick_benchmark_compares_identical_computations(tmp_path):
     result = benchmark.main(['--quick', '--json', str(tmp_path / 'b.json'),
                              '--markdown', str(tmp_path / 'b.md')])

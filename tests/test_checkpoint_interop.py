@@ -14,6 +14,7 @@ from deit_plugin.checkpoint import CheckpointError, WrongCheckpointKind, read_ch
 from deit_plugin.converters import (adapt_patch_embed_channels, convert_deit_state_dict,
                                     describe_deit, extract_backbone)
 from deit_plugin.registry import MODELS
+from deit_plugin.utils.config import model_with_data_preprocessor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ARCH = {'tiny': 'deit-tiny', 'small': 'deit-small', 'base': 'deit-base'}
@@ -47,6 +48,7 @@ def plugin_model(size: str, img_size: int, num_classes: int = 1000, **backbone):
 
 
 # -- the pure conversion function --------------------------------------------------------------
+@pytest.mark.slow
 def test_convert_maps_every_key_and_keeps_values():
     src = timm_deit('deit_tiny_distilled_patch16_224').state_dict()
     out = convert_deit_state_dict(src)
@@ -64,6 +66,7 @@ def test_convert_maps_every_key_and_keeps_values():
                                       num_classes=1000)
 
 
+@pytest.mark.slow
 def test_non_distilled_checkpoint_is_refused_without_the_flag():
     src = timm_deit('deit_tiny_patch16_224').state_dict()
     with pytest.raises(WrongCheckpointKind, match='--init-dist-token-from-cls'):
@@ -94,6 +97,7 @@ def test_wrong_kind_of_checkpoint_is_named(state, message):
 
 
 # -- numerical parity with timm and mmpretrain --------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('size', ['tiny', 'small', 'base'])
 @pytest.mark.parametrize('img_size', [224, 384])
 def test_parity_with_timm_and_mmpretrain(size, img_size):
@@ -138,6 +142,7 @@ def test_parity_with_timm_and_mmpretrain(size, img_size):
 
 
 # -- resolution change ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_224_checkpoint_into_384_model_resizes_pos_embed_like_timm(tmp_path):
     src = timm_deit('deit_tiny_distilled_patch16_224').state_dict()
     path = str(tmp_path / 'deit_ti_224.pth')
@@ -173,6 +178,7 @@ def _save(tmp_path, obj, name='src.pth'):
 
 
 # -- the converter CLI ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_converter_cli_errors_name_the_problem(tmp_path):
     tool = osp.join(ROOT, 'tools/model_converters/deit_to_plugin.py')
     plain = _save(tmp_path, {'model': timm_deit('deit_tiny_patch16_224').state_dict()}, 'p.pth')
@@ -208,6 +214,7 @@ def test_read_checkpoint_refuses_files_of_the_wrong_kind(tmp_path):
 
 
 # -- backbone export --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_backbone_export_loads_with_prefix_and_adapts_channels(tmp_path):
     torch.manual_seed(0)
     cls_cfg = dict(type='deit_plugin.DistillationClassifier',
@@ -267,6 +274,7 @@ def test_channel_adaptation_preserves_the_response_to_equal_channels(old, new):
         adapt_patch_embed_channels(torch.randn(8, 3, 4, 4), 4)
 
 
+@pytest.mark.slow
 def test_finetune_224_to_384_with_distillation_takes_a_real_step(tmp_path):
     """configs/deit_b_distill_384_ft.py: a converted 224 DeiT-B⚗ loads into the 384 student
     (pos-embed resized), the RegNetY teacher runs at 384, and one optimisation step through the
@@ -281,7 +289,7 @@ def test_finetune_224_to_384_with_distillation_takes_a_real_step(tmp_path):
     torch.manual_seed(0)
     teacher_file = tmp_path / 'regnety_160-a5fe301d.pth'
     torch.save({'model': timm.create_model('regnety_160').state_dict()}, teacher_file)
-    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor,
+    model = MODELS.build(dict(model_with_data_preprocessor(cfg),
                               teacher_ckpt=str(teacher_file)))
     load_checkpoint(model, str(ckpt), map_location='cpu', strict=False)  # what load_from does
     model.load_teacher_checkpoint()
@@ -302,6 +310,7 @@ def test_finetune_224_to_384_with_distillation_takes_a_real_step(tmp_path):
     assert all(torch.equal(v, teacher_before[k]) for k, v in model.teacher.state_dict().items())
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch_with_dynamic_batch(tmp_path):
     import importlib.util
 
@@ -336,6 +345,7 @@ def test_onnx_export_matches_pytorch_with_dynamic_batch(tmp_path):
     assert meta['deit_plugin.fusion'] == '"mean"' and '72.94' in meta['deit_plugin.mean']
 
 
+@pytest.mark.slow
 def test_converted_timm_checkpoint_evaluates_with_tools_test_like_timm(fmnist_root, tmp_path):
     """A timm DeiT⚗ (the demo student's shape) → deit_to_plugin.py → tools/test.py on real
     Fashion-MNIST test images: every image's fused score equals timm's eval output."""
@@ -344,8 +354,8 @@ def test_converted_timm_checkpoint_evaluates_with_tools_test_like_timm(fmnist_ro
 
     import cv2
     from timm.models.deit import VisionTransformerDistilled
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import test as test_tool
+    from tool_modules import load_tool
+    test_tool = load_tool('test.py')
     torch.manual_seed(0)
     ref = VisionTransformerDistilled(img_size=28, patch_size=4, in_chans=1, num_classes=10,
                                      embed_dim=64, depth=4, num_heads=4, mlp_ratio=4.).eval()

@@ -12,7 +12,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
-from reliability_utils import ROOT, save_initialised_teacher, tiny_student_cfg
+from reliability_utils import save_initialised_teacher, tiny_student_cfg
 
 from deit_plugin.checkpoint import (AtomicLocalBackend, CheckpointTruncatedError,
                                        CheckpointUnreadableError, find_resume_checkpoint)
@@ -116,9 +116,8 @@ def load_pretrained(path):
 
 
 def resume_with_train_py(path):
-    import sys
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import train
+    from tool_modules import load_tool
+    train = load_tool('train.py')
     train.merge_args(train.Config(dict(work_dir=osp.dirname(path))),
                      train.parse_args(['cfg.py', '--resume', path]))
 
@@ -177,6 +176,7 @@ class CrashWhileSaving(Hook):
             raise KeyboardInterrupt('killed while saving')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('hook,survives', [('deit_plugin.AtomicCheckpointHook', True),
                                            ('CheckpointHook', False)])
 def test_crash_while_saving_with_max_keep_ckpts_1(fmnist_root, tmp_path, hook, survives):

@@ -3,6 +3,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
+from deit_plugin.utils.config import model_with_data_preprocessor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -46,9 +47,10 @@ def test_imagenet_configs_follow_the_official_recipe(name, arch, width):
     assert hooks['EMAHook'].momentum == pytest.approx(1 - 0.99996)
 
 
+@pytest.mark.slow
 def test_deit_s_distill_builds_with_the_regnety_160_teacher():
     cfg = load('deit_s_distill.py')
-    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    model = MODELS.build(model_with_data_preprocessor(cfg))
     assert type(model.teacher).__name__ == 'TimmClassifier'
     assert model.teacher.model.num_classes == 1000
     # same ImageNet normalisation and RGB order on both sides: no conversion
@@ -59,6 +61,7 @@ def test_deit_s_distill_builds_with_the_regnety_160_teacher():
     assert osp.basename(cfg.model.teacher_ckpt) == 'regnety_160-a5fe301d.pth'
 
 
+@pytest.mark.slow
 def test_regnety_160_teacher_loads_the_official_file_format_and_matches_timm(tmp_path):
     """regnety_160-a5fe301d.pth holds timm-named weights under 'model' (timm's regnet
     _filter_fn unwraps exactly that); our teacher must give timm's logits on those weights."""
@@ -74,8 +77,7 @@ def test_regnety_160_teacher_loads_the_official_file_format_and_matches_timm(tmp
                 m.running_var.uniform_(0.5, 2.0)
     ckpt = tmp_path / 'regnety_160-a5fe301d.pth'
     torch.save({'model': ref.state_dict()}, ckpt)
-    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor,
-                              teacher_ckpt=str(ckpt)))
+    model = MODELS.build(dict(model_with_data_preprocessor(cfg), teacher_ckpt=str(ckpt)))
     model.load_teacher_checkpoint()
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():

@@ -2,21 +2,20 @@
 teacher's path in a step (precision, inference mode, no preprocessor re-run, DDP exclusion)."""
 import copy
 import os.path as osp
-import sys
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from test_classifier import batch, student
+from tool_modules import load_tool
 
 import deit_plugin
 from deit_plugin import CPUAmpOptimWrapper
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import train as train_tool  # noqa: E402
-
+pytestmark = pytest.mark.slow  # mmengine Runner / subprocess runs
+train_tool = load_tool('train.py')
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 
 

@@ -44,6 +44,7 @@ def two_image_batch(sizes=((64, 64), (48, 80))):
     return dict(inputs=inputs, data_samples=samples)
 
 
+@pytest.mark.slow
 def test_detector_from_config_trains_and_predicts_on_cpu(mmdet_scope):
     model = build_detector()
     assert type(model).__name__ == 'RetinaNet'
@@ -196,6 +197,7 @@ def test_detector_loads_an_exported_gray_student_through_init_cfg(mmdet_scope, t
         bb.pos_embed, student.resize_pos_embed(student.pos_embed, (7, 7), (16, 16)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,strides,detector', [
     ('retinanet_deit_s_sfp_1x_coco.py', (8, 16, 32, 64, 128), 'RetinaNet'),
     ('mask_rcnn_deit_s_sfp_1x_coco.py', (4, 8, 16, 32, 64), 'MaskRCNN'),

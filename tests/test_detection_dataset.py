@@ -5,13 +5,16 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
+from tool_modules import load_tool
 
-import fashion_mnist_detection as det
+from deit_plugin.datasets import load_fashion_mnist
+
+det = load_tool('dataset_converters/fashion_mnist_detection.py')
 
 
 @pytest.fixture(scope='module')
 def sources():
-    items, labels = det.fmnist.load_split(det.fmnist.find_source(), 'test')
+    items, labels = load_fashion_mnist('test')
     return det.load_backgrounds(), items[:500], labels[:500]
 
 
@@ -52,6 +55,7 @@ def test_boxes_are_the_tight_boxes_of_the_pasted_objects(sources):
     assert n_objects > 40
 
 
+@pytest.mark.slow
 def test_generated_set_is_deterministic_coco_read_by_mmdet(tmp_path):
     from mmdet.datasets import CocoDataset
     from mmengine.registry import init_default_scope

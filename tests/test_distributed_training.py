@@ -3,13 +3,16 @@ autocast): after a few iterations both ranks hold bit-identical student weights,
 moved, and the teacher is exactly its checkpoint."""
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
+from tool_modules import free_port
+
+from deit_plugin.utils.config import model_with_data_preprocessor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
@@ -44,18 +47,14 @@ class DumpRankStateHook(Hook):
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
-
+@pytest.mark.slow
 def test_two_cpu_ranks_end_with_identical_students_and_an_untouched_teacher(fmnist_root,
                                                                            tmp_path):
     # a teacher checkpoint (its own init: what matters here is that it never changes)
     cfg = Config.fromfile(TEACHER_CFG)
     torch.manual_seed(0)
-    teacher = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    teacher = MODELS.build(model_with_data_preprocessor(cfg))
     teacher.init_weights()
     teacher_ckpt = str(tmp_path / 'teacher.pth')
     torch.save({'state_dict': teacher.state_dict()}, teacher_ckpt)

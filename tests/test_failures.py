@@ -130,6 +130,7 @@ class PoisonDistillationHead(Hook):
             runner.model.head.layers.head_dist.bias.data.fill_(float('inf'))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_training_naming_iteration_and_term_and_keeps_last_checkpoint(
         fmnist_root, tmp_path):
     teacher = save_initialised_teacher(str(tmp_path / 'teacher.pth'))

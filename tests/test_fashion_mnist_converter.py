@@ -4,8 +4,9 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
+from tool_modules import load_tool
 
-import fashion_mnist_to_custom as conv
+conv = load_tool('dataset_converters/fashion_mnist_to_custom.py')
 
 
 def test_real_idx_files_have_the_documented_shapes_and_labels():

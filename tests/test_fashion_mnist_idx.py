@@ -1,14 +1,13 @@
 """deit_plugin.FashionMNISTIdx: the real IDX files, read into memory, through the registry."""
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 from mmpretrain.registry import DATASETS
+from tool_modules import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-import fashion_mnist_to_custom as converter  # noqa: E402
+converter = load_tool('dataset_converters/fashion_mnist_to_custom.py')
 
 
 def test_reads_both_splits_like_the_png_converter():

@@ -23,11 +23,17 @@ def test_head_accuracies_and_agreement_are_counted_per_head():
                                      agreement_dist=25.0))
 
 
-def test_agreement_of_a_model_with_itself_is_100():
+def test_agreement_is_measured_against_the_teacher_not_the_ground_truth():
+    # the teacher is always wrong (gt + 1); the fused prediction copies it, the class head is
+    # right, the distillation head copies the teacher on 3 of the 6 samples
     metric = DistillationMetric()
-    metric.process(None, [sample(i % 3, i % 3, i % 3, i % 3, teacher=i % 3) for i in range(7)])
+    metric.process(None, [sample(i % 3, (i + 1) % 3, i % 3, (i + 1 - i % 2) % 3,
+                                 teacher=(i + 1) % 3) for i in range(6)])
     out = metric.compute_metrics(metric.results)
-    assert out['agreement'] == out['agreement_cls'] == out['agreement_dist'] == 100.0
+    assert out['teacher_top1'] == 0.0 and out['fused_top1'] == 0.0
+    assert out['agreement'] == 100.0
+    assert out['cls_top1'] == 100.0 and out['agreement_cls'] == 0.0
+    assert out['agreement_dist'] == 50.0 and out['dist_top1'] == 50.0
 
 
 def test_without_teacher_predictions_only_head_accuracies_are_reported():

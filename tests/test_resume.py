@@ -19,10 +19,10 @@ import pytest
 import torch
 from reliability_utils import (ROOT, STUDENT_CFG, save_initialised_teacher,
                                tiny_student_cfg)
+from tool_modules import free_port, load_tool
 
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import train as train_tool  # noqa: E402
-
+pytestmark = pytest.mark.slow  # mmengine Runner / subprocess runs
+train_tool = load_tool('train.py')
 EPOCHS = 3
 
 
@@ -193,7 +193,7 @@ def test_ddp_resume_with_ema_keeps_the_teacher_bit_identical(setup, killed):
     holds both ranks' random states."""
     from deit_plugin.models.teacher_slot import teacher_fingerprint
     work_dir = copy_of(killed, 'resume_ddp')
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT='29547')
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT=str(free_port()))
     result = subprocess.run(
         ['bash', osp.join(ROOT, 'tools/dist_train.sh'), setup['config'], '2', '--work-dir',
          work_dir, '--resume', *setup['opts']], cwd=ROOT, env=env, capture_output=True,

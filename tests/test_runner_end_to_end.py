@@ -10,12 +10,15 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
+from tool_modules import free_port, load_tool
+
+from deit_plugin.models.teacher_slot import teacher_fingerprint
+from deit_plugin.utils.logs import read_scalars
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import test as test_tool  # noqa: E402
-import train as train_tool  # noqa: E402
-
+test_tool = load_tool('test.py')
+train_tool = load_tool('train.py')
+pytestmark = pytest.mark.slow  # mmengine Runner / subprocess runs
 TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 BATCH = 64
@@ -30,9 +33,7 @@ def data_options(root):
 
 def scalars(work_dir):
     """Entries of the newest run's scalars.json in work_dir."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    with open(files[-1]) as f:
-        return [json.loads(line) for line in f]
+    return read_scalars(work_dir)
 
 
 def wait_for_new_timestamp():
@@ -98,7 +99,6 @@ def test_validation_with_ema_weights_uses_the_real_teacher(student, teacher):
 def test_distilled_student_beats_chance_and_logs_both_losses(student):
     val = [e for e in student['log'] if 'distill/fused_top1' in e][-1]
     assert val['distill/fused_top1'] > 30.0
-    assert 0.0 <= val['distill/agreement'] <= 100.0
     train = [e for e in student['log'] if 'loss_dist' in e]
     assert train and all({'loss_cls', 'loss_dist', 'agreement'} <= set(e) for e in train)
     assert train[-1]['loss_dist'] < train[0]['loss_dist']
@@ -111,15 +111,12 @@ def test_teacher_is_bit_identical_after_training_and_left_out_of_checkpoints(stu
     assert not [k for k in ckpt['ema_state_dict'] if 'teacher.' in k]
     assert any(k.startswith('backbone.dist_token') for k in ckpt['state_dict'])
     assert ckpt['meta']['deit_plugin']['teacher_ckpt'] == teacher['ckpt']
-    # the in-memory teacher after training equals its checkpoint, bit for bit
-    cfg = Config.fromfile(STUDENT_CFG)
-    from mmpretrain.registry import MODELS
-    model = MODELS.build(dict(cfg.model, teacher_ckpt=teacher['ckpt'],
-                              data_preprocessor=cfg.data_preprocessor))
-    model.load_teacher_checkpoint()
-    model.load_state_dict(ckpt['state_dict'], strict=False)
-    for k, v in teacher_state(teacher['ckpt']).items():
-        assert torch.equal(model.teacher.state_dict()[k], v), k
+    # after training, DistillationHook compared the in-memory teacher (and EMA's copy) with the
+    # fingerprint of the file, computed here independently
+    expected = teacher_fingerprint(teacher_state(teacher['ckpt']))
+    log = open(sorted(glob.glob(osp.join(student['work_dir'], '*', '*.log')))[-1]).read()
+    assert (f'teacher unchanged since it was loaded from {teacher["ckpt"]} '
+            f'(fingerprint {expected})') in log
 
 
 def test_resume_continues_from_last_epoch_and_reloads_teacher(student, teacher):
@@ -147,8 +144,6 @@ def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student,
     val = [e for e in student['log'] if 'distill/fused_top1' in e][-1]
     assert metrics['distill/fused_top1'] == pytest.approx(val['distill/fused_top1'], abs=1e-6)
     assert metrics['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-6)
-    for key in ('distill/cls_top1', 'distill/dist_top1', 'distill/agreement'):
-        assert 0.0 <= metrics[key] <= 100.0
     assert json.loads(metrics_json.read_text())['distill/fused_top1'] == pytest.approx(
         metrics['distill/fused_top1'])
     import pickle
@@ -157,13 +152,21 @@ def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student,
     assert len(dumped) == 2000
     fused = sum(int(d['pred_label'][0] == d['gt_label'][0]) for d in dumped) / 20
     assert fused == pytest.approx(metrics['distill/fused_top1'], abs=1e-4)
+    # every per-head number and the agreement, recounted from the dumped predictions
+    recount = {
+        'distill/agreement': [d['pred_label'][0] == d['teacher_pred_label'][0] for d in dumped],
+        'distill/cls_top1': [d['cls_pred_score'].argmax() == d['gt_label'][0] for d in dumped],
+        'distill/dist_top1': [d['dist_pred_score'].argmax() == d['gt_label'][0] for d in dumped],
+    }
+    for key, hits in recount.items():
+        assert sum(int(h) for h in hits) / 20 == pytest.approx(metrics[key], abs=1e-4), key
 
 
 def test_dist_train_sh_runs_two_cpu_processes(fmnist_root, teacher, tmp_path):
     """tools/dist_train.sh on a CPU-only machine: torchrun, gloo, DDP without device_ids."""
     import os
     import subprocess
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT='29533')
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT=str(free_port()))
     cmd = ['bash', osp.join(ROOT, 'tools/dist_train.sh'), STUDENT_CFG, '2', '--work-dir',
            str(tmp_path), '--cfg-options', *data_options(fmnist_root),
            f'model.teacher_ckpt={teacher["ckpt"]}', 'train_cfg.max_epochs=1',

@@ -46,11 +46,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import deit_plugin  # noqa: F401
+from deit_plugin.converters import convert_deit_state_dict
 
-import deit_plugin  # noqa: E402,F401
-from deit_plugin.converters import convert_deit_state_dict  # noqa: E402
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]

@@ -18,7 +18,6 @@
 """
 import argparse
 import concurrent.futures
-import glob
 import json
 import os
 import os.path as osp
@@ -26,8 +25,18 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from run_demo import ROOT, last_checkpoint, run  # noqa: E402
+from deit_plugin.utils import last_checkpoint as _last_checkpoint
+from deit_plugin.utils import read_scalars, run_logged
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run(cmd, what, log=None):
+    return run_logged(cmd, what, ROOT, log)
+
+
+def last_checkpoint(work_dir):
+    return _last_checkpoint(work_dir, ROOT)
 
 DET_CFG = 'configs/det/retinanet_deit_tiny_fmnist_det.py'
 FLOORS = dict(pretrained_full_map=0.25, minutes=20.0)
@@ -71,14 +80,13 @@ def write_run_config(path: str, init: str, ann_file: str, backbone_ckpt: str, se
 
 def final_bbox_map(work_dir: str) -> dict:
     """The last validation's COCO bbox metrics from mmengine's scalars.json."""
-    runs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    if not runs:
-        raise SystemExit(f'no scalars.json under {work_dir}: did the run validate?')
-    with open(runs[-1]) as f:
-        log = [json.loads(line) for line in f]
+    try:
+        log = read_scalars(work_dir)
+    except FileNotFoundError as err:
+        raise SystemExit(f'{err} Did the run validate?') from None
     evals = [e for e in log if 'coco/bbox_mAP' in e]
     if not evals:
-        raise SystemExit(f'{runs[-1]} has no coco/bbox_mAP entry.')
+        raise SystemExit(f'the newest scalars.json under {work_dir} has no coco/bbox_mAP entry.')
     metrics = {k.split('/')[-1]: v for k, v in evals[-1].items() if k.startswith('coco/')}
     train = [e for e in log if 'loss' in e]
     # The logged step time (a mean over the logging interval) at its 10th percentile: what a

@@ -21,7 +21,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=128,
-    num_workers=0,  # measured: workers slow this tiny pipeline down on 2 cores
+    num_workers=0,  # dataloader workers slow this tiny pipeline down on 2 cores
     dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train',
                  pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),

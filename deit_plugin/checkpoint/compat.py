@@ -2,7 +2,7 @@
 
 Upstream bug: torch 2.6 changed ``torch.load``'s default to ``weights_only=True``; mmengine
 0.10.7 calls ``torch.load(filename, map_location=...)`` without ``weights_only``
-(``mmengine/runner/checkpoint.py`` line 347, ``load_from_local``), and a Runner checkpoint's
+(``load_from_local``), and a Runner checkpoint's
 ``meta.message_hub`` holds ``mmengine.logging.history_buffer.HistoryBuffer`` objects with numpy
 arrays and scalars in them. Every ``resume`` / ``load_from`` then fails with
 ``Unsupported global: GLOBAL mmengine.logging.history_buffer.HistoryBuffer``.
@@ -10,7 +10,7 @@ arrays and scalars in them. Every ``resume`` / ``load_from`` then fails with
 The fix keeps the safe loader and adds to its allow-list exactly the globals such a checkpoint
 needs (``torch.serialization.add_safe_globals``), found by disassembling Runner checkpoints:
 HistoryBuffer; numpy's array/scalar reconstruction helpers and dtype classes; and builtin
-``getattr``, because ``HistoryBuffer.__getstate__`` (history_buffer.py line 211) pickles its
+``getattr``, because ``HistoryBuffer.__getstate__`` pickles its
 statistics methods (``HistoryBuffer.min`` ...), which pickle protocol 2 writes as
 ``getattr(HistoryBuffer, 'min')``. The safe unpickler still calls (REDUCE) only allow-listed
 callables, so ``getattr`` can fetch an attribute of an allowed object but nothing it fetches can be

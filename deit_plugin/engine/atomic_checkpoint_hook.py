@@ -45,13 +45,13 @@ class AtomicCheckpointHook(CheckpointHook):
 
     - Checkpoints go to ``<name>.part`` and are renamed onto ``<name>`` when complete
       (:class:`deit_plugin.checkpoint.AtomicLocalBackend`): mmengine 0.10.7 writes the final
-      name directly (``fileio/backends/local_backend.py`` line 77), leaving a truncated file.
+      name directly, leaving a truncated file.
     - Old checkpoints (``max_keep_ckpts``) and the previous best checkpoint (``save_best``) are
       removed *after* the new checkpoint is complete; mmengine removes them *before* saving
-      (``hooks/checkpoint_hook.py`` lines 414-432 and 531-538), so a crash while saving with
+      so a crash while saving with
       ``max_keep_ckpts=1`` left no good checkpoint at all.
     - The ``last_checkpoint`` pointer that ``--resume`` (auto) follows is rewritten atomically
-      after mmengine's plain write (line 460); it names a complete checkpoint only.
+      after mmengine's plain write; it names a complete checkpoint only.
 
     ``.part`` files of an interrupted write are removed, with a log line, when training starts.
     Only local directories are changed; with ``backend_args`` for another storage (or

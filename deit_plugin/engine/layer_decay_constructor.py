@@ -21,11 +21,10 @@ class DeiTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstru
     What mmpretrain 1.2.0's ``LearningRateDecayOptimWrapperConstructor`` does differently:
 
     - it takes the depth from ``model.get_layer_depth``, which mmpretrain's classifiers have
-      and mmdet's detectors do not, so it raises ``NotImplementedError`` for a detector
-      (``mmpretrain/engine/optimizers/layer_decay_optim_wrapper_constructor.py`` line 88). Here a
+      and mmdet's detectors do not, so it raises ``NotImplementedError`` for a detector. Here a
       model without the method uses ``model.backbone.get_layer_depth`` (prefix ``backbone.``);
     - with mmpretrain's own ``DistilledVisionTransformer`` it puts ``dist_token`` at the last
-      depth (full lr: ``mmpretrain/models/backbones/vision_transformer.py`` line 527 only knows
+      depth (full lr: ``VisionTransformer.get_layer_depth`` only knows
       ``cls_token`` and ``pos_embed``).
       ``deit_plugin.DistilledVisionTransformer.get_layer_depth`` puts it at depth 0 with the
       class token, and this constructor refuses a backbone that would still place
@@ -39,9 +38,8 @@ class DeiTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstru
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
         if self.base_wd is None:
-            # Upstream bug: without optimizer.weight_decay, mmpretrain 1.2.0's add_params
-            # (layer_decay_optim_wrapper_constructor.py line 165) fails with
-            # KeyError: 'weight_decay' when it logs the parameter groups.
+            # Upstream bug: without optimizer.weight_decay, mmpretrain 1.2.0's add_params fails
+            # with KeyError: 'weight_decay' when it logs the parameter groups.
             raise ValueError(
                 f'{type(self).__name__} needs optimizer.weight_decay set explicitly (e.g. '
                 "optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)); mmpretrain's "

@@ -35,7 +35,7 @@ def set_random_state(state: dict) -> None:
 class _RestoreAfterSkip:
     """Wraps an iteration-based loop's data iterator: restores the random state right after
     the loop has skipped the ``skip`` batches trained before the checkpoint (mmengine's
-    ``IterBasedTrainLoop.run`` re-loads them, ``runner/loops.py`` lines 277-284, and their
+    ``IterBasedTrainLoop.run`` re-loads them, and their
     augmentations draw random numbers), i.e. right before the first new batch is loaded."""
 
     def __init__(self, iterator, skip: int, state: dict) -> None:
@@ -61,8 +61,7 @@ class RandomStateHook(Hook):
     resume, so that a resumed run draws the same random numbers as an uninterrupted one.
 
     mmengine 0.10.7 checkpoints hold the model, optimizer, parameter schedulers, message hub
-    and seed, but not the generator states (``Runner.save_checkpoint``, ``runner/runner.py``
-    line 2229); on resume the Runner only re-seeds. Every random draw after a resume (data
+    and seed, but not the generator states (``Runner.save_checkpoint``); on resume the Runner only re-seeds. Every random draw after a resume (data
     augmentation in the main process, Mixup/CutMix, drop-path, dropout) then differs from the
     uninterrupted run. This hook closes that gap:
 

@@ -11,14 +11,11 @@ PREFIX.md (table) and PREFIX.json.
 import argparse
 import json
 import os
-import os.path as osp
-import sys
 from typing import Dict, Optional
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from model_loading import batches, build_loader, load_config, load_model  # noqa: E402
+from deit_plugin.utils.model_loading import batches, build_loader, load_config, load_model
 
 NAMES = ('ground truth', 'teacher', 'class head', 'dist. head', 'fused')
 

@@ -8,11 +8,11 @@ accuracies per validation.
 RUN is a work dir (its newest run is read), a run's timestamp dir, or a json log file.
 """
 import argparse
-import glob
-import json
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
+
+from deit_plugin.utils.logs import find_scalars, read_scalars
 
 DEFAULT_KEYS = ('loss', 'loss_cls', 'loss_dist', 'agreement', 'accuracy/top1',
                 'distill/fused_top1')
@@ -20,20 +20,15 @@ DEFAULT_KEYS = ('loss', 'loss_cls', 'loss_dist', 'agreement', 'accuracy/top1',
 
 def find_log(run: str) -> str:
     """The json log of RUN (a file, a timestamp dir or a work dir: its newest run)."""
-    if osp.isfile(run):
-        return run
-    for pattern in ('vis_data/scalars.json', '*/vis_data/scalars.json'):
-        found = sorted(glob.glob(osp.join(run, pattern)))
-        if found:
-            return found[-1]
-    raise SystemExit(f'{run!r}: no mmengine json log (expected {run}/<timestamp>/vis_data/'
-                     f'scalars.json, written by LocalVisBackend).')
+    try:
+        return find_scalars(run)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
 
 
 def read_log(path: str) -> Dict[str, List[dict]]:
     """Entries of a json log, split into training (they carry ``iter``) and validation ones."""
-    with open(path) as f:
-        entries = [json.loads(line) for line in f if line.strip()]
+    entries = read_scalars(path)
     if not entries:
         raise SystemExit(f'{path} is empty.')
     return dict(train=[e for e in entries if 'iter' in e],

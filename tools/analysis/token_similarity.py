@@ -14,14 +14,12 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from model_loading import batches, build_loader, load_config, load_model  # noqa: E402
+from deit_plugin.utils.model_loading import batches, build_loader, load_config, load_model
 
 
 def token_cosines(backbone: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:

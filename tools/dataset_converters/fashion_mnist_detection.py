@@ -32,10 +32,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import fashion_mnist_to_custom as fmnist  # noqa: E402
+from deit_plugin.datasets import class_slugs, find_fashion_mnist, load_fashion_mnist
 
-CLASSES = fmnist.CLASSES
+CLASSES = tuple(class_slugs())
 # Photos shipped inside the scikit-image wheel (no download: the pooch-fetched ones are left
 # out) and the scikit-learn wheel. Gray ones are used as gray RGB.
 SKIMAGE_PHOTOS = ('astronaut', 'brick', 'camera', 'cat', 'coffee', 'coins', 'grass', 'gravel',
@@ -171,14 +170,14 @@ def generate(out: str, num_train: int = 2000, num_val: int = 500, img_size: int 
             meta = json.load(f)
         if {k: meta.get(k) for k in wanted} == wanted:
             return meta['counts']
-    src = fmnist.find_source(src)
+    src = find_fashion_mnist(src)
     backgrounds = load_backgrounds()
     os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
     files = {}
     # Independent streams per split: the validation set does not change with num_train.
     for split, fm_split, n, split_seed in (('train', 'train', num_train, [seed, 0]),
                                            ('val', 'test', num_val, [seed, 1])):
-        items, labels = fmnist.load_split(src, fm_split)
+        items, labels = load_fashion_mnist(fm_split, src)
         coco = generate_split(out, split, n, items, labels, backgrounds,
                               seed=np.random.SeedSequence(split_seed), img_size=img_size,
                               **render_kwargs)

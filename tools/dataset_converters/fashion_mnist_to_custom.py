@@ -17,24 +17,10 @@ import os
 import os.path as osp
 import sys
 
-# the IDX reader of the in-memory dataset (deit_plugin is installed editable in .venv)
-from deit_plugin.datasets import read_idx
+from deit_plugin.datasets import class_slugs, find_fashion_mnist, load_fashion_mnist, read_idx  # noqa: F401,E501
 
-DEFAULT_SRC = '/usr/share/datasets/fashion-mnist'
-CLASSES = ('t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker',
-           'bag', 'ankle_boot')
-SPLITS = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
-          'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
-INSTALL_HINT = (
-    'Fashion-MNIST is not installed. On Debian/Ubuntu as root:\n'
-    '    apt-get install dataset-fashion-mnist\n'
-    'without root:\n'
-    '    apt-get download dataset-fashion-mnist && '
-    'dpkg-deb -x dataset-fashion-mnist_*.deb ~/.cache/deit_plugin/fmnist\n'
-    '    export DEIT_FASHION_MNIST_DIR=~/.cache/deit_plugin/fmnist/usr/share/datasets/'
-    'fashion-mnist\n'
-    'or pass --src DIR with the four *-ubyte.gz files of '
-    'https://github.com/zalandoresearch/fashion-mnist.')
+CLASSES = tuple(class_slugs())
+SPLITS = ('train', 'test')
 
 
 def class_folders():
@@ -42,12 +28,8 @@ def class_folders():
 
 
 def load_split(src: str, split: str):
-    images_file, labels_file = SPLITS[split]
-    images = read_idx(osp.join(src, images_file))
-    labels = read_idx(osp.join(src, labels_file))
-    if len(images) != len(labels):
-        raise ValueError(f'{split}: {len(images)} images but {len(labels)} labels.')
-    return images, labels
+    """(images, labels) of ``split`` from the IDX files in ``src``."""
+    return load_fashion_mnist(split, src)
 
 
 def convert(src: str, out: str, limit: int = 0) -> dict:
@@ -81,21 +63,14 @@ def convert(src: str, out: str, limit: int = 0) -> dict:
 
 
 def find_source(src=None) -> str:
-    cache = osp.join(os.environ.get('DEIT_PLUGIN_CACHE', osp.expanduser('~/.cache/deit_plugin')),
-                     'fmnist', 'usr', 'share', 'datasets', 'fashion-mnist')
-    candidates = ([src] if src else
-                  [os.environ.get('DEIT_FASHION_MNIST_DIR'), DEFAULT_SRC, cache])
-    for cand in candidates:
-        if cand and all(osp.isfile(osp.join(cand, f)) for pair in SPLITS.values()
-                        for f in pair):
-            return cand
-    raise FileNotFoundError(INSTALL_HINT)
+    """The folder with the IDX files: ``src``, or where :func:`find_fashion_mnist` looks."""
+    return find_fashion_mnist(src)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--src', help=f'folder with the IDX .gz files (default: '
-                        f'$DEIT_FASHION_MNIST_DIR or {DEFAULT_SRC})')
+    parser.add_argument('--src', help='folder with the IDX .gz files (default: '
+                        '$DEIT_FASHION_MNIST_DIR or /usr/share/datasets/fashion-mnist)')
     parser.add_argument('--out', default='data/fashion_mnist', help='output folder')
     parser.add_argument('--limit', type=int, default=0,
                         help='keep only the first N images of each split (0: all)')

@@ -27,6 +27,7 @@ from mmengine.runner import load_checkpoint
 
 import deit_plugin  # noqa: F401  (registers the plugin)
 from deit_plugin.registry import MODELS
+from deit_plugin.utils.config import model_with_data_preprocessor
 
 
 class FusedEvalModel(nn.Module):
@@ -60,10 +61,7 @@ def parse_args(argv=None):
 
 def build_eval_model(config: str, checkpoint: str) -> Tuple[FusedEvalModel, dict, Tuple]:
     cfg = Config.fromfile(config)
-    model_cfg = dict(cfg.model)
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg['data_preprocessor'] = dict(cfg.data_preprocessor,
-                                              **(model_cfg.get('data_preprocessor') or {}))
+    model_cfg = model_with_data_preprocessor(cfg)
     # The teacher is not part of the exported model; do not build it (its config or weights
     # may not be available where the student is deployed).
     model_cfg.pop('teacher', None)

@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import os.path as osp
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,8 +23,13 @@ import torch
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import train as train_tool  # noqa: E402
+
+
+def train(argv) -> None:
+    """tools/train.py with ``argv``, in a subprocess."""
+    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), *argv], check=True)
+
+from deit_plugin.utils.config import model_with_data_preprocessor
 
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
@@ -32,7 +38,7 @@ TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
 def save_teacher(path: str) -> str:
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(TEACHER_CFG)
-    teacher = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    teacher = MODELS.build(model_with_data_preprocessor(cfg))
     torch.manual_seed(1)
     teacher.init_weights()
     torch.save({'state_dict': teacher.state_dict()}, path)
@@ -72,12 +78,12 @@ val_dataloader = dict(dataset=dict(indices=list(range(0, {n_test}, {max(n_test /
             for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
         ref, res = (osp.join(tmp, f'persistent{int(persistent)}_{n}') for n in ('ref', 'res'))
         print(f'persistent_workers={persistent}: 3 epochs straight', flush=True)
-        train_tool.main([config, '--work-dir', ref, *opts])
+        train([config, '--work-dir', ref, *opts])
         time.sleep(1.1)  # mmengine names runs by the second
         print(f'persistent_workers={persistent}: 2 epochs, then --resume to 3', flush=True)
-        train_tool.main([config, '--work-dir', res, *opts, 'train_cfg.max_epochs=2'])
+        train([config, '--work-dir', res, *opts, 'train_cfg.max_epochs=2'])
         time.sleep(1.1)
-        train_tool.main([config, '--work-dir', res, '--resume', *opts])
+        train([config, '--work-dir', res, '--resume', *opts])
         time.sleep(1.1)
         a = torch.load(osp.join(ref, 'epoch_3.pth'))['state_dict']
         b = torch.load(osp.join(res, 'epoch_3.pth'))['state_dict']

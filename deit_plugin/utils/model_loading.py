@@ -1,9 +1,10 @@
 """Build a trained classifier and a dataloader from a config, as tools/test.py's Runner does.
 
-Shared by the analysis tools: mmengine ``Config`` (``custom_imports`` honoured), the registries
-(``default_scope`` of the config), the top-level ``data_preprocessor`` merged into the model,
-``mmengine.runner.load_checkpoint`` for the weights, and the teacher's own checkpoint loaded
-for ``deit_plugin.DistillationClassifier``.
+Shared by the analysis tools (``tools/analysis``): mmengine ``Config`` (``custom_imports``
+honoured), the registries (``default_scope`` of the config), the top-level ``data_preprocessor``
+merged into the model, the checkpoint loaded strictly (a checkpoint that does not fit names its
+missing and unexpected keys), and the teacher's own checkpoint loaded for
+``deit_plugin.DistillationClassifier``.
 """
 import copy
 import os.path as osp
@@ -12,9 +13,12 @@ from typing import Iterable, List, Optional, Tuple
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint
 
-import deit_plugin  # noqa: F401  (registry scope; checkpoint loading under torch>=2.6)
+from deit_plugin.checkpoint import checkpoint_kind, revise_keys, unwrap_state_dict
+from deit_plugin.models.teacher_slot import get_teacher
+from deit_plugin.utils.config import model_with_data_preprocessor
 
 SPLITS = {'test': 'test_dataloader', 'val': 'val_dataloader', 'train': 'train_dataloader'}
 
@@ -30,8 +34,38 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def load_state_strictly(model: torch.nn.Module, checkpoint: str) -> None:
+    """Load ``checkpoint`` into ``model``; every key must match.
+
+    The weights may sit under ``state_dict`` (mmengine), ``model`` (official/timm) or be a bare
+    state dict; a DDP ``module.`` prefix is removed. A student checkpoint without teacher keys
+    keeps the teacher as it is (the classifier fills them in).
+
+    Raises:
+        SystemExit: the checkpoint does not fit, naming every missing and unexpected key (and
+            shape mismatches): analysing a model with partly random weights would mislead.
+    """
+    state = revise_keys(unwrap_state_dict(_load_checkpoint(checkpoint, map_location='cpu')))
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise SystemExit(f'checkpoint {checkpoint} does not fit {type(model).__name__}: '
+                         f'{err}') from None
+    if result.missing_keys or result.unexpected_keys:
+        lines = [f'checkpoint {checkpoint} does not fit {type(model).__name__} '
+                 f'({checkpoint_kind(state)}):']
+        if result.missing_keys:
+            lines.append(f'  missing keys ({len(result.missing_keys)}): '
+                         + ', '.join(result.missing_keys))
+        if result.unexpected_keys:
+            lines.append(f'  unexpected keys ({len(result.unexpected_keys)}): '
+                         + ', '.join(result.unexpected_keys))
+        lines.append('Give the checkpoint written by training this config.')
+        raise SystemExit('\n'.join(lines))
+
+
 def load_model(cfg: Config, checkpoint: str, need_teacher: bool = False) -> torch.nn.Module:
-    """The config's model with the checkpoint's weights, in eval mode.
+    """The config's model with the checkpoint's weights (loaded strictly), in eval mode.
 
     Args:
         cfg (Config): From :func:`load_config`.
@@ -42,15 +76,10 @@ def load_model(cfg: Config, checkpoint: str, need_teacher: bool = False) -> torc
     from mmpretrain.registry import MODELS
     if not osp.isfile(checkpoint):
         raise SystemExit(f'checkpoint {checkpoint!r} does not exist.')
-    model_cfg = copy.deepcopy(cfg.model)
-    if cfg.get('data_preprocessor') is not None:
-        merged = dict(cfg.data_preprocessor)
-        merged.update(model_cfg.get('data_preprocessor') or {})
-        model_cfg['data_preprocessor'] = merged
-    model = MODELS.build(model_cfg)
-    load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+    model = MODELS.build(model_with_data_preprocessor(cfg))
+    load_state_strictly(model, checkpoint)
     if need_teacher:
-        if getattr(model, 'teacher', None) is None:
+        if get_teacher(model) is None:
             raise SystemExit(f'{type(model).__name__} has no teacher: set model.teacher and '
                              f'model.teacher_ckpt (--cfg-options) to compare with one.')
         model.load_teacher_checkpoint()

@@ -1,0 +1,31 @@
+"""The project's command-line tools as modules, for tests that call their ``main(argv)``, and a
+free port for tests that start torchrun.
+
+Each tool is loaded from its file (``tools/<path>``) under a private module name; nothing is
+added to ``sys.path``.
+"""
+import importlib.util
+import os.path as osp
+import socket
+import sys
+from types import ModuleType
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_tool(path: str) -> ModuleType:
+    """The module of ``tools/<path>`` (e.g. ``'train.py'``, ``'analysis/agreement.py'``)."""
+    name = 'deit_plugin_tool_' + path[:-3].replace('/', '_')
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', path))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for torchrun's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
