@@ -10,7 +10,8 @@
    the difference, next to the paper-claims study's 3-seed paired result for the same setting
    (docs/experiments/paper_claims_v2/results.csv, arm ``5k-40``) when it is there.
 
-Writes WORK_DIR/results.{md,json} and WORK_DIR/student_curves.png.
+Writes WORK_DIR/results.{md,json} and WORK_DIR/student_curves.png; ``--report-only`` rebuilds the
+table of a finished demo.
 """
 import argparse
 import csv
@@ -131,13 +132,58 @@ def plot_curves(runs, out_png):
     plt.close(fig)
 
 
+def report(work_dir):
+    """Print and write the demo's table from WORK_DIR/results.json (written by a full run),
+    with the study's paired result as it is in the repository now."""
+    with open(osp.join(ROOT, work_dir, 'results.json')) as f:
+        results = json.load(f)
+    teacher, students, seed = results['teacher'], results['students'], results['seed']
+    hard, none = students['hard distillation'], students['no teacher']
+    lines = ['| Fashion-MNIST test top-1 (%), 10,000 images | class head | dist. head | fused |',
+             '|---|---:|---:|---:|',
+             f"| teacher ResNet_CIFAR-18 (`{osp.basename(results['teacher_ckpt'])}`) | | | "
+             f"{teacher['accuracy/top1']:.2f} |"]
+    for label, m in students.items():
+        lines.append(f"| DeiT⚗ student, {label} (seed {seed}) | {m['distill/cls_top1']:.2f}"
+                     f" | {m['distill/dist_top1']:.2f} | **{m['distill/fused_top1']:.2f}** |")
+    gain = hard['distill/fused_top1'] - none['distill/fused_top1']
+    lines.append(f'| **gain from distillation** (this run) | | | **{gain:+.2f}** |')
+    study = study_result()
+    if study:
+        import numpy as np
+        diffs = np.array(list(study.values()))
+        std = diffs.std(ddof=1) if len(diffs) > 1 else 0.0
+        lines.append(f'| gain in the paper-claims study, arm {STUDY_ARM}, seeds '
+                     f"{', '.join(map(str, study))} (paired) | | | {diffs.mean():+.2f} ± "
+                     f"{std:.2f} ({' / '.join(f'{d:+.2f}' for d in diffs)}) |")
+    lines.append(f'| teacher–student agreement (fused, distilled student) | | | '
+                 f"{hard['distill/agreement']:.2f} |")
+    table = '\n'.join(lines)
+    print('\n' + table)
+    times = results['step_seconds']
+    print(f"\nwhole demo: {results['minutes']:.1f} min; " +
+          ', '.join(f'{k} {v / 60:.1f} min' for k, v in times.items()))
+    with open(osp.join(ROOT, work_dir, 'results.md'), 'w') as f:
+        f.write(table + f"\n\nwhole demo: {results['minutes']:.1f} min (`make demo`)\n")
+    curves = osp.join(ROOT, work_dir, 'student_curves.png')
+    plot_curves({'hard distillation': osp.join(work_dir, 'student'),
+                 'no teacher': osp.join(work_dir, 'student_no_teacher')}, curves)
+    print(f'curves: {osp.relpath(curves, ROOT)}')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--jobs', type=int, default=2, choices=(1, 2),
                         help='students trained at the same time (2: one thread each)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--report-only', action='store_true',
+                        help='train nothing: rebuild the table of a finished demo (e.g. after the '
+                        'study has added its paired result)')
     args = parser.parse_args(argv)
+    if args.report_only:
+        report(args.work_dir)
+        return
 
     py = sys.executable
     t0 = time.time()
@@ -184,38 +230,10 @@ def main(argv=None):
             students[label] = json.load(f)
     minutes = (time.time() - t0) / 60
 
-    hard, none = students['hard distillation'], students['no teacher']
-    lines = ['| Fashion-MNIST test top-1 (%), 10,000 images | class head | dist. head | fused |',
-             '|---|---:|---:|---:|',
-             f"| teacher ResNet_CIFAR-18 (`{osp.basename(teacher_ckpt)}`) | | | "
-             f"{teacher['accuracy/top1']:.2f} |"]
-    for label, m in students.items():
-        lines.append(f"| DeiT⚗ student, {label} (seed {args.seed}) | {m['distill/cls_top1']:.2f}"
-                     f" | {m['distill/dist_top1']:.2f} | **{m['distill/fused_top1']:.2f}** |")
-    gain = hard['distill/fused_top1'] - none['distill/fused_top1']
-    lines.append(f'| **gain from distillation** (this run) | | | **{gain:+.2f}** |')
-    study = study_result()
-    if study:
-        import numpy as np
-        diffs = np.array(list(study.values()))
-        std = diffs.std(ddof=1) if len(diffs) > 1 else 0.0
-        lines.append(f'| gain in the paper-claims study, arm {STUDY_ARM}, seeds '
-                     f"{', '.join(map(str, study))} (paired) | | | {diffs.mean():+.2f} ± "
-                     f"{std:.2f} ({' / '.join(f'{d:+.2f}' for d in diffs)}) |")
-    lines.append(f'| teacher–student agreement (fused, distilled student) | | | '
-                 f"{hard['distill/agreement']:.2f} |")
-    table = '\n'.join(lines)
-    print('\n' + table)
-    print(f'\nwhole demo: {minutes:.1f} min; ' +
-          ', '.join(f'{k} {v / 60:.1f} min' for k, v in times.items()))
-    with open(osp.join(ROOT, args.work_dir, 'results.md'), 'w') as f:
-        f.write(table + f'\n\nwhole demo: {minutes:.1f} min (`make demo`)\n')
-    curves = osp.join(ROOT, args.work_dir, 'student_curves.png')
-    plot_curves(s_dirs, curves)
-    print(f'curves: {osp.relpath(curves, ROOT)}')
     with open(osp.join(ROOT, args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(teacher=teacher, students=students, teacher_ckpt=teacher_ckpt,
-                       minutes=minutes, step_seconds=times, study=study), f, indent=1)
+                       minutes=minutes, step_seconds=times, seed=args.seed), f, indent=1)
+    report(args.work_dir)
 
 
 if __name__ == '__main__':

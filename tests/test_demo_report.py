@@ -1,0 +1,61 @@
+"""tools/run_demo.py's table: the run's difference and the study's paired result."""
+import csv
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def run_demo():
+    spec = importlib.util.spec_from_file_location('run_demo_tool',
+                                                  osp.join(ROOT, 'tools/run_demo.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def metrics(fused, cls, dist, agreement=90.0):
+    return {'distill/fused_top1': fused, 'distill/cls_top1': cls, 'distill/dist_top1': dist,
+            'distill/agreement': agreement}
+
+
+def test_study_result_pairs_hard_and_none_by_seed(run_demo, tmp_path):
+    path = tmp_path / 'results.csv'
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['arm', 'condition', 'seed', 'fused_top1'])
+        for arm, cond, seed, acc in [('5k-40', 'none', 0, 80.0), ('5k-40', 'hard', 0, 81.5),
+                                     ('5k-40', 'none', 1, 82.0), ('5k-40', 'hard', 1, 81.0),
+                                     ('5k-40', 'hard', 2, 90.0),  # no partner: left out
+                                     ('5k-100', 'hard', 0, 99.0)]:
+            w.writerow([arm, cond, seed, acc])
+    diffs = run_demo.study_result(str(path), '5k-40')
+    assert diffs == pytest.approx({0: 1.5, 1: -1.0})
+    assert run_demo.study_result(str(tmp_path / 'missing.csv')) is None
+
+
+def test_report_prints_the_difference_of_the_two_students(run_demo, tmp_path, monkeypatch):
+    work = tmp_path / 'demo'
+    for sub, acc in (('student', 70.0), ('student_no_teacher', 60.0)):
+        logs = work / sub / '20260101_000000' / 'vis_data'
+        logs.mkdir(parents=True)
+        (logs / 'scalars.json').write_text(
+            json.dumps({'iter': 10, 'agreement': 0.5, 'teacher_gt_disagreement': 0.3}) + '\n' +
+            json.dumps({'distill/fused_top1': acc, 'step': 4}) + '\n')
+    results = dict(teacher={'accuracy/top1': 88.0}, teacher_ckpt='t/best_x.pth', seed=0,
+                   students={'hard distillation': metrics(84.25, 83.0, 84.5),
+                             'no teacher': metrics(81.0, 80.5, 80.75)},
+                   minutes=9.5, step_seconds={'teacher_train': 300.0})
+    (work / 'results.json').write_text(json.dumps(results))
+    monkeypatch.setattr(run_demo, 'study_result', lambda: {0: 2.0, 1: 4.0, 2: 3.0})
+    run_demo.report(str(work))
+    table = (work / 'results.md').read_text()
+    assert '| **gain from distillation** (this run) | | | **+3.25** |' in table
+    assert '+3.00 ± 1.00 (+2.00 / +4.00 / +3.00)' in table
+    assert '**84.25**' in table and '**81.00**' in table and '88.00' in table
+    assert osp.getsize(work / 'student_curves.png') > 10_000
