@@ -5,7 +5,7 @@ from mmengine.hooks import Hook
 from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
 from deit_plugin.models.teacher_slot import unwrap
 from deit_plugin.registry import HOOKS
-from deit_plugin.teacher_cache.identity import augmentation_identity, data_identity
+from deit_plugin.teacher_cache.identity import run_identity
 from .exact_resume_hook import ExactResumeHook
 
 
@@ -56,10 +56,8 @@ class TeacherCacheHook(Hook):
                              "ExactResumeHook') in custom_hooks (it seeds Mixup/CutMix per "
                              "batch as the record pass did).")
         rank, world_size = get_dist_info()
-        current = dict(data=data_identity(loader.dataset),
-                       augmentation=augmentation_identity(runner.cfg),
-                       teacher_fingerprint=unwrap(runner.model).teacher_fingerprint,
-                       batch_size=loader.batch_size, world_size=world_size)
+        current = run_identity(runner.cfg, loader, unwrap(runner.model).teacher_fingerprint,
+                               world_size)
         cache.verify(current, epochs=loop.max_epochs, batches_per_epoch=len(loader), rank=rank)
         if loader.sampler.seed != cache.seed:
             runner.logger.info(f'deit_plugin.TeacherCacheHook: data seed {loader.sampler.seed} '

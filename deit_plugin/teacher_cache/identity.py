@@ -94,3 +94,11 @@ def differences(recorded: dict, current: dict) -> List[str]:
             else:
                 out.append(f'{name} ({a!r} -> {b!r})')
     return out
+
+
+def run_identity(cfg, loader, teacher_fingerprint: str, world_size: int) -> Dict[str, Any]:
+    """The checked fields (:data:`CHECKED_FIELDS`) of a run: its config, its built training
+    dataloader, its loaded teacher's fingerprint and its number of processes."""
+    return dict(data=data_identity(loader.dataset), augmentation=augmentation_identity(cfg),
+                teacher_fingerprint=teacher_fingerprint, batch_size=loader.batch_size,
+                world_size=world_size)

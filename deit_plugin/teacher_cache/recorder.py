@@ -23,7 +23,7 @@ from mmengine.runner import Runner
 from deit_plugin.datasets.sample_seeding import SeededBatchAugments, batch_seed
 from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
 from deit_plugin.registry import MODELS
-from .identity import augmentation_identity, data_identity
+from .identity import run_identity
 from .storage import (FORMAT_VERSION, chunk_name, chunk_starts, pack_logits, read_manifest,
                       save_chunk, stores_all_classes, write_manifest)
 
@@ -147,10 +147,8 @@ def record_teacher(cfg, out: str, epochs: int, topk: int = 10, chunk_iters: int 
     model = build_record_model(cfg)
     sampler, per_epoch = loader.sampler, len(loader)
     manifest = dict(
-        format=FORMAT_VERSION, data=data_identity(loader.dataset),
-        augmentation=augmentation_identity(cfg),
-        teacher_fingerprint=model.teacher_fingerprint, teacher_ckpt=model.teacher_ckpt,
-        batch_size=loader.batch_size, world_size=world_size, seed=int(sampler.seed),
+        run_identity(cfg, loader, model.teacher_fingerprint, world_size),
+        format=FORMAT_VERSION, teacher_ckpt=model.teacher_ckpt, seed=int(sampler.seed),
         epochs=epochs, topk=topk, num_classes=model.head.num_classes,
         stores_all_classes=stores_all_classes(model.head.num_classes, topk),
         batches_per_epoch=per_epoch, chunk_iters=chunk_iters,
