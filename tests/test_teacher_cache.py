@@ -32,12 +32,17 @@ EPOCHS, PER_EPOCH, BATCH = 2, 4, 16  # 64 images
 
 def write_config(path, teacher_ckpt, cache_dir, check_fraction=0.0, extra_hooks=''):
     """The v2 study student (its augmentations, Mixup/CutMix included) on 64 in-memory
-    Fashion-MNIST images with per-sample seeding, replaying ``cache_dir``; no validation."""
+    Fashion-MNIST images with per-sample seeding, replaying ``cache_dir`` (None: the live
+    teacher); no validation."""
+    cache = (f"dict(dir='{cache_dir}', check_fraction={check_fraction})" if cache_dir
+             else 'None')
+    cache_hook = ",\n                dict(type='deit_plugin.TeacherCacheHook')" if cache_dir \
+        else ''
     with open(path, 'w') as f:
         f.write(f"""_base_ = ['{V2}']
 custom_imports = dict(imports=['deit_plugin', 'signal_test_hooks'], allow_failed_imports=False)
 model = dict(teacher_ckpt='{teacher_ckpt}', predict_with_teacher=False,
-             teacher_cache=dict(dir='{cache_dir}', check_fraction={check_fraction}))
+             teacher_cache={cache})
 train_dataloader = dict(
     _delete_=True, batch_size={BATCH}, num_workers=0,
     sampler=dict(type='deit_plugin.SeededSampler',
@@ -54,8 +59,7 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_ke
 log_level = 'WARNING'
 custom_hooks = [dict(type='deit_plugin.DistillationHook'),
                 dict(type='deit_plugin.RandomStateHook'),
-                dict(type='deit_plugin.ExactResumeHook'),
-                dict(type='deit_plugin.TeacherCacheHook'){extra_hooks}]
+                dict(type='deit_plugin.ExactResumeHook'){cache_hook}{extra_hooks}]
 """)
     return str(path)
 
@@ -244,3 +248,91 @@ def test_a_cache_of_another_run_is_refused_naming_what_differs(recorded, tmp_pat
         cache.verify(dict(cache.manifest), 3, PER_EPOCH, 0)
     with pytest.raises(TeacherCacheError, match='no teacher cache in .*record one with'):
         TeacherCache(str(tmp_path), num_classes=10)
+
+
+# -- training runs ---------------------------------------------------------------------------------
+def train(config, work_dir, *options):
+    args = [config, '--work-dir', str(work_dir), '--threads', str(torch.get_num_threads())]
+    runner = train_tool.main(args + (['--cfg-options', *options] if options else []))
+    time.sleep(1.1)  # mmengine names runs by the second
+    return runner
+
+
+def final_state(work_dir):
+    return torch.load(osp.join(str(work_dir), f'epoch_{EPOCHS}.pth'),
+                      map_location='cpu')['state_dict']
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f'{name} differs'
+
+
+@pytest.mark.slow
+def test_replay_sees_the_recorded_batches_and_trains_as_the_live_teacher(recorded, monkeypatch):
+    """tools/train.py with the cache and check_fraction=1: every batch the student (and the live
+    teacher) sees equals, bit for bit, the batch of the record pass; 0 hard-label mismatches and
+    max |delta logit| exactly 0 (all 10 logits stored as float32). The run ends with the weights
+    of the same run with the live teacher. With another randomness.seed the data stream stays
+    the cache's and only the initialisation changes."""
+    from deit_plugin.models.teacher_slot import unwrap
+    tmp = recorded['tmp']
+    replay_cfg = write_config(tmp / 'replay.py', recorded['teacher'], recorded['cache'], 1.0)
+    capture = CaptureTeacherInputs(monkeypatch)
+    runner = train(replay_cfg, tmp / 'replay')
+    stats = unwrap(runner.model).teacher_cache.stats
+    assert stats.batches == EPOCHS * PER_EPOCH and stats.samples == EPOCHS * 64
+    assert stats.label_mismatches == 0 and stats.max_abs_diff == 0.0
+    assert len(capture.inputs) == len(recorded['inputs']) == EPOCHS * PER_EPOCH
+    for i, (a, b) in enumerate(zip(capture.inputs, recorded['inputs'])):
+        assert torch.equal(a, b), f'batch {i} differs from the recorded one'
+    monkeypatch.undo()
+
+    live_cfg = write_config(tmp / 'live.py', recorded['teacher'], None)
+    train(live_cfg, tmp / 'live')
+    assert_same_state(final_state(tmp / 'replay'), final_state(tmp / 'live'))
+
+    capture = CaptureTeacherInputs(monkeypatch)
+    half_cfg = write_config(tmp / 'replay_half.py', recorded['teacher'], recorded['cache'], 0.5)
+    runner = train(half_cfg, tmp / 'seed1', 'randomness.seed=1')
+    assert unwrap(runner.model).teacher_cache.stats.batches == EPOCHS * PER_EPOCH // 2
+    assert all(torch.equal(a, b) for a, b in zip(capture.inputs, recorded['inputs'][1::2]))
+    seed1, seed0 = final_state(tmp / 'seed1'), final_state(tmp / 'replay')
+    assert not torch.equal(seed1['backbone.cls_token'], seed0['backbone.cls_token'])
+
+
+@pytest.mark.slow
+def test_resume_mid_epoch_with_the_cache_is_bit_identical(recorded, monkeypatch):
+    """A cached run stopped by SIGTERM during iteration 5 (epoch 2, batch 2), resumed with
+    --resume: it continues at the next batch, finds each batch's record, and ends with the
+    weights of the uninterrupted run."""
+    from deit_plugin.engine import TrainingPreempted
+    tmp = recorded['tmp']
+    config = write_config(tmp / 'preempt.py', recorded['teacher'], recorded['cache'], 1.0,
+                          ",\n                dict(type='deit_plugin.PreemptionHook'),\n"
+                          "                dict(type='SignalAtIterationHook')")
+    straight = tmp / 'straight'
+    train(config, straight)
+    monkeypatch.syspath_prepend(TESTS)
+    monkeypatch.setenv('DEIT_TEST_SIGNAL_AT', '5')
+    with pytest.raises(TrainingPreempted):
+        train(config, tmp / 'preempted')
+    time.sleep(1.1)
+    monkeypatch.delenv('DEIT_TEST_SIGNAL_AT')
+    from deit_plugin.models.teacher_slot import unwrap
+    args = [config, '--work-dir', str(tmp / 'preempted'), '--resume', '--threads',
+            str(torch.get_num_threads())]
+    runner = train_tool.main(args)
+    stats = unwrap(runner.model).teacher_cache.stats
+    assert stats.batches == EPOCHS * PER_EPOCH - 6 and stats.label_mismatches == 0
+    assert_same_state(final_state(tmp / 'preempted'), final_state(straight))
+
+
+@pytest.mark.slow
+def test_training_refuses_a_cache_of_another_batch_size_and_a_missing_hook(recorded, tmp_path):
+    with pytest.raises(TeacherCacheError, match=r'recorded for another run: batch size '
+                       r'\(16 -> 8\) \(recorded -> this run\)'):
+        train(recorded['config'], tmp_path / 'bs8', 'train_dataloader.batch_size=8')
+    with pytest.raises(TeacherCacheError, match="add dict\\(type='deit_plugin.TeacherCacheHook'"):
+        train(recorded['config'], tmp_path / 'nohook', 'custom_hooks.3.type=EMAHook')
