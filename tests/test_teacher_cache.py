@@ -336,3 +336,67 @@ def test_training_refuses_a_cache_of_another_batch_size_and_a_missing_hook(recor
         train(recorded['config'], tmp_path / 'bs8', 'train_dataloader.batch_size=8')
     with pytest.raises(TeacherCacheError, match="add dict\\(type='deit_plugin.TeacherCacheHook'"):
         train(recorded['config'], tmp_path / 'nohook', 'custom_hooks.3.type=EMAHook')
+
+
+STATS_HOOK = '''
+import json
+import os.path as osp
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class DumpCacheStatsHook(Hook):
+    priority = 'LOWEST'
+
+    def after_train(self, runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        s = model.teacher_cache.stats
+        with open(osp.join(runner.work_dir, f'stats_rank{runner.rank}.json'), 'w') as f:
+            json.dump(dict(batches=s.batches, samples=s.samples,
+                           mismatches=s.label_mismatches, max_abs_diff=s.max_abs_diff), f)
+'''
+
+
+@pytest.mark.slow
+def test_two_processes_record_and_replay_their_shards(recorded, tmp_path):
+    """torchrun with 2 CPU processes (gloo): the record pass writes each rank's shard; 2-process
+    training replays it with the live teacher checked on every batch: 0 mismatches and
+    |delta logit| 0 on both ranks. One process refuses the 2-process cache."""
+    import json
+    import subprocess
+    from test_distributed_training import free_port
+    (tmp_path / 'dump_cache_stats.py').write_text(STATS_HOOK)
+    cache = str(tmp_path / 'cache2')
+    config = write_config(tmp_path / 'ddp.py', recorded['teacher'], cache, 1.0,
+                          ",\n                dict(type='DumpCacheStatsHook')")
+    with open(config, 'a') as f:
+        f.write("custom_imports = dict(imports=['deit_plugin', 'dump_cache_stats'], "
+                "allow_failed_imports=False)\n")
+    pythonpath = os.pathsep.join(p for p in (ROOT, TESTS, str(tmp_path),
+                                             os.environ.get('PYTHONPATH')) if p)
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PYTHONPATH=pythonpath)
+    record = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', osp.join(ROOT, 'tools/record_teacher.py'), config,
+         '--epochs', str(EPOCHS), '--out', cache, '--launcher', 'pytorch', '--no-progress'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert record.returncode == 0, record.stderr[-3000:]
+    assert sorted(f for f in os.listdir(cache) if f.startswith('e0000')) == [
+        'e0000_r0_b0000000.npz', 'e0000_r1_b0000000.npz']
+    work_dir = tmp_path / 'ddp_replay'
+    result = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), config, '2',
+                             '--work-dir', str(work_dir)], cwd=ROOT,
+                            env=dict(env, PORT=str(free_port())), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):
+        with open(work_dir / f'stats_rank{rank}.json') as f:
+            stats = json.load(f)
+        assert stats == dict(batches=EPOCHS * PER_EPOCH // 2, samples=EPOCHS * 32,
+                             mismatches=0, max_abs_diff=0.0), rank
+    sys.path.insert(0, str(tmp_path))
+    with pytest.raises(TeacherCacheError, match=r'world size \(2 -> 1\)'):
+        train(config, tmp_path / 'one_process')
