@@ -400,3 +400,17 @@ def test_two_processes_record_and_replay_their_shards(recorded, tmp_path):
     sys.path.insert(0, str(tmp_path))
     with pytest.raises(TeacherCacheError, match=r'world size \(2 -> 1\)'):
         train(config, tmp_path / 'one_process')
+
+
+def test_the_cached_study_config_loads_the_v2_data_with_seeds():
+    """configs/fashion_mnist/study/deit_tiny_student_v2_cached.py: the v2 student's 4,500
+    training images and pipeline, per-sample seeded, 36 batches of 128 per epoch."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/fashion_mnist/study/'
+                                         'deit_tiny_student_v2_cached.py'))
+    v2 = Config.fromfile(V2)
+    assert cfg.train_dataloader.dataset.dataset.pipeline == v2.train_pipeline
+    assert cfg.model.teacher_cache.dir == 'work_dirs/teacher_cache/v2'
+    loader = build_record_loader(cfg)
+    assert len(loader.dataset) == 4500 and len(loader) == 36
+    assert [h['type'] for h in cfg.custom_hooks][-2:] == ['deit_plugin.ExactResumeHook',
+                                                          'deit_plugin.TeacherCacheHook']
