@@ -8,11 +8,12 @@ from .layer_decay_constructor import DeiTLayerDecayOptimWrapperConstructor
 from .optim_constructor import StudentOptimWrapperConstructor
 from .preemption_hook import PREEMPTED_EXIT_CODE, PreemptionHook, TrainingPreempted
 from .random_state_hook import RandomStateHook
+from .teacher_cache_hook import TeacherCacheHook
 
 __all__ = [
     'AtomicCheckpointHook', 'ChannelsLastHook', 'CPUAmpOptimWrapper',
     'DeiTLayerDecayOptimWrapperConstructor', 'DistillationHook', 'ExactResumeHook',
     'FiniteLossHook', 'NonFiniteLossError', 'PREEMPTED_EXIT_CODE', 'PreemptionHook',
-    'RandomStateHook', 'TrainingPreempted',
+    'RandomStateHook', 'TeacherCacheHook', 'TrainingPreempted',
     'StudentOptimWrapperConstructor', 'strip_teacher'
 ]

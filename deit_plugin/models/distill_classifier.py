@@ -118,6 +118,12 @@ class DistillationClassifier(ImageClassifier):
             ``'bf16'`` runs it under bfloat16 autocast even in a float32 step (the teacher's
             forward is most of a distillation step's cost). See
             :func:`deit_plugin.models.teacher_precision.teacher_autocast`.
+        teacher_cache (dict, optional): ``dict(dir=..., check_fraction=0.0)``: take the
+            teacher's training outputs from a cache written by ``tools/record_teacher.py``
+            instead of running the teacher (:class:`deit_plugin.teacher_cache.TeacherCache`;
+            needs ``deit_plugin.TeacherCacheHook``). The teacher is still loaded: its
+            fingerprint must be the recorded one, and check mode and ``predict_with_teacher``
+            run it. Defaults to None (live teacher).
         neck, train_cfg, data_preprocessor, init_cfg: as ``ImageClassifier``.
     """
 
@@ -129,6 +135,7 @@ class DistillationClassifier(ImageClassifier):
                  predict_with_teacher: bool = False,
                  teacher_channels_last: Optional[bool] = None,
                  teacher_precision: str = 'auto',
+                 teacher_cache: Optional[dict] = None,
                  neck: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -150,6 +157,11 @@ class DistillationClassifier(ImageClassifier):
             self.teacher_ckpt = None
             self.predict_with_teacher = False
             self.teacher_fingerprint: Optional[str] = None
+            if teacher_cache is not None:
+                raise ValueError('model.teacher_cache replays a teacher\'s outputs: it needs '
+                                 'model.teacher and model.teacher_ckpt (the recorded teacher, '
+                                 'whose fingerprint is checked).')
+            self.teacher_cache = None
             return
         if teacher_ckpt is None:
             raise ValueError(
@@ -183,6 +195,10 @@ class DistillationClassifier(ImageClassifier):
                 f'on your classes first (head num_classes={student_classes}), or set the '
                 f'student head num_classes={teacher_classes}.')
         self._setup_renormalisation()
+        self.teacher_cache = None
+        if teacher_cache is not None:
+            from deit_plugin.teacher_cache import TeacherCache
+            self.teacher_cache = TeacherCache(**teacher_cache, num_classes=teacher_classes)
         # DistributedDataParallel leaves these out entirely: no gradient buckets and no
         # broadcast at wrap time (every rank loads the same teacher_ckpt itself).
         self._ddp_params_and_buffers_to_ignore = [
@@ -341,7 +357,13 @@ class DistillationClassifier(ImageClassifier):
         """
         self._check_batch(inputs)
         check_labels(data_samples, inputs.shape[0], self.head.num_classes, type(self).__name__)
-        teacher_logits = self.teacher_logits(inputs) if self.teacher is not None else None
+        if self.teacher_cache is not None:
+            teacher_logits = self.teacher_cache.teacher_logits(
+                data_samples, lambda: self.teacher_logits(inputs)).to(inputs.device)
+        elif self.teacher is not None:
+            teacher_logits = self.teacher_logits(inputs)
+        else:
+            teacher_logits = None
         feats = self.extract_feat(inputs)
         return self.head.loss(feats, data_samples, teacher_logits=teacher_logits)
 

@@ -1,0 +1,79 @@
+"""Connects a training run to its teacher-output cache (``model.teacher_cache``)."""
+from mmengine.dist import get_dist_info
+from mmengine.hooks import Hook
+
+from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
+from deit_plugin.models.teacher_slot import unwrap
+from deit_plugin.registry import HOOKS
+from deit_plugin.teacher_cache.identity import run_identity
+from .exact_resume_hook import ExactResumeHook
+
+
+@HOOKS.register_module()
+class TeacherCacheHook(Hook):
+    """Checks the cache of ``model.teacher_cache`` against the run, sets the run's data seed to
+    the recorded one, and tells the cache the step before each training iteration.
+
+    - ``before_train``: refuses a cache recorded for other data, augmentation, teacher weights
+      (fingerprint), batch size or world size, with one message naming every difference, and
+      one that does not cover the run's epochs. Then sets the training sampler's data seed to
+      the cache's: runs sharing a cache share the data stream (sample order, augmentations,
+      Mixup/CutMix) whatever their ``randomness.seed``, which keeps deciding the model's
+      initialisation, drop-path and dropout.
+    - ``before_train_iter``: gives the cache the epoch and iteration (a resumed run included).
+    - ``after_train_epoch``: with ``check_fraction > 0``, logs the live-teacher comparison.
+
+    Needs an epoch-based loop, ``deit_plugin.SeededSampler``/``SeededDataset`` and
+    ``deit_plugin.ExactResumeHook`` (it seeds Mixup/CutMix per batch as the record pass did).
+
+    Priority ``VERY_LOW``: after ``DistillationHook`` (``LOW``) has loaded the teacher, whose
+    fingerprint is checked, and after ``ExactResumeHook`` has positioned a resumed run.
+    """
+
+    priority = 'VERY_LOW'
+
+    @staticmethod
+    def _cache(runner):
+        cache = getattr(unwrap(runner.model), 'teacher_cache', None)
+        if cache is None:
+            raise ValueError('deit_plugin.TeacherCacheHook is registered but the model has no '
+                             'teacher_cache: set model.teacher_cache=dict(dir=...) or remove '
+                             'the hook.')
+        return cache
+
+    def before_train(self, runner) -> None:
+        cache, loop = self._cache(runner), runner.train_loop
+        if hasattr(loop, 'dataloader_iterator') or not hasattr(loop, 'max_epochs'):
+            raise ValueError('model.teacher_cache follows epoch-based training '
+                             '(train_cfg.by_epoch=True); this run trains by iterations.')
+        loader = loop.dataloader
+        if not isinstance(loader.sampler, SeededSampler):
+            raise TypeError(f'model.teacher_cache needs per-sample seeded data loading, but '
+                            f'the training sampler is {type(loader.sampler).__name__}: '
+                            f'{_USAGE}.')
+        if not any(isinstance(hook, ExactResumeHook) for hook in runner.hooks):
+            raise ValueError("model.teacher_cache needs dict(type='deit_plugin."
+                             "ExactResumeHook') in custom_hooks (it seeds Mixup/CutMix per "
+                             "batch as the record pass did).")
+        rank, world_size = get_dist_info()
+        current = run_identity(runner.cfg, loader, unwrap(runner.model).teacher_fingerprint,
+                               world_size)
+        cache.verify(current, epochs=loop.max_epochs, batches_per_epoch=len(loader), rank=rank)
+        if loader.sampler.seed != cache.seed:
+            runner.logger.info(f'deit_plugin.TeacherCacheHook: data seed {loader.sampler.seed} '
+                               f'-> {cache.seed} (the teacher cache\'s)')
+            loader.sampler.seed = cache.seed
+        runner.logger.info(
+            f'deit_plugin.TeacherCacheHook: teacher outputs from {cache.dir} ('
+            + ('all logits, exact' if cache.exact else
+               f'top-{cache.manifest["topk"]} logits, the rest filled') +
+            f'; live-teacher check on {cache.check_fraction:.0%} of the batches)')
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._cache(runner).set_step(runner.epoch, runner.iter)
+
+    def after_train_epoch(self, runner) -> None:
+        cache = self._cache(runner)
+        if cache.check_fraction > 0:
+            runner.logger.info(f'teacher cache check (rank {runner.rank}, up to epoch '
+                               f'{runner.epoch}): {cache.stats}')
