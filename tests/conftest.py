@@ -38,8 +38,7 @@ def demo_student(fmnist_root, tmp_path_factory):
     to TensorBoard."""
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import train as train_tool
+    train_tool = load_tool('train.py')
     work_dir = tmp_path_factory.mktemp('demo_student')
     config = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
     teacher_cfg = Config.fromfile(osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py'))

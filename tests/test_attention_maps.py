@@ -1,7 +1,6 @@
 """tools/analysis/attention_maps.py: per-head class/distillation token attention over the patches
 (recomputed from each block's qkv) and the per-layer token cosine, on the demo student."""
 import os.path as osp
-import sys
 
 import pytest
 import skimage
@@ -10,9 +9,10 @@ import torch
 from deit_plugin.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
-import attention_maps  # noqa: E402
-import token_similarity  # noqa: E402
+from tool_modules import load_tool
+
+attention_maps = load_tool('analysis/attention_maps.py')
+token_similarity = load_tool('analysis/token_similarity.py')
 
 PHOTO = osp.join(osp.dirname(skimage.__file__), 'data', 'chelsea.png')
 

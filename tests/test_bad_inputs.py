@@ -6,7 +6,6 @@ docs/user_guides/preemption.md lists every case with its message; keep the two i
 import gzip
 import re
 import struct
-import sys
 
 import pytest
 import torch
@@ -18,8 +17,9 @@ from deit_plugin import FashionMNISTIdx
 from deit_plugin.converters.deit import convert_deit_state_dict
 from deit_plugin.datasets import SeededDataset, read_idx
 
-sys.path.insert(0, ROOT + '/tools')
-import train as train_tool  # noqa: E402
+from tool_modules import load_tool
+
+train_tool = load_tool('train.py')
 
 ERRORS = (ValueError, TypeError, FileNotFoundError, SyntaxError, RuntimeError)
 

@@ -1,7 +1,6 @@
 """Inference with a trained student: deit_plugin.apis (mmpretrain's inferencer interface) and
 demo/image_demo.py, on a real photo shipped in the scikit-image wheel."""
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ import torch
 from deit_plugin.apis import DistilledInferencer, inference_model, init_student, student_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'demo'))
-import image_demo  # noqa: E402
+from tool_modules import load_script
+
+image_demo = load_script('demo/image_demo.py')
 PHOTO = osp.join(osp.dirname(skimage.__file__), 'data', 'chelsea.png')  # 300x451 RGB cat
 CLASSES = ['0_t-shirt_top', '1_trouser', '2_pullover', '3_dress', '4_coat', '5_sandal',
            '6_shirt', '7_sneaker', '8_bag', '9_ankle_boot']

@@ -7,20 +7,18 @@ project's, copied, with the dataset set in their one place and a tiny DeiT for s
 import os
 import os.path as osp
 import shutil
-import sys
 
 import pytest
 import timm
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'model_converters'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'deployment'))
-import deit_to_plugin  # noqa: E402
-import export_onnx  # noqa: E402
-import test as test_tool  # noqa: E402
-import train as train_tool  # noqa: E402
+from tool_modules import load_tool
+
+deit_to_plugin = load_tool('model_converters/deit_to_plugin.py')
+export_onnx = load_tool('deployment/export_onnx.py')
+test_tool = load_tool('test.py')
+train_tool = load_tool('train.py')
 
 CLASSES = ['0_t-shirt_top', '1_trouser', '7_sneaker']
 RESNET = 'checkpoints/resnet50_8xb32_in1k_20210831-ea4938fc.pth'

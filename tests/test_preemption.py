@@ -25,8 +25,9 @@ from deit_plugin.datasets import (FashionMNISTIdx, SeededDataset, SeededSampler,
 from deit_plugin.engine import PREEMPTED_EXIT_CODE, TrainingPreempted
 from deit_plugin.engine.workdir_lock import WorkDirBusyError
 
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import train as train_tool  # noqa: E402
+from tool_modules import load_tool
+
+train_tool = load_tool('train.py')
 
 TESTS = osp.dirname(osp.abspath(__file__))
 # subprocesses import this checkout's deit_plugin and the tests' signal hook

@@ -23,8 +23,9 @@ from deit_plugin.checkpoint.faults import CheckpointWriteError, resolve_auto_res
 from deit_plugin.engine.teacher_drift import TeacherChangedError
 from deit_plugin.engine.workdir_lock import WorkDirBusyError, WorkDirLock
 
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import train as train_tool  # noqa: E402
+from tool_modules import load_tool
+
+train_tool = load_tool('train.py')
 
 
 class _FailingFile:

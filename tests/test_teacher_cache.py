@@ -21,9 +21,10 @@ from deit_plugin.teacher_cache.identity import run_identity
 from deit_plugin.teacher_cache.recorder import build_record_loader, build_record_model
 from deit_plugin.teacher_cache.storage import load_chunk
 
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import record_teacher as record_tool  # noqa: E402
-import train as train_tool  # noqa: E402
+from tool_modules import load_tool
+
+record_tool = load_tool('record_teacher.py')
+train_tool = load_tool('train.py')
 
 TESTS = osp.dirname(osp.abspath(__file__))
 V2 = osp.join(ROOT, 'configs/fashion_mnist/study/deit_tiny_student_v2.py')
@@ -361,7 +362,7 @@ class DumpCacheStatsHook(Hook):
 
 
 @pytest.mark.slow
-def test_two_processes_record_and_replay_their_shards(recorded, tmp_path):
+def test_two_processes_record_and_replay_their_shards(recorded, tmp_path, monkeypatch):
     """torchrun with 2 CPU processes (gloo): the record pass writes each rank's shard; 2-process
     training replays it with the live teacher checked on every batch: 0 mismatches and
     |delta logit| 0 on both ranks. One process refuses the 2-process cache."""
@@ -397,7 +398,7 @@ def test_two_processes_record_and_replay_their_shards(recorded, tmp_path):
             stats = json.load(f)
         assert stats == dict(batches=EPOCHS * PER_EPOCH // 2, samples=EPOCHS * 32,
                              mismatches=0, max_abs_diff=0.0), rank
-    sys.path.insert(0, str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))  # the config's custom hook module
     with pytest.raises(TeacherCacheError, match=r'world size \(2 -> 1\)'):
         train(config, tmp_path / 'one_process')
 

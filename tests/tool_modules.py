@@ -15,9 +15,14 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 def load_tool(path: str) -> ModuleType:
     """The module of ``tools/<path>`` (e.g. ``'train.py'``, ``'analysis/agreement.py'``)."""
-    name = 'deit_plugin_tool_' + path[:-3].replace('/', '_')
+    return load_script(osp.join('tools', path))
+
+
+def load_script(path: str) -> ModuleType:
+    """The module of the script at ``<repository>/<path>`` (e.g. ``'demo/image_demo.py'``)."""
+    name = 'deit_plugin_script_' + path[:-3].replace('/', '_')
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', path))
+        spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, path))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

@@ -23,6 +23,9 @@ import subprocess
 import sys
 import time
 
+from deit_plugin.utils import last_checkpoint as _last_checkpoint
+from deit_plugin.utils import read_scalars, run_logged
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER_CFG = 'configs/fashion_mnist/study/resnet_cifar_teacher_v2.py'
 STUDENT_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2.py'
@@ -31,21 +34,8 @@ STUDY_ARM = '5k-40'
 
 
 def run(cmd, what, log=None):
-    """Runs ``cmd`` from the project root and returns its wall time; its output goes to the
-    console or, with ``log`` (a path under the root), to that file."""
-    print(f'\n=== {what}\n$ {" ".join(cmd)}' + (f'\n    (output: {log})' if log else ''),
-          flush=True)
-    start = time.time()
-    if log:
-        os.makedirs(osp.dirname(osp.join(ROOT, log)), exist_ok=True)
-        with open(osp.join(ROOT, log), 'w') as f:
-            result = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    else:
-        result = subprocess.run(cmd, cwd=ROOT)
-    if result.returncode != 0:
-        where = f'see {log}' if log else 'see the output above'
-        raise SystemExit(f'{what} failed (exit {result.returncode}); {where}.')
-    return time.time() - start
+    """``cmd`` from the project root, its output to ``log``; returns its wall time."""
+    return run_logged(cmd, what, ROOT, log)
 
 
 def run_parallel(cmds, what, logs):
@@ -71,8 +61,7 @@ def run_parallel(cmds, what, logs):
 
 
 def last_checkpoint(work_dir):
-    with open(osp.join(ROOT, work_dir, 'last_checkpoint')) as f:
-        return osp.relpath(f.read().strip(), ROOT)
+    return _last_checkpoint(work_dir, ROOT)
 
 
 def best_checkpoint(work_dir):
@@ -107,9 +96,7 @@ def plot_curves(runs, out_png):
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     for label, work_dir in runs.items():
-        logs = sorted(glob.glob(osp.join(ROOT, work_dir, '*', 'vis_data', 'scalars.json')))
-        with open(logs[-1]) as f:
-            entries = [json.loads(line) for line in f if line.strip()]
+        entries = read_scalars(osp.join(ROOT, work_dir))
         val = [e for e in entries if 'distill/fused_top1' in e]
         ax1.plot([e['step'] for e in val], [e['distill/fused_top1'] for e in val], marker='.',
                  label=label)

@@ -18,17 +18,15 @@ share is what is missing from 1 (printed per head).
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import deit_plugin  # noqa: E402,F401  (registers the plugin and its `deit_plugin::` configs)
-from deit_plugin.apis import DistilledInferencer  # noqa: E402
-from token_similarity import layer_names, token_cosines  # noqa: E402
+import deit_plugin  # noqa: F401  (registers the plugin and its `deit_plugin::` configs)
+from deit_plugin.apis import DistilledInferencer
+from deit_plugin.utils.tokens import layer_names, token_cosines
 
 
 def attention_weights(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
