@@ -45,7 +45,10 @@ def test_report_prints_the_difference_of_the_two_students(run_demo, tmp_path, mo
         logs = work / sub / '20260101_000000' / 'vis_data'
         logs.mkdir(parents=True)
         (logs / 'scalars.json').write_text(
-            json.dumps({'iter': 10, 'agreement': 0.5, 'teacher_gt_disagreement': 0.3}) + '\n' +
+            json.dumps({'iter': 10, 'loss_cls': 1.0, 'agreement': 0.5,
+                        'teacher_gt_disagreement': 0.3}) + '\n' +
+            json.dumps({'iter': 20, 'loss_cls': 0.8, 'agreement': 0.6,
+                        'teacher_gt_disagreement': 0.2}) + '\n' +
             json.dumps({'distill/fused_top1': acc, 'step': 4}) + '\n')
     results = dict(teacher={'accuracy/top1': 88.0}, teacher_ckpt='t/best_x.pth', seed=0,
                    students={'hard distillation': metrics(84.25, 83.0, 84.5),
