@@ -584,6 +584,11 @@ class TrainingPair:
         step function, as mmengine's ``Runner._maybe_compile('train_step')``); per step: the
         first compiled call (compilation included) and the loss of the compiled step against
         the eager step from the same weights and optimizer state."""
+        import torch._dynamo.config as dynamo_config
+
+        # four step functions x two precisions share frames (the backbone's forward, ...):
+        # above dynamo's default of 8 compiled versions per frame it would run them eagerly
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
         self.timing_teacher = False
         out = []
         for side in ('plugin', 'reference'):
@@ -591,7 +596,8 @@ class TrainingPair:
                 if (side, name) not in self.compiled:
                     fn = (self.models[name].train_step if side == 'plugin'
                           else self._reference_train)
-                    self.compiled[side, name] = torch.compile(fn)
+                    self.compiled[side, name] = torch.compile(
+                        fn, backend=self.args.compile_backend)
                 step = self.plugin_step if side == 'plugin' else self.reference_step
                 restore = self._snapshot(side, name, precision)
                 eager = float(step(name, precision))
@@ -848,7 +854,8 @@ def summarise(result: dict) -> List[str]:
             lines.append(f"| {r['precision']} | {1e3 * r['record_s'] / n:.1f} | "
                          f"{1e3 * r['teacher_s'] / n:.1f} | {r['record_s'] / r['teacher_s']:.3f} |")
     if result.get('compile'):
-        lines += ['', '| compiled step | precision | first call incl. compile (s) | '
+        lines += ['', f"torch.compile, backend {result['compile_backend']}:", '',
+                  '| compiled step | precision | first call incl. compile (s) | '
                   'compile (s) | loss: compiled - eager |', '|---|---|---:|---:|---:|']
         for c in result['compile']:
             lines.append(f"| {c['side']} {c['step']} | {c['precision']} | "
@@ -919,6 +926,9 @@ def parse_args(argv=None):
     parser.add_argument('--compile', action='store_true',
                         help='also the training steps compiled with torch.compile (as '
                         "mmengine's cfg.compile); compile time reported apart")
+    parser.add_argument('--compile-backend', default='inductor',
+                        help="torch.compile backend (mmengine: cfg.compile=dict(backend=...)). "
+                        "Defaults to inductor.")
     parser.add_argument('--profile', nargs='+', default=[], choices=list(PRECISIONS),
                         metavar='PRECISION',
                         help="torch.profiler tables of the plugin's student step in these "
@@ -953,6 +963,7 @@ def main(argv=None) -> dict:
     result = dict(torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch,
                   img_size=args.img_size, repeats=args.repeats, warmup=args.warmup,
                   repeat_rows=args.repeat_rows, attn_impl=args.attn_impl, adamw=args.adamw,
+                  compile_backend=args.compile_backend if args.compile else None,
                   command='python tools/benchmark.py ' + ' '.join(argv if argv is not None
                                                                   else sys.argv[1:]),
                   rows=[], load_before=os.getloadavg()[0], kernels=kernel_report())
