@@ -1,8 +1,11 @@
 """tools/benchmark.py --quick: the plugin and the timm/official reference compute the same
-thing (so the speed comparison compares like with like), and every row is reported."""
+thing (so the speed comparison compares like with like), every row is reported, the cached
+teacher replays the live one, and the compiled steps compute what the eager ones do."""
 import os.path as osp
+import statistics
 
 import pytest
+import torch
 from tool_modules import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -11,18 +14,80 @@ benchmark = load_tool('benchmark.py')
 
 @pytest.mark.slow
 def test_quick_benchmark_compares_identical_computations(tmp_path):
-    result = benchmark.main(['--quick', '--json', str(tmp_path / 'b.json'),
+    result = benchmark.main(['--quick', '--threads', '1', '--repeat-rows', '2',
+                             '--profile', 'bf16', '--json', str(tmp_path / 'b.json'),
                              '--markdown', str(tmp_path / 'b.md')])
     rows = {(r['workload'], r['precision']): r for r in result['rows']}
-    assert set(rows) == {('inference DeiT-tiny', 'fp32'), ('inference DeiT-tiny', 'bf16'),
-                         ('train step DeiT-tiny⚗ + resnet18', 'fp32'),
-                         ('train step DeiT-tiny⚗ + resnet18', 'bf16')}
+    live, none = 'train step DeiT-tiny⚗ + resnet18', 'train step DeiT-tiny⚗ no teacher'
+    assert set(rows) == {(w, p) for w in ('inference DeiT-tiny', live, none)
+                         for p in ('fp32', 'bf16')}
     # converted timm weights give the plugin the very same logits, and the first training
-    # step the same loss (label smoothing + hard distillation, same teacher)
+    # steps the same loss (label smoothing + hard distillation, same teacher; no teacher)
     assert rows[('inference DeiT-tiny', 'fp32')]['max_logit_diff_fp32'] < 1e-4
     assert result['first_step_loss_diff'] < 1e-4
-    train = rows[('train step DeiT-tiny⚗ + resnet18', 'fp32')]
-    assert len(train['teacher_in_step_times']) == 1 and train['bare_teacher_s'] > 0
-    assert train['flops'] > rows[('inference DeiT-tiny', 'fp32')]['flops'] > 0
-    assert 'plugin / reference' in (tmp_path / 'b.md').read_text()
-    assert len(result['floors']) == 7
+    assert result['first_step_loss_diff_none'] < 1e-4
+    # hard distillation needs only the teacher's argmax, which the top-10 cache keeps
+    assert result['cached_loss_diff'] == 0.0
+    train = rows[(live, 'fp32')]
+    assert len(train['teacher_in_step_times']) == 2 and train['bare_teacher_s'] > 0
+    assert train['flops'] > rows[(none, 'fp32')]['flops'] > rows[('inference DeiT-tiny',
+                                                                    'fp32')]['flops'] > 0
+    # --repeat-rows: every row is two blocks; its time is the median of the block medians
+    for row in result['rows']:
+        assert len(row['plugin_blocks']) == len(row['ratio_blocks']) == 2
+        assert row['plugin_s'] == statistics.median(row['plugin_blocks'])
+        assert row['ratio_blocks'][0] == pytest.approx(
+            row['reference_blocks'][0] / row['plugin_blocks'][0])
+    cost = {c['precision']: c for c in result['teacher_cost']}
+    assert set(cost) == {'fp32', 'bf16'}
+    assert cost['bf16']['live_s'] == rows[(live, 'bf16')]['plugin_s']
+    assert cost['bf16']['none_s'] == rows[(none, 'bf16')]['plugin_s']
+    assert all(r['batches'] == 2 and r['record_s'] > 0 and r['teacher_s'] > 0
+               for r in result['record'])
+    # the profile: phases of the step, and what autocast did to the dtypes
+    prof = result['profiles']['bf16']
+    assert {'data preprocessor', 'forward + loss', 'backward',
+            'optimizer step'} <= set(prof['phases'])
+    assert sum(prof['phases'].values()) <= prof['wall_ms'] * 1.05
+    assert prof['census']['ops']['LayerNorm'] == {'float32': 25}  # 12 blocks x 2 + final
+    assert set(prof['census']['ops']['addmm (linear)']) == {'bfloat16'}
+    assert prof['census']['casts']['float32 -> bfloat16']['count'] > 0
+    text = (tmp_path / 'b.md').read_text()
+    assert 'plugin / reference' in text and 'ratio range' in text
+    assert '### bf16 student step' in text and 'record / teacher-only' in text
+    # ratio floors on 6 rows, bf16 speed-up, 2 teacher-in-step, 2 cached, 2 record
+    assert len(result['floors']) == 13
+    assert result['kernels']['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
+
+
+@pytest.mark.slow
+def test_compiled_steps_compute_what_the_eager_steps_do(tmp_path):
+    # aot_eager: dynamo + AOTAutograd as inductor sees them, without the C++ compile time
+    result = benchmark.main(['--quick', '--threads', '1', '--compile', '--compile-backend',
+                             'aot_eager'])
+    compiled = {(c['side'], c['step'], c['precision']): c for c in result['compile']}
+    assert set(compiled) == {(s, n, p) for s in ('plugin', 'reference')
+                             for n in ('live', 'none') for p in ('fp32', 'bf16')}
+    for (side, step, precision), c in compiled.items():
+        # the same weights and optimizer state: the same loss up to kernel rounding
+        tol = 1e-4 if precision == 'fp32' else 2e-2
+        assert c['loss_diff'] <= tol * max(1.0, abs(c['eager_loss'])), (side, step, precision)
+        assert c['first_call_s'] >= c['compile_s'] >= 0
+    workloads = {(r['workload'], r['precision']) for r in result['rows']}
+    assert ('train step DeiT-tiny⚗ + resnet18 compiled', 'bf16') in workloads
+    assert ('train step DeiT-tiny⚗ no teacher compiled', 'fp32') in workloads
+
+
+def test_bad_options_are_refused_with_the_fix(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--skip-train', '--profile', 'bf16'])
+    assert 'drop --skip-train' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--repeat-rows', '0'])
+    assert '--repeat-rows' in capsys.readouterr().err
+
+
+def test_kernel_report_names_the_cpu_attention_kernel():
+    kernels = benchmark.kernel_report()
+    assert 'attention' in kernels['sdpa_kernel']
+    assert kernels['fp32_blas'] and kernels['onednn_isa']

@@ -12,6 +12,7 @@ from mmpretrain.models.backbones import \
     DistilledVisionTransformer as _MMPretrainDistilledViT
 
 from deit_plugin.registry import MODELS
+from .attention import DeiTAttention
 
 
 @MODELS.register_module()
@@ -53,6 +54,12 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
             (bicubic with a=-0.75); timm's ``resample_abs_pos_embed`` uses ``antialias=True``
             (PIL's bicubic, a=-0.5), which differs by ~1e-2 on 14→24 grids. Set True to match
             weights resized by timm. Defaults to False.
+        attn_impl (str): How each block computes ``softmax(q kᵀ) v``: ``'sdpa'`` (torch's
+            fused kernel, as mmpretrain), ``'matmul'`` (the explicit product of the official
+            code) or ``'auto'`` (``'matmul'`` in bf16-autocast training on the CPU, where the
+            fused kernel's backward is slower than fp32's, ``'sdpa'`` otherwise). The same
+            function, different rounding; see :class:`deit_plugin.models.attention.DeiTAttention`.
+            Defaults to ``'sdpa'``.
         **kwargs: Other arguments of mmpretrain's ``VisionTransformer`` (``qkv_bias``,
             ``norm_cfg`` (LN, eps 1e-6 as in the official code), ``final_norm``,
             ``interpolate_mode``, ``patch_cfg``, ``layer_cfgs``, ``init_cfg``, ...).
@@ -68,6 +75,7 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                  out_type: str = 'cls_token',
                  frozen_stages: int = -1,
                  pos_embed_antialias: bool = False,
+                 attn_impl: str = 'sdpa',
                  **kwargs) -> None:
         sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if not isinstance(patch_size, int):
@@ -92,6 +100,9 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
             **kwargs)
         self.patch_size = patch_size
         self.in_channels = in_channels
+        self.attn_impl = attn_impl
+        for layer in self.layers:
+            DeiTAttention.convert(layer.attn, attn_impl)
         # The parent freezes before dist_token exists; freeze again now that it does.
         if self.frozen_stages > 0:
             self._freeze_stages()

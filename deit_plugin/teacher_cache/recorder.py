@@ -62,8 +62,9 @@ def build_record_loader(cfg):
     return loader
 
 
-class _Chunk:
-    """The rows of one chunk file while it is being recorded."""
+class RecordChunk:
+    """The rows of one chunk file while it is being recorded (:func:`record_batch` adds a
+    batch, :meth:`finish` gives the arrays for ``storage.save_chunk``)."""
 
     def __init__(self) -> None:
         self.arrays: Dict[str, List[np.ndarray]] = {}
@@ -87,6 +88,14 @@ class _Chunk:
                    batch_seed=np.array(self.batch_seed, dtype=np.uint64),
                    batch_start=np.array(self.batch_start, dtype=np.int64))
         return out
+
+
+def record_batch(model, chunk: RecordChunk, iteration: int, pairs: List[Tuple[int, int]],
+                 seed: int, inputs: torch.Tensor, topk: int) -> None:
+    """The record pass's work for one preprocessed batch: the teacher's logits through the
+    training step's teacher path (``DistillationClassifier.teacher_logits``), packed to the
+    top ``topk`` (:func:`.storage.pack_logits`) and added to ``chunk``."""
+    chunk.add(iteration, seed, pairs, pack_logits(model.teacher_logits(inputs), topk))
 
 
 def recorded_batches(model, loader, epoch: int, first_batch: int = 0
@@ -183,17 +192,16 @@ def record_teacher(cfg, out: str, epochs: int, topk: int = 10, chunk_iters: int 
     for epoch, missing in todo.items():
         if not missing:
             continue
-        chunk = _Chunk()
+        chunk = RecordChunk()
         for iteration, pairs, seed, data in recorded_batches(model, loader, epoch, missing[0]):
             batch = iteration - epoch * per_epoch
-            chunk.add(iteration, seed, pairs, pack_logits(model.teacher_logits(
-                data['inputs']), topk))
+            record_batch(model, chunk, iteration, pairs, seed, data['inputs'], topk)
             recorded += 1
             bar.update(1)
             if batch + 1 == per_epoch or (batch + 1) % chunk_iters == 0:
                 first = batch // chunk_iters * chunk_iters
                 save_chunk(osp.join(out, chunk_name(epoch, rank, first)), chunk.finish())
-                chunk = _Chunk()
+                chunk = RecordChunk()
     bar.close()
     barrier()
     names = [chunk_name(e, rank, s) for e in range(epochs) for s in starts]
