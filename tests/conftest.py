@@ -1,8 +1,9 @@
 import os
+import os.path as osp
 
 import pytest
 import torch
-from tool_modules import load_tool
+from tool_modules import ROOT, load_tool
 
 import deit_plugin  # noqa: F401
 
