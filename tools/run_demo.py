@@ -1,11 +1,13 @@
 """The main job (``make demo``): does distillation pay? Real Fashion-MNIST, stock tools.
 
 1. ``tools/train.py`` the CNN teacher (configs/fashion_mnist/study/resnet_cifar_teacher_v2.py):
-   ResNet_CIFAR-18 on 4,500 training images, its best checkpoint chosen on 500 held-out images.
-2. ``tools/train.py`` the DeiT⚗ student twice with the same seed and the DeiT recipe's
-   augmentations (configs/fashion_mnist/study/deit_tiny_student_v2.py): once with hard
-   distillation from the teacher, once without a teacher. Both run at the same time with one
-   torch thread each (``--jobs 1`` runs them one after the other).
+   ResNet_CIFAR-18 on 4,500 training images, its best checkpoint chosen on 500 held-out images;
+   at the same time (one torch thread each) the DeiT⚗ student without a teacher
+   (configs/fashion_mnist/study/deit_tiny_student_v2.py with ``distillation='none'``), which
+   does not need the teacher.
+2. ``tools/train.py`` the same student, same seed and settings (the DeiT recipe's
+   augmentations), with hard distillation from the teacher (two threads).
+   ``--jobs 1`` runs every training one after the other with two threads.
 3. ``tools/test.py`` all three checkpoints on the 10,000 test images and print one table with
    the difference, next to the paper-claims study's 3-seed paired result for the same setting
    (docs/experiments/paper_claims_v2/results.csv, arm ``5k-40``) when it is there.
@@ -161,7 +163,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--jobs', type=int, default=2, choices=(1, 2),
-                        help='students trained at the same time (2: one thread each)')
+                        help='2: the teacher and the student without a teacher train at the '
+                        'same time, one thread each; 1: one training at a time')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing: rebuild the table of a finished demo (e.g. after the '
@@ -178,30 +181,43 @@ def main(argv=None):
     s_dirs = {'hard distillation': osp.join(args.work_dir, 'student'),
               'no teacher': osp.join(args.work_dir, 'student_no_teacher')}
     # only the best held-out checkpoint is needed here (the study keeps every epoch's)
-    times['teacher_train'] = run(
-        [py, 'tools/train.py', TEACHER_CFG, '--work-dir', t_dir, '--threads', '2',
-         '--cfg-options', 'default_hooks.checkpoint.interval=100'],
-        'train the teacher (ResNet_CIFAR-18, 100 epochs on 4,500 images)',
-        osp.join(t_dir, 'train.log'))
+    teacher_cmd = [py, 'tools/train.py', TEACHER_CFG, '--work-dir', t_dir, '--threads',
+                   '1' if args.jobs == 2 else '2', '--cfg-options',
+                   'default_hooks.checkpoint.interval=100']
+    teacher_what = 'train the teacher (ResNet_CIFAR-18, 100 epochs on 4,500 images)'
+
+    def student_cmd(label, teacher_ckpt=None, threads=2):
+        # no validation during training: tools/test.py evaluates the last checkpoint once
+        opts = [f'randomness.seed={args.seed}', 'default_hooks.logger.interval=12']
+        if label == 'no teacher':
+            opts += ['model.head.distillation=none', 'model.teacher=None',
+                     'model.teacher_ckpt=None']
+        else:
+            opts.append(f'model.teacher_ckpt={teacher_ckpt}')
+        return [py, 'tools/train.py', STUDENT_CFG, '--work-dir', s_dirs[label], '--no-validate',
+                '--threads', str(threads), '--cfg-options', *opts]
+
+    def student_log(label):
+        return osp.join(s_dirs[label], 'train.log')
+
+    what = 'train the DeiT⚗ student without a teacher (40 epochs)'
+    if args.jobs == 2:
+        # the student without a teacher does not wait for the teacher: both train at the same
+        # time with one thread each
+        times['teacher_and_student_without_teacher'] = run_parallel(
+            [teacher_cmd, student_cmd('no teacher', threads=1)], f'{teacher_what}; {what}',
+            [osp.join(t_dir, 'train.log'), student_log('no teacher')])
+    else:
+        times['teacher_train'] = run(teacher_cmd, teacher_what, osp.join(t_dir, 'train.log'))
+        times['student_without_teacher'] = run(student_cmd('no teacher', threads=2), what,
+                                               student_log('no teacher'))
     teacher_ckpt = best_checkpoint(t_dir)
     print(f'teacher: {teacher_ckpt} (best on the 500 held-out images)')
-    student_cmds = []
-    for label, s_dir in s_dirs.items():
-        # evaluated on the test images once, at the end (the study's runs every 4 epochs: each
-        # evaluation of 10,000 images with the teacher costs as much as 3 epochs of training)
-        opts = [f'model.teacher_ckpt={teacher_ckpt}', f'randomness.seed={args.seed}',
-                'train_cfg.val_interval=40']
-        if label == 'no teacher':
-            opts.append('model.head.distillation=none')
-        student_cmds.append([py, 'tools/train.py', STUDENT_CFG, '--work-dir', s_dir,
-                             '--threads', '1' if args.jobs == 2 else '2', '--cfg-options',
-                             *opts])
-    logs = [osp.join(d, 'train.log') for d in s_dirs.values()]
-    what = 'train the DeiT⚗ student with hard distillation and without a teacher (40 epochs)'
-    if args.jobs == 2:
-        times['students_train'] = run_parallel(student_cmds, what, logs)
-    else:
-        times['students_train'] = sum(run(c, what, log) for c, log in zip(student_cmds, logs))
+    student_cmds = {label: student_cmd(label, teacher_ckpt, 2) for label in s_dirs}
+    times['student_with_teacher'] = run(
+        student_cmds['hard distillation'],
+        'train the DeiT⚗ student with hard distillation from the teacher (40 epochs)',
+        student_log('hard distillation'))
 
     t_json = osp.join(args.work_dir, 'teacher_test.json')
     times['test'] = run([py, 'tools/test.py', TEACHER_CFG, teacher_ckpt, '--work-dir', t_dir,
@@ -210,7 +226,8 @@ def main(argv=None):
     with open(osp.join(ROOT, t_json)) as f:
         teacher = json.load(f)
     test_cmds, test_logs, s_jsons = [], [], {}
-    for (label, s_dir), cmd in zip(s_dirs.items(), student_cmds):
+    for label, s_dir in s_dirs.items():
+        cmd = student_cmds[label]
         s_jsons[label] = osp.join(s_dir, 'test.json')
         test_cmds.append([py, 'tools/test.py', STUDENT_CFG, last_checkpoint(s_dir), '--work-dir',
                           s_dir, '--metrics-json', s_jsons[label], '--threads', '1',

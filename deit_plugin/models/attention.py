@@ -1,12 +1,11 @@
 """The self-attention of the DeiT blocks, with a choice of how ``softmax(q kᵀ) v`` is computed.
 
 mmpretrain's ``MultiheadAttention`` calls ``torch.nn.functional.scaled_dot_product_attention``,
-which on CPU runs the flash-attention kernel. Measured on a CPU with AMX bf16 units (torch 2.14,
-DeiT-Ti shapes: batch 16, 3 heads, 198 tokens, head width 64, one thread): its forward takes
-3.7 ms in bf16 and 6.6 ms in fp32, but its bf16 *backward* takes 26 ms against 16 ms in fp32,
-and was a third of the whole bf16 training step. The explicit form (three matmuls and a
-softmax, as the official DeiT code and timm's non-fused path compute it) runs its bf16 backward
-on the matrix units: 6.5 + 13 ms. docs/experiments/benchmark.md has the profile.
+which on CPU runs the flash-attention kernel. In bf16 training on CPUs with matrix units its
+backward is slower than the explicit form (three matmuls and a softmax, as the official DeiT code
+and timm's non-fused path compute it), whose bf16 matmuls run on the matrix units;
+``attn_impl='auto'`` therefore takes the explicit form in bf16-autocast CPU training only. The
+measured profile is in docs/experiments/benchmark.md.
 """
 from typing import Callable
 
