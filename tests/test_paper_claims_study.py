@@ -63,6 +63,36 @@ def test_every_condition_builds_the_head_its_label_says():
     assert heads['hard_vit_matched'][1] == '/t/matched_vit.pth'
 
 
+def test_teacher_cache_runs_replay_the_cache_recorded_for_their_own_teacher():
+    teachers = {w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')}
+                for w in ('strong', 'matched')}
+    arm = protocol.ARMS['5k-40']
+    records = protocol.record_commands(arm, teachers, '/w', threads=2)
+    # one record pass per teacher the conditions use: strong CNN, matched CNN, matched ViT
+    assert [osp.basename(t) for t, _ in records] == ['strong_cnn', 'matched_cnn', 'matched_vit']
+    recorded = {}
+    for target, cmd in records:
+        assert cmd[:6] == ['tools/record_teacher.py', protocol.STUDENT_CACHED, '--epochs', '40',
+                           '--out', target]
+        cfg = cfg_with(cmd[1], cmd[cmd.index('--cfg-options') + 1:])
+        assert list(cfg.train_dataloader.dataset.dataset.index_range) == [0, 4500]
+        assert cfg.train_dataloader.sampler.seed == 0
+        recorded[target] = cfg.model.teacher_ckpt
+    runs = protocol.student_runs(arm, teachers, '/w', seeds=[2], teacher_cache=True)
+    assert [r.name for r in runs] == [f'5k-40+cache/{c.tag}/seed2' for c in protocol.CONDITIONS]
+    for run in runs:
+        cfg = cfg_with(run.config, run.opts)
+        assert run.config == protocol.STUDENT_CACHED
+        assert list(cfg.train_dataloader.dataset.dataset.index_range) == [0, 4500]
+        assert (cfg.randomness.seed, cfg.train_dataloader.sampler.seed) == (2, 0)
+        # the cache a run reads was recorded with the teacher the run names
+        assert recorded[cfg.model.teacher_cache.dir] == cfg.model.teacher_ckpt
+    # the protocol's own runs are unchanged by the option's existence
+    plain = protocol.student_runs(arm, teachers, '/w', seeds=[2])
+    assert all(r.config == protocol.STUDENT and 'teacher_cache' not in ' '.join(r.opts)
+               for r in plain)
+
+
 def write_scalars(work_dir, val_entries, train_entries=()):
     run_dir = osp.join(work_dir, '20260101_000000', 'vis_data')
     os.makedirs(run_dir)

@@ -48,6 +48,11 @@ def main(argv=None) -> None:
     parser.add_argument('--jobs', type=int, default=2, help='runs trained at the same time')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
     parser.add_argument('--publish', help='copy the report and the run results here')
+    parser.add_argument('--teacher-cache', action='store_true',
+                        help='record each teacher\'s outputs once per arm (tools/record_teacher.py)'
+                        ' and train the students from them instead of running the teachers; '
+                        'reported as separate arms "<arm>+cache" (not protocol 2.0: all seeds '
+                        'and conditions see one data stream)')
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing: report the runs that are done')
     args = parser.parse_args(argv)
@@ -90,10 +95,17 @@ def main(argv=None) -> None:
         with open(osp.join(work_dir, arm.teachers, 'teachers.json'), 'w') as f:
             json.dump(info, f, indent=1)
         teachers[arm.teachers] = info
-        runs = protocol.student_runs(arm, info, work_dir, args.seeds)
+        runs = protocol.student_runs(arm, info, work_dir, args.seeds, args.teacher_cache)
+        records = protocol.record_commands(arm, info, work_dir, args.jobs * args.threads)
+        if args.teacher_cache:
+            arm = protocol.cached(arm)
         if publish:
             restore_published(runs, publish, work_dir)
         if not args.report_only:
+            if args.teacher_cache:
+                for target, cmd in records:
+                    print(f'\n=== record the teacher outputs into {target}', flush=True)
+                    run_tool(cmd)
             schedule(runs, args.jobs, args.threads, batches_log, f'{arm.name} students')
             for cond in ('hard', 'none'):  # claim (d), seed 0
                 run = next((r for r in runs if r.name == f'{arm.name}/{cond}/seed0'), None)
@@ -109,7 +121,8 @@ def main(argv=None) -> None:
             publish_results([*t_runs.values(), *runs], publish, work_dir)
 
     cond_rows, claims, schedules = [], [], {}
-    reported = [a for a in arms if a.name in students]
+    reported = [protocol.cached(a) if args.teacher_cache else a for a in arms]
+    reported = [a for a in reported if a.name in students]
     for arm in reported:
         by_seed = report.results_by_seed(students[arm.name])
         cond_rows += report.condition_rows(arm, by_seed, teachers[arm.teachers])

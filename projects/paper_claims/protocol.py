@@ -6,14 +6,16 @@ teachers and how they are chosen on held-out images, the student conditions and 
 import hashlib
 import json
 import os.path as osp
-from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from dataclasses import dataclass, replace
+from typing import Dict, List, Sequence, Tuple
 
 from .runs import ROOT, Run, read_scalars
 
 PROTOCOL = '2.0'
 STUDY = 'configs/fashion_mnist/study'
 STUDENT = f'{STUDY}/deit_tiny_student_v2.py'
+# --teacher-cache: the same student with per-sample seeded data, fed by a teacher-output cache
+STUDENT_CACHED = f'{STUDY}/deit_tiny_student_v2_cached.py'
 TEACHER_CONFIGS = dict(cnn=f'{STUDY}/resnet_cifar_teacher_v2.py',
                        vit=f'{STUDY}/vit_teacher_v2.py')
 TEACHER_NAMES = dict(cnn='CNN (ResNet_CIFAR-18)', vit='ViT (student arch, 1 token)')
@@ -66,9 +68,11 @@ class Arm:
     def steps(self) -> int:
         return self.epochs * -(-self.train_images // BATCH)
 
-    def data_options(self, held_out_val: bool) -> List[str]:
+    def data_options(self, held_out_val: bool, seeded: bool = False) -> List[str]:
+        """Image ranges; ``seeded``: the training set is wrapped in ``SeededDataset``."""
         cut = self.train_images
-        opts = [f'train_dataloader.dataset.index_range=[0,{cut}]']
+        inner = '.dataset' if seeded else ''
+        opts = [f'train_dataloader.dataset{inner}.index_range=[0,{cut}]']
         if held_out_val:
             opts.append(f'val_dataloader.dataset.index_range=[{cut},{self.images}]')
         return opts
@@ -139,14 +143,57 @@ def choose_teachers(arm: Arm, runs: Dict[str, Run]) -> dict:
     return info
 
 
+def _teacher_options(kind: str, ckpt: str) -> List[str]:
+    opts = [f'model.teacher={TEACHER_CONFIGS[kind]}', f'model.teacher_ckpt={ckpt}']
+    if kind == 'vit':
+        opts.append('model.teacher_channels_last=False')
+    return opts
+
+
+def cache_dir(arm: Arm, which: str, kind: str, work_dir: str) -> str:
+    """Where ``--teacher-cache`` records the outputs of one teacher for one arm."""
+    return osp.join(work_dir, 'teacher_cache', arm.name, f'{which}_{kind}')
+
+
+def cached(arm: Arm) -> Arm:
+    """The arm run with ``--teacher-cache``: its own name, runs and report rows, because its
+    runs differ from the protocol's (every seed and condition sees the same data stream)."""
+    return replace(arm, name=f'{arm.name}+cache')
+
+
+def record_commands(arm: Arm, teachers: dict, work_dir: str,
+                    threads: int) -> List[Tuple[str, List[str]]]:
+    """``tools/record_teacher.py`` arguments for each teacher the arm's conditions use (once per
+    teacher), with the cache directory each writes."""
+    out, seen = [], set()
+    for cond in CONDITIONS:
+        if (cond.which, cond.teacher) in seen:
+            continue
+        seen.add((cond.which, cond.teacher))
+        target = cache_dir(arm, cond.which, cond.teacher, work_dir)
+        out.append((target, [
+            'tools/record_teacher.py', STUDENT_CACHED, '--epochs', str(arm.epochs), '--out',
+            target, '--threads', str(threads), '--no-progress', '--cfg-options',
+            *arm.data_options(held_out_val=False, seeded=True), 'train_dataloader.sampler.seed=0',
+            *_teacher_options(cond.teacher, teachers[cond.which][cond.teacher]['ckpt'])]))
+    return out
+
+
 def student_runs(arm: Arm, teachers: dict, work_dir: str,
-                 seeds: Sequence[int] = SEEDS) -> List[Run]:
-    """Every condition × seed of an arm, seed-major (all conditions of seed 0 first)."""
+                 seeds: Sequence[int] = SEEDS, teacher_cache: bool = False) -> List[Run]:
+    """Every condition × seed of an arm, seed-major (all conditions of seed 0 first).
+
+    ``teacher_cache``: the runs of :func:`cached` ``(arm)``, reading the outputs that
+    :func:`record_commands` recorded instead of running the teacher (not protocol 2.0: the
+    seeds share one data stream and differ in initialisation only).
+    """
     runs = []
+    name = cached(arm).name if teacher_cache else arm.name
     for seed in seeds:
         for cond in CONDITIONS:
             teacher = teachers[cond.which][cond.teacher]
-            opts = [*arm.data_options(held_out_val=False), f'train_cfg.max_epochs={arm.epochs}',
+            opts = [*arm.data_options(held_out_val=False, seeded=teacher_cache),
+                    f'train_cfg.max_epochs={arm.epochs}',
                     f'train_cfg.val_interval={arm.val_every}',
                     f'param_scheduler.1.end={arm.epochs}', f'randomness.seed={seed}',
                     'default_hooks.logger.interval=10',
@@ -154,7 +201,11 @@ def student_runs(arm: Arm, teachers: dict, work_dir: str,
                     f'model.teacher_ckpt={teacher["ckpt"]}', *cond.head]
             if cond.teacher == 'vit':
                 opts.append('model.teacher_channels_last=False')
-            runs.append(Run(f'{arm.name}/{cond.tag}/seed{seed}',
-                            osp.join(work_dir, arm.name, cond.tag, f'seed{seed}'), STUDENT,
-                            opts))
+            config = STUDENT
+            if teacher_cache:
+                config = STUDENT_CACHED
+                opts += ['train_dataloader.sampler.seed=0', 'model.teacher_cache.dir='
+                         + cache_dir(arm, cond.which, cond.teacher, work_dir)]
+            runs.append(Run(f'{name}/{cond.tag}/seed{seed}',
+                            osp.join(work_dir, name, cond.tag, f'seed{seed}'), config, opts))
     return runs
