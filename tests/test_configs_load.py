@@ -204,3 +204,22 @@ def test_study_v1_configs_read_fashion_mnist_in_memory():
         assert cfg.train_cfg.max_epochs == epochs == cfg.param_scheduler[1].end
         assert cfg.randomness.seed == 0
     assert 'custom_hooks' not in load(STUDY + 'vit_teacher.py')
+
+
+def test_bases_resolve_by_package_name(tmp_path):
+    """configs/_base_/ ships with the package: deit_plugin:: names reach it (see
+    docs/user_guides/package_configs.md)."""
+    user = tmp_path / 'my_vit.py'
+    user.write_text("_base_ = ['deit_plugin::_base_/models/vit_tiny_fmnist.py',\n"
+                    "          'deit_plugin::_base_/schedules/fashion_mnist_adamw.py']\n"
+                    "train_cfg = dict(max_epochs=1)\n")
+    cfg = Config.fromfile(str(user))
+    model = dict(cfg.model)
+    # mmengine scopes what a package's config defines: the ViT still comes from mmpretrain
+    assert model.pop('_scope_') == 'deit_plugin'
+    assert model == load('_base_/models/vit_tiny_fmnist.py').model
+    from mmpretrain.models import VisionTransformer
+    from mmpretrain.registry import MODELS
+    assert isinstance(MODELS.build(cfg.model).backbone, VisionTransformer)
+    assert cfg.optim_wrapper.optimizer.lr == 2e-3
+    assert cfg.train_cfg == dict(by_epoch=True, max_epochs=1, val_interval=3)
