@@ -7,13 +7,13 @@
 #       checkpoints/deit_s_distill_backbone.pth
 # COCO in data/coco/ (mmdet's layout).
 #
-# Optimisation as in retinanet_deit_s_sfp_1x_coco.py (ViTDet: AdamW 1e-4, wd 0.1, layer decay
-# 0.7 with dist_token at the stem, drop-path 0.1). Not reproduced from ViTDet: windowed
+# Optimisation: ../_base_/schedules/coco_1x_adamw_layer_decay.py (ViTDet: AdamW 1e-4, wd 0.1,
+# layer decay 0.7 with dist_token at the stem), drop-path 0.1. Not reproduced from ViTDet: windowed
 # attention, the normalised convolutions in the RPN/RoI heads, large-scale jitter and the
 # 100-epoch schedule.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py', 'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py', 'mmdet::_base_/default_runtime.py'
+    '../_base_/schedules/coco_1x_adamw_layer_decay.py', 'mmdet::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 
@@ -38,16 +38,3 @@ model = dict(
         scale_factors=(4.0, 2.0, 1.0, 0.5),
         num_outs=5),
 )
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    constructor='deit_plugin.DeiTLayerDecayOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
-    paramwise_cfg=dict(
-        layer_decay_rate=0.7,
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        flat_decay_mult=0.0,
-        custom_keys={'.cls_token': dict(decay_mult=0.0), '.dist_token': dict(decay_mult=0.0),
-                     '.pos_embed': dict(decay_mult=0.0)}))

@@ -20,7 +20,7 @@
 # every padded input at run time.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py', 'mmdet::_base_/datasets/coco_detection.py',
-    'mmdet::_base_/schedules/schedule_1x.py', 'mmdet::_base_/default_runtime.py'
+    '../_base_/schedules/coco_1x_adamw_layer_decay.py', 'mmdet::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 
@@ -45,16 +45,3 @@ model = dict(
         scale_factors=(2.0, 1.0, 0.5),
         num_outs=5),
 )
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    constructor='deit_plugin.DeiTLayerDecayOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
-    paramwise_cfg=dict(
-        layer_decay_rate=0.7,
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        flat_decay_mult=0.0,
-        custom_keys={'.cls_token': dict(decay_mult=0.0), '.dist_token': dict(decay_mult=0.0),
-                     '.pos_embed': dict(decay_mult=0.0)}))

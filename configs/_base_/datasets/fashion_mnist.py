@@ -1,8 +1,6 @@
 # Fashion-MNIST (28x28 gray, 10 classes) in mmpretrain's CustomDataset layout, as written by
-# tools/dataset_converters/fashion_mnist_to_custom.py. Shared by the demo's teacher and student.
-default_scope = 'mmpretrain'
-custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
-
+# tools/dataset_converters/fashion_mnist_to_custom.py: train on data/fashion_mnist/train,
+# validate and test on data/fashion_mnist/test.
 data_root = 'data/fashion_mnist'
 data_preprocessor = dict(
     num_classes=10,
@@ -36,23 +34,3 @@ val_dataloader = dict(
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
-val_cfg = dict()
-test_cfg = dict()
-
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    # CheckpointHook that a killed process cannot leave half-written (deit_plugin/engine)
-    checkpoint=dict(type='deit_plugin.AtomicCheckpointHook', interval=1, max_keep_ckpts=2),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-)
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='gloo'))
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
-log_processor = dict(by_epoch=True)
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0, deterministic=False)
