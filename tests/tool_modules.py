@@ -10,7 +10,8 @@ import socket
 import sys
 from types import ModuleType
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(TESTS)
 
 
 def load_tool(path: str) -> ModuleType:

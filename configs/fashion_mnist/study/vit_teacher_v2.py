@@ -1,7 +1,7 @@
 # The study v2 transformer teacher (docs/experiments/paper_claims.md, claim (c)): a plain ViT
 # with the student's architecture and one class token, trained on the ground truth with the
 # student's recipe (deit_tiny_student_v2.py: same augmentations, optimizer and schedule shape;
-# tests/test_configs_load.py checks that the two agree), validated on the held-out images only,
+# tests/test_configs_and_docs/test_configs_load.py checks that the two agree), validated on the held-out images only,
 # a checkpoint every epoch.
 _base_ = [
     '../../_base_/models/vit_tiny_fmnist.py', '../../_base_/datasets/fashion_mnist_held_out.py',

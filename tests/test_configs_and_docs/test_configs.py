@@ -4,8 +4,8 @@ import pytest
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
+from tool_modules import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def load(name):

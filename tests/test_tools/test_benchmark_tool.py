@@ -6,9 +6,8 @@ import statistics
 
 import pytest
 import torch
-from tool_modules import load_tool
+from tool_modules import ROOT, load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 benchmark = load_tool('benchmark.py')
 
 

@@ -10,12 +10,11 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from tool_modules import free_port, load_tool
+from tool_modules import ROOT, free_port, load_tool
 
 from deit_plugin.models.teacher_slot import teacher_fingerprint
 from deit_plugin.utils.logs import read_scalars
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 test_tool = load_tool('test.py')
 train_tool = load_tool('train.py')
 pytestmark = pytest.mark.slow  # mmengine Runner / subprocess runs

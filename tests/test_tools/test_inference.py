@@ -9,8 +9,7 @@ import torch
 
 from deit_plugin.apis import DistilledInferencer, inference_model, init_student, student_config
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-from tool_modules import load_script
+from tool_modules import ROOT, load_script
 
 image_demo = load_script('demo/image_demo.py')
 PHOTO = osp.join(osp.dirname(skimage.__file__), 'data', 'chelsea.png')  # 300x451 RGB cat

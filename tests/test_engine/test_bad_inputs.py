@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmpretrain.structures import DataSample
 from reliability_utils import ROOT, STUDENT_CFG
-from test_classifier import student
+from model_builders import student
 
 from deit_plugin import FashionMNISTIdx
 from deit_plugin.converters.deit import convert_deit_state_dict

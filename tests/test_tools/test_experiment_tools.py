@@ -4,8 +4,8 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config
+from tool_modules import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def load_tool(rel_path, name):

@@ -10,9 +10,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import load_checkpoint
 from mmpretrain.registry import MODELS
 from reliability_utils import save_initialised_teacher, tiny_student_cfg
-from test_backbone import build as build_backbone
-from test_classifier import student, teacher_cfg
-from test_head_and_losses import head
+from model_builders import build_backbone, head, student, teacher_cfg
 
 import deit_plugin
 from deit_plugin.engine import NonFiniteLossError

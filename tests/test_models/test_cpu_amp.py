@@ -7,13 +7,12 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
-from test_classifier import batch, student
-from tool_modules import load_tool
+from model_builders import batch, student
+from tool_modules import ROOT, load_tool
 
 import deit_plugin
 from deit_plugin import CPUAmpOptimWrapper
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 pytestmark = pytest.mark.slow  # mmengine Runner / subprocess runs
 train_tool = load_tool('train.py')
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
@@ -135,7 +134,7 @@ def test_teacher_logits_leave_no_autograd_state_but_feed_the_soft_loss_backward(
 
 def test_teacher_data_preprocessor_is_never_rerun_in_a_step():
     # the teacher normalises differently: the student's batch is converted arithmetically
-    from test_classifier import teacher_cfg
+    from model_builders import teacher_cfg
     model = student(teacher=teacher_cfg(mean=[0., 0., 0.], std=[255., 255., 255.]))
     model.train()
     calls = []

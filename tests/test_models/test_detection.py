@@ -9,8 +9,8 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 import deit_plugin
+from tool_modules import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(ROOT, 'configs', 'det', 'retinanet_deit_tiny_fmnist_det.py')
 
 
@@ -242,7 +242,7 @@ def test_frozen_stages_in_a_detector_stay_frozen_and_out_of_the_optimizer(mmdet_
 
 def test_layer_decay_for_a_distillation_classifier_leaves_the_teacher_out():
     from mmengine.optim import build_optim_wrapper
-    from test_classifier import student
+    from model_builders import student
     model = student()  # a tiny DeiT (2 blocks -> 4 depths) with a loaded ResNet teacher
     wrapper = build_optim_wrapper(model, dict(
         type='OptimWrapper', constructor='deit_plugin.DeiTLayerDecayOptimWrapperConstructor',

@@ -4,9 +4,8 @@ import os.path as osp
 import numpy as np
 import pytest
 from mmpretrain.registry import DATASETS
-from tool_modules import load_tool
+from tool_modules import ROOT, load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 converter = load_tool('dataset_converters/fashion_mnist_to_custom.py')
 
 

@@ -10,11 +10,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
-from tool_modules import free_port
+from tool_modules import ROOT, free_port
 
 from deit_plugin.utils.config import model_with_data_preprocessor
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
 

@@ -25,11 +25,10 @@ from deit_plugin.datasets import (FashionMNISTIdx, SeededDataset, SeededSampler,
 from deit_plugin.engine import PREEMPTED_EXIT_CODE, TrainingPreempted
 from deit_plugin.engine.workdir_lock import WorkDirBusyError
 
-from tool_modules import load_tool
+from tool_modules import TESTS, load_tool
 
 train_tool = load_tool('train.py')
 
-TESTS = osp.dirname(osp.abspath(__file__))
 # subprocesses import this checkout's deit_plugin and the tests' signal hook
 PYTHONPATH = os.pathsep.join(p for p in (ROOT, TESTS, os.environ.get('PYTHONPATH')) if p)
 PIPELINE = [dict(type='RandomCrop', crop_size=28, padding=2),
@@ -346,7 +345,7 @@ def test_ddp_ranks_agree_on_the_stop_and_resume_bit_identical(epoch_setup):
     iteration; both ranks stop after it (one flag all-reduce), rank 0 writes one checkpoint
     with both ranks' random states. Resuming under DDP ends bit-identical to an uninterrupted
     DDP run."""
-    from test_distributed_training import free_port
+    from tool_modules import free_port
     per_epoch = PER_EPOCH // 2  # 64 images, 16 per rank and step
     k = random.choice([i for i in range(EPOCHS * per_epoch - 1) if (i + 1) % per_epoch])
     tmp = epoch_setup['tmp']

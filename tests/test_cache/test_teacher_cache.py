@@ -21,12 +21,11 @@ from deit_plugin.teacher_cache.identity import run_identity
 from deit_plugin.teacher_cache.recorder import build_record_loader, build_record_model
 from deit_plugin.teacher_cache.storage import load_chunk
 
-from tool_modules import load_tool
+from tool_modules import TESTS, load_tool
 
 record_tool = load_tool('record_teacher.py')
 train_tool = load_tool('train.py')
 
-TESTS = osp.dirname(osp.abspath(__file__))
 V2 = osp.join(ROOT, 'configs/fashion_mnist/study/deit_tiny_student_v2.py')
 EPOCHS, PER_EPOCH, BATCH = 2, 4, 16  # 64 images
 
@@ -368,7 +367,7 @@ def test_two_processes_record_and_replay_their_shards(recorded, tmp_path, monkey
     |delta logit| 0 on both ranks. One process refuses the 2-process cache."""
     import json
     import subprocess
-    from test_distributed_training import free_port
+    from tool_modules import free_port
     (tmp_path / 'dump_cache_stats.py').write_text(STATS_HOOK)
     cache = str(tmp_path / 'cache2')
     config = write_config(tmp_path / 'ddp.py', recorded['teacher'], cache, 1.0,

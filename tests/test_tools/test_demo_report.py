@@ -6,8 +6,8 @@ import os
 import os.path as osp
 
 import pytest
+from tool_modules import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')

@@ -15,8 +15,8 @@ from mmengine.config.utils import MODULE2PACKAGE
 
 import deit_plugin
 from deit_plugin.config_package import config_path, register_config_package
+from tool_modules import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NAME = 'deit_plugin::fashion_mnist/deit_tiny_distill.py'
 
 

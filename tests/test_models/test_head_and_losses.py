@@ -1,20 +1,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import deit_plugin
 
-C, D, B = 5, 8, 6
+from model_builders import C, D, head
 
-
-def head(**kwargs):
-    cfg = dict(type='deit_plugin.DeiTDistillHead', num_classes=C, in_channels=D)
-    cfg.update(kwargs)
-    h = MODELS.build(cfg)
-    h.init_weights()
-    return h
+B = 6
 
 
 def feats(seed=0):

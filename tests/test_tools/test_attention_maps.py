@@ -8,8 +8,7 @@ import torch
 
 from deit_plugin.registry import MODELS
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-from tool_modules import load_tool
+from tool_modules import ROOT, load_tool
 
 attention_maps = load_tool('analysis/attention_maps.py')
 token_similarity = load_tool('analysis/token_similarity.py')

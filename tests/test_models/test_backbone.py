@@ -6,16 +6,7 @@ import torch.nn.functional as F
 from mmengine.runner.checkpoint import load_checkpoint
 from mmpretrain.registry import MODELS
 
-TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
-
-
-def build(**kwargs):
-    cfg = dict(type='deit_plugin.DistilledVisionTransformer', arch=TINY, img_size=32,
-               patch_size=8, in_channels=3)
-    cfg.update(kwargs)
-    model = MODELS.build(cfg)
-    model.init_weights()
-    return model.eval()
+from model_builders import build_backbone as build
 
 
 def test_cls_token_output_is_class_and_distillation_token_of_last_block():

@@ -107,7 +107,7 @@ def truncated(tmp_path):
 
 
 def load_teacher(path):
-    from test_classifier import student
+    from model_builders import student
     student(teacher_ckpt=path).load_teacher_checkpoint()
 
 

@@ -12,8 +12,7 @@ import pytest
 import timm
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-from tool_modules import load_tool
+from tool_modules import ROOT, load_tool
 
 deit_to_plugin = load_tool('model_converters/deit_to_plugin.py')
 export_onnx = load_tool('deployment/export_onnx.py')

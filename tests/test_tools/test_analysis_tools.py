@@ -7,12 +7,11 @@ import pytest
 import torch
 from mmengine.config import Config, DictAction
 from mmpretrain.registry import MODELS
-from tool_modules import load_tool
+from tool_modules import ROOT, load_tool
 
 from deit_plugin.utils.config import model_with_data_preprocessor
 from deit_plugin.utils.model_loading import build_loader, load_config, load_model
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 agreement = load_tool('analysis/agreement.py')
 plot_logs = load_tool('analysis/plot_logs.py')
 token_similarity = load_tool('analysis/token_similarity.py')

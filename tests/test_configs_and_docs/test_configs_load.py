@@ -9,8 +9,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from deit_plugin.utils.config import model_with_data_preprocessor
+from tool_modules import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(ROOT, 'configs')
 
 
@@ -25,7 +25,7 @@ BASES = [p for p in ALL if is_base(p)]
 # ImageNet/COCO-size models (DeiT-S/B, RegNetY-16GF teachers, COCO detectors) cost seconds each
 # to build: for those the test resolves every component type in the registry instead.
 BUILT = ('fashion_mnist/', 'det/retinanet_deit_tiny_fmnist_det.py')
-# building this one reads a recorded teacher cache (tests/test_teacher_cache.py records one)
+# building this one reads a recorded teacher cache (tests/test_cache/test_teacher_cache.py records one)
 NOT_BUILT = ('fashion_mnist/study/deit_tiny_student_v2_cached.py', )
 STUDY = 'fashion_mnist/study/'
 
