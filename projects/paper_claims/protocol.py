@@ -9,7 +9,9 @@ import os.path as osp
 from dataclasses import dataclass, replace
 from typing import Dict, List, Sequence, Tuple
 
-from .runs import ROOT, Run, read_scalars
+from deit_plugin.utils.logs import read_resumed_scalars
+
+from .runs import ROOT, Run
 
 PROTOCOL = '2.0'
 STUDY = 'configs/fashion_mnist/study'
@@ -109,7 +111,7 @@ def fingerprint(path: str) -> str:
 
 def held_out_curve(run: Run) -> List[tuple]:
     """(epoch, held-out top-1) after every epoch of a teacher run."""
-    return [(e['step'], e['accuracy/top1']) for e in read_scalars(run.work_dir)['val']
+    return [(e['step'], e['accuracy/top1']) for e in read_resumed_scalars(run.work_dir)['val']
             if 'accuracy/top1' in e]
 
 

@@ -212,7 +212,7 @@ def plot_curves(arm: Arm, by_seed: Dict[str, Dict[int, dict]], out_png: str) -> 
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from .runs import read_scalars
+    from deit_plugin.utils.logs import read_resumed_scalars
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     for cond in CONDITIONS:
         res = by_seed.get(cond.tag)
@@ -222,7 +222,7 @@ def plot_curves(arm: Arm, by_seed: Dict[str, Dict[int, dict]], out_png: str) -> 
         if curve:
             ax1.plot(*curve, marker='.', label=f'{cond.label} ({len(res)} seeds)')
         if 0 in res:
-            logs = read_scalars(osp.dirname(res[0]['checkpoint']))['train']
+            logs = read_resumed_scalars(osp.dirname(res[0]['checkpoint']))['train']
             pts = [(e['iter'], 100 * e['teacher_gt_disagreement']) for e in logs
                    if 'teacher_gt_disagreement' in e]
             if pts:

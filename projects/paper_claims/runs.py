@@ -1,12 +1,13 @@
 """Resumable ``tools/train.py`` / ``tools/test.py`` subprocesses, several at a time."""
-import glob
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
+
+from deit_plugin.utils.logs import read_resumed_scalars
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -14,24 +15,6 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def cfg_options(opts: Sequence[str]) -> List[str]:
     """``--cfg-options`` with its values, or nothing (argparse refuses the flag alone)."""
     return ['--cfg-options', *opts] if opts else []
-
-
-def read_scalars(work_dir: str) -> Dict[str, List[dict]]:
-    """Training and validation entries of every mmengine run in ``work_dir`` (a resumed run
-    writes a new timestamp folder), oldest first; a resumed run's repeated entries replace
-    the earlier ones."""
-    train: Dict[int, dict] = {}
-    val: Dict[int, dict] = {}
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    entry = json.loads(line)
-                    if 'iter' in entry:
-                        train[entry['iter']] = entry
-                    elif 'step' in entry:
-                        val[entry['step']] = entry
-    return dict(train=[train[k] for k in sorted(train)], val=[val[k] for k in sorted(val)])
 
 
 class Run:
@@ -69,7 +52,7 @@ class Run:
     def finish(self, seconds: float, threads: int, parallel: int) -> dict:
         """Write result.json from the run's logs: every validation entry (the curve) and the
         training entries' means of the logged batch statistics."""
-        logs = read_scalars(self.work_dir)
+        logs = read_resumed_scalars(self.work_dir)
         if not logs['val']:
             raise RuntimeError(f'{self.name}: no validation entry in {self.work_dir}')
         means = {}

@@ -9,7 +9,8 @@ import pytest
 from mmengine.config import Config, DictAction
 
 from projects.paper_claims import protocol, report
-from projects.paper_claims.runs import ROOT, Run, read_scalars
+from deit_plugin.utils.logs import read_resumed_scalars
+from projects.paper_claims.runs import ROOT, Run
 
 
 def cfg_with(config, opts):
@@ -128,7 +129,7 @@ def test_resumed_logs_replace_the_entries_they_repeat(tmp_path):
     second.mkdir(parents=True)
     (second / 'scalars.json').write_text(json.dumps({'iter': 10, 'agreement': 0.7}) + '\n' +
                                          json.dumps({'accuracy/top1': 2.0, 'step': 1}) + '\n')
-    logs = read_scalars(str(tmp_path))
+    logs = read_resumed_scalars(str(tmp_path))
     assert [e['agreement'] for e in logs['train']] == [0.7]
     assert [e['accuracy/top1'] for e in logs['val']] == [2.0]
 
