@@ -21,12 +21,12 @@ import glob
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 
 from deit_plugin.utils import last_checkpoint as _last_checkpoint
 from deit_plugin.utils import read_scalars, run_logged
+from deit_plugin.utils.runs import run_parallel as _run_parallel
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER_CFG = 'configs/fashion_mnist/study/resnet_cifar_teacher_v2.py'
@@ -46,17 +46,8 @@ def run_parallel(cmds, what, logs):
     for cmd, log in zip(cmds, logs):
         print(f'$ {" ".join(cmd)}\n    (output: {log})', flush=True)
     start = time.time()
-    procs = []
-    for cmd, log in zip(cmds, logs):
-        os.makedirs(osp.dirname(osp.join(ROOT, log)), exist_ok=True)
-        out = open(osp.join(ROOT, log), 'w')
-        procs.append((subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT),
-                      out, log))
-    failed = []
-    for proc, out, log in procs:
-        if proc.wait() != 0:
-            failed.append(log)
-        out.close()
+    codes, _ = _run_parallel(cmds, logs, ROOT)
+    failed = [log for log, code in zip(logs, codes) if code != 0]
     if failed:
         raise SystemExit(f'{what} failed; see {", ".join(failed)}.')
     return time.time() - start

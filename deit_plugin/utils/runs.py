@@ -3,7 +3,7 @@ import os
 import os.path as osp
 import subprocess
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 
 def run_logged(cmd: List[str], what: str, root: str, log: Optional[str] = None) -> float:
@@ -32,6 +32,46 @@ def run_logged(cmd: List[str], what: str, root: str, log: Optional[str] = None) 
         where = f'see {log}' if log else 'see the output above'
         raise SystemExit(f'{what} failed (exit {result.returncode}); {where}.')
     return time.time() - start
+
+
+def run_parallel(cmds: Sequence[List[str]], logs: Sequence[str], root: str,
+                 append: bool = False) -> Tuple[List[int], List[float]]:
+    """Run the commands at the same time in ``root``, each into its log file, and wait.
+
+    If the waiting is interrupted (Ctrl-C, SIGTERM turned into an exception), the commands still
+    running are terminated before the exception propagates.
+
+    Args:
+        cmds (list[list[str]]): The commands.
+        logs (list[str]): One log file per command (relative to ``root`` or absolute).
+        root (str): The working directory.
+        append (bool): Append to the logs instead of overwriting them. Defaults to False.
+
+    Returns:
+        tuple: The exit codes and the wall times in seconds (to within 0.5 s), in the order of
+        ``cmds``.
+    """
+    procs, ends = [], {}
+    start = time.time()
+    try:
+        for cmd, log in zip(cmds, logs):
+            path = osp.join(root, log)
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            out = open(path, 'a' if append else 'w')
+            procs.append((subprocess.Popen(cmd, cwd=root, stdout=out,
+                                           stderr=subprocess.STDOUT), out))
+        while len(ends) < len(procs):
+            for i, (proc, _) in enumerate(procs):
+                if i not in ends and proc.poll() is not None:
+                    ends[i] = time.time()
+            time.sleep(0.5)
+        return [proc.returncode for proc, _ in procs], [ends[i] - start for i in range(len(procs))]
+    finally:
+        for proc, out in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+            out.close()
 
 
 def last_checkpoint(work_dir: str, root: str) -> str:

@@ -8,6 +8,7 @@ import time
 from typing import List, Optional, Sequence
 
 from deit_plugin.utils.logs import read_resumed_scalars
+from deit_plugin.utils.runs import run_parallel
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -73,26 +74,17 @@ class Run:
 def run_batch(runs: Sequence[Run], threads: int, batches_log: str) -> None:
     """Train ``runs`` in parallel (``threads`` torch threads each); write each result.json."""
     start = time.time()
-    procs = []
     for run in runs:
         os.makedirs(run.work_dir, exist_ok=True)
-        out = open(osp.join(run.work_dir, 'train.log'), 'a')
-        procs.append((run, subprocess.Popen(run.command(threads), cwd=ROOT, stdout=out,
-                                            stderr=subprocess.STDOUT), out, time.time()))
-    try:
-        codes = [proc.wait() for _, proc, _, _ in procs]
-    finally:  # interrupted (Ctrl-C, SIGTERM): stop the runs; they resume next time
-        for _, proc, out, _ in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait()
-            out.close()
+    codes, seconds = run_parallel([run.command(threads) for run in runs],
+                                  [osp.join(run.work_dir, 'train.log') for run in runs], ROOT,
+                                  append=True)
     failed = []
-    for (run, _, _, t0), code in zip(procs, codes):
+    for run, code, secs in zip(runs, codes, seconds):
         if code != 0:
             failed.append(run)
         else:
-            run.finish(time.time() - t0, threads, len(runs))
+            run.finish(secs, threads, len(runs))
     with open(batches_log, 'a') as f:
         f.write(json.dumps(dict(runs=[r.name for r in runs], seconds=time.time() - start,
                                 finished=time.strftime('%Y-%m-%d %H:%M:%S'))) + '\n')
