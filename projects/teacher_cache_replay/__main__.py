@@ -11,10 +11,10 @@ learns? The demo's setting, several seeds, both ways.
    hard-distillation student with the live teacher (``deit_tiny_student_v2_seeded.py``, the same
    seeded data stream) and the one replaying the cache (``deit_tiny_student_v2_cached.py``, with
    the live teacher also run on ``--check-fraction`` of the batches to count hard-label
-   mismatches). The two runs of a seed train at the same time (``--jobs 2``), so their wall
+   mismatches). The two runs of a seed train at the same time (``--jobs 2``), so their step
    times compare.
 3. The report: per seed the fused test top-1 of both and their difference, the spread over
-   seeds, the check's mismatches, the wall times. ``results.{md,json}`` in the work dir (and in
+   seeds, the check's mismatches, the mean time per training step. ``results.{md,json}`` in the work dir (and in
    ``--publish``).
 
 Runs resume as the paper-claims study's do (``result.json`` marks a finished run).
@@ -29,6 +29,7 @@ import statistics
 import sys
 from typing import Dict, List, Optional
 
+from deit_plugin.utils.logs import read_resumed_scalars
 from projects.paper_claims.runs import ROOT, Run, run_tool, schedule
 
 LIVE_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2_seeded.py'
@@ -72,6 +73,12 @@ def read_check(work_dir: str) -> Optional[dict]:
     return found
 
 
+def mean_step_seconds(work_dir: str) -> float:
+    """Mean of mmengine's logged ``time`` (seconds per iteration, data loading included)."""
+    times = [e['time'] for e in read_resumed_scalars(work_dir)['train'] if 'time' in e]
+    return statistics.fmean(times) if times else float('nan')
+
+
 def summarize(results: Dict[int, Dict[str, dict]]) -> dict:
     """Paired differences (cached - live) of the fused top-1 and each side's spread over
     seeds; ``results[seed][side]`` is a run's result.json content plus ``check``."""
@@ -81,8 +88,8 @@ def summarize(results: Dict[int, Dict[str, dict]]) -> dict:
         live = results[s]['live']['final']['distill/fused_top1']
         cached = results[s]['cached']['final']['distill/fused_top1']
         rows.append(dict(seed=s, live=live, cached=cached, diff=cached - live,
-                         live_seconds=results[s]['live']['seconds'],
-                         cached_seconds=results[s]['cached']['seconds'],
+                         live_step=results[s]['live']['step_seconds'],
+                         cached_step=results[s]['cached']['step_seconds'],
                          check=results[s]['cached'].get('check')))
 
     def spread(values):
@@ -98,16 +105,15 @@ def summarize(results: Dict[int, Dict[str, dict]]) -> dict:
 
 def markdown(summary: dict, teacher_ckpt: str) -> str:
     lines = ['| seed | live teacher: fused top-1 | cached teacher: fused top-1 | cached − live '
-             '| hard-label mismatches in the check | max \\|Δ logit\\| | wall time live / '
-             'cached (min) |',
+             '| hard-label mismatches in the check | max \\|Δ logit\\| | s per step live / '
+             'cached |',
              '|---:|---:|---:|---:|---:|---:|---:|']
     for r in summary['rows']:
         check = r['check']
         mism = (f"{check['label_mismatches']} of {check['samples']}" if check else 'not logged')
         delta = f"{check['max_abs_logit_diff']:.3g}" if check else ''
         lines.append(f"| {r['seed']} | {r['live']:.2f} | {r['cached']:.2f} | {r['diff']:+.2f} | "
-                     f"{mism} | {delta} | {r['live_seconds'] / 60:.1f} / "
-                     f"{r['cached_seconds'] / 60:.1f} |")
+                     f"{mism} | {delta} | {r['live_step']:.3f} / {r['cached_step']:.3f} |")
     s = summary
     lines.append(f"| mean ± std over seeds | {s['live']['mean']:.2f} ± {s['live']['std']:.2f} | "
                  f"{s['cached']['mean']:.2f} ± {s['cached']['std']:.2f} | "
@@ -151,8 +157,9 @@ def main(argv=None) -> None:
     for seed, pair in runs.items():
         for side, run in pair.items():
             if run.done():
-                results.setdefault(seed, {})[side] = dict(run.result(),
-                                                          check=read_check(run.work_dir))
+                results.setdefault(seed, {})[side] = dict(
+                    run.result(), check=read_check(run.work_dir),
+                    step_seconds=mean_step_seconds(run.work_dir))
     summary = summarize(results)
     table = markdown(summary, args.teacher_ckpt)
     print(table)

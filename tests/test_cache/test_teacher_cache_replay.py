@@ -41,19 +41,31 @@ def test_check_line_is_read_back_from_what_the_hook_logs(tmp_path):
     assert read_check(str(tmp_path / 'missing')) is None
 
 
-def _result(top1, seconds):
-    return dict(final={'distill/fused_top1': top1}, seconds=seconds)
+def _result(top1, step_seconds):
+    return dict(final={'distill/fused_top1': top1}, step_seconds=step_seconds)
 
 
 def test_summary_pairs_by_seed():
-    results = {0: dict(live=_result(70.0, 600), cached=_result(71.0, 300)),
-               1: dict(live=_result(72.0, 600), cached=_result(71.5, 310)),
-               2: dict(live=_result(74.0, 600))}  # unfinished pair: left out
+    results = {0: dict(live=_result(70.0, 0.3), cached=_result(71.0, 0.25)),
+               1: dict(live=_result(72.0, 0.3), cached=_result(71.5, 0.25)),
+               2: dict(live=_result(74.0, 0.3))}  # unfinished pair: left out
     s = summarize(results)
     assert [r['seed'] for r in s['rows']] == [0, 1]
     assert [r['diff'] for r in s['rows']] == [1.0, -0.5]
     assert s['live']['mean'] == 71.0 and math.isclose(s['live']['std'], 2 ** 0.5)
     assert s['diff']['mean'] == 0.25
     table = markdown(s, 't.pth')
-    assert '| 0 | 70.00 | 71.00 | +1.00 | not logged |  | 10.0 / 5.0 |' in table
+    assert '| 0 | 70.00 | 71.00 | +1.00 | not logged |  | 0.300 / 0.250 |' in table
     assert '| mean ± std over seeds | 71.00 ± 1.41 | 71.25 ± 0.35 | +0.25 ± 1.06 |' in table
+
+
+def test_step_time_is_the_mean_of_the_logged_iteration_times(tmp_path):
+    import json
+    from projects.teacher_cache_replay.__main__ import mean_step_seconds
+    for stamp, entries in (('20260101_000000', [dict(iter=12, time=0.5), dict(iter=24, time=9.0)]),
+                           # a resumed run re-logs iteration 24
+                           ('20260101_010000', [dict(iter=24, time=0.3), dict(step=1, x=1)])):
+        d = tmp_path / stamp / 'vis_data'
+        d.mkdir(parents=True)
+        (d / 'scalars.json').write_text(''.join(json.dumps(e) + '\n' for e in entries))
+    assert math.isclose(mean_step_seconds(str(tmp_path)), 0.4)
