@@ -72,8 +72,8 @@ def seed_generators(seed: int) -> None:
     """Seed python ``random``, numpy's global generator and torch's default CPU generator.
 
     ``torch.default_generator`` rather than ``torch.manual_seed``, which also seeds every
-    accelerator (measured 200 us against 1.4 us per call); CPU transforms draw from the CPU
-    generator only.
+    accelerator and is much slower per call (docs/notes/speed_choices.md); CPU transforms draw
+    from the CPU generator only.
     """
     random.seed(seed)
     np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
@@ -88,8 +88,8 @@ def seeded_random(seed: int, restore: bool = True) -> Iterator[None]:
     Args:
         seed (int): A seed in ``[0, 2**64)``, e.g. from :func:`sample_seed`.
         restore (bool): Put the previous states back afterwards. Saving and restoring numpy's
-            state is most of the cost (about 150 us); a process whose every draw is seeded
-            this way (a dataloader worker) can skip it. Defaults to True.
+            state is most of the cost; a process whose every draw is seeded this way (a
+            dataloader worker) can skip it. Defaults to True.
     """
     saved = (random.getstate(), np.random.get_state(), torch.get_rng_state()) if restore \
         else None
