@@ -165,6 +165,9 @@ def main(argv=None):
         report(args.work_dir)
         return
 
+    if osp.isdir(osp.join(ROOT, args.work_dir)) and os.listdir(osp.join(ROOT, args.work_dir)):
+        raise SystemExit(f'{args.work_dir} holds an earlier demo: remove it (`make clean-demo`) '
+                         f'or give another --work-dir.')
     py = sys.executable
     t0 = time.time()
     times = {}

@@ -62,3 +62,10 @@ def test_report_prints_the_difference_of_the_two_students(run_demo, tmp_path, mo
     assert '+3.00 ± 1.00 (+2.00 / +4.00 / +3.00)' in table
     assert '**84.25**' in table and '**81.00**' in table and '88.00' in table
     assert osp.getsize(work / 'student_curves.png') > 10_000
+
+
+def test_demo_refuses_a_work_dir_that_holds_an_earlier_demo(run_demo, tmp_path):
+    # a second teacher run would leave two best_*.pth files: refuse before training anything
+    (tmp_path / 'teacher').mkdir()
+    with pytest.raises(SystemExit, match='holds an earlier demo.*make clean-demo'):
+        run_demo.main(['--work-dir', str(tmp_path)])
