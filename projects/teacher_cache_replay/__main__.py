@@ -137,7 +137,7 @@ def main(argv=None) -> None:
     parser.add_argument('--publish', help='copy results.{md,json} here')
     parser.add_argument('--report-only', action='store_true')
     args = parser.parse_args(argv)
-    if not osp.isfile(osp.join(ROOT, args.teacher_ckpt)):
+    if not args.report_only and not osp.isfile(osp.join(ROOT, args.teacher_ckpt)):
         sys.exit(f'--teacher-ckpt {args.teacher_ckpt!r} does not exist: train the teacher first '
                  '(make demo writes work_dirs/demo/teacher/best_accuracy_top1_epoch_*.pth).')
     work_dir = osp.abspath(args.work_dir)
