@@ -53,6 +53,16 @@ def run_parallel(cmds, what, logs):
     return time.time() - start
 
 
+def student_options(label, seed, teacher_ckpt=None):
+    """``--cfg-options`` of the demo's student: ``'hard distillation'`` from ``teacher_ckpt``, or
+    ``'no teacher'`` (no teacher model at all: it trains before the teacher exists)."""
+    opts = [f'randomness.seed={seed}', 'default_hooks.logger.interval=12']
+    if label == 'no teacher':
+        return opts + ['model.head.distillation=none', 'model.teacher=None',
+                       'model.teacher_ckpt=None', 'model.predict_with_teacher=False']
+    return opts + [f'model.teacher_ckpt={teacher_ckpt}']
+
+
 def last_checkpoint(work_dir):
     return _last_checkpoint(work_dir, ROOT)
 
@@ -131,10 +141,13 @@ def report(work_dir):
     if study:
         import numpy as np
         diffs = np.array(list(study.values()))
-        std = diffs.std(ddof=1) if len(diffs) > 1 else 0.0
+        if len(diffs) > 1:
+            gain = (f"{diffs.mean():+.2f} ± {diffs.std(ddof=1):.2f} "
+                    f"({' / '.join(f'{d:+.2f}' for d in diffs)})")
+        else:
+            gain = f'{diffs[0]:+.2f} (one seed so far)'
         lines.append(f'| gain in the paper-claims study, arm {STUDY_ARM}, seeds '
-                     f"{', '.join(map(str, study))} (paired) | | | {diffs.mean():+.2f} ± "
-                     f"{std:.2f} ({' / '.join(f'{d:+.2f}' for d in diffs)}) |")
+                     f"{', '.join(map(str, study))} (paired) | | | {gain} |")
     lines.append(f'| teacher–student agreement (fused, distilled student) | | | '
                  f"{hard['distill/agreement']:.2f} |")
     table = '\n'.join(lines)
@@ -182,14 +195,9 @@ def main(argv=None):
 
     def student_cmd(label, teacher_ckpt=None, threads=2):
         # no validation during training: tools/test.py evaluates the last checkpoint once
-        opts = [f'randomness.seed={args.seed}', 'default_hooks.logger.interval=12']
-        if label == 'no teacher':
-            opts += ['model.head.distillation=none', 'model.teacher=None',
-                     'model.teacher_ckpt=None']
-        else:
-            opts.append(f'model.teacher_ckpt={teacher_ckpt}')
         return [py, 'tools/train.py', STUDENT_CFG, '--work-dir', s_dirs[label], '--no-validate',
-                '--threads', str(threads), '--cfg-options', *opts]
+                '--threads', str(threads), '--cfg-options',
+                *student_options(label, args.seed, teacher_ckpt)]
 
     def student_log(label):
         return osp.join(s_dirs[label], 'train.log')

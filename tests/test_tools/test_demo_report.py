@@ -1,4 +1,5 @@
 """tools/run_demo.py's table: the run's difference and the study's paired result."""
+import argparse
 import csv
 import importlib.util
 import json
@@ -60,6 +61,11 @@ def test_report_prints_the_difference_of_the_two_students(run_demo, tmp_path, mo
     table = (work / 'results.md').read_text()
     assert '| **gain from distillation** (this run) | | | **+3.25** |' in table
     assert '+3.00 ± 1.00 (+2.00 / +4.00 / +3.00)' in table
+    # with one seed there is no spread to show
+    monkeypatch.setattr(run_demo, 'study_result', lambda: {0: 2.03})
+    run_demo.report(str(work))
+    one = (work / 'results.md').read_text()
+    assert '| +2.03 (one seed so far) |' in one and '±' not in one
     assert '**84.25**' in table and '**81.00**' in table and '88.00' in table
     assert osp.getsize(work / 'student_curves.png') > 10_000
 
@@ -69,3 +75,27 @@ def test_demo_refuses_a_work_dir_that_holds_an_earlier_demo(run_demo, tmp_path):
     (tmp_path / 'teacher').mkdir()
     with pytest.raises(SystemExit, match='holds an earlier demo.*make clean-demo'):
         run_demo.main(['--work-dir', str(tmp_path)])
+
+
+def test_both_students_build_from_the_demo_options(run_demo, tmp_path):
+    """The student without a teacher trains before the teacher exists: its options must build a
+    model with no teacher; the distilled one names the teacher checkpoint it will load."""
+    from deit_plugin.utils.config import model_with_data_preprocessor
+    from mmengine.config import Config, DictAction
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    init_default_scope('mmpretrain')
+    built = {}
+    for label in ('no teacher', 'hard distillation'):
+        opts = run_demo.student_options(label, 3, teacher_ckpt='t.pth')
+        cfg = Config.fromfile(osp.join(ROOT, run_demo.STUDENT_CFG))
+        cfg.merge_from_dict(parser.parse_args(['--cfg-options', *opts]).cfg_options)
+        assert cfg.randomness.seed == 3
+        built[label] = (cfg, MODELS.build(model_with_data_preprocessor(cfg)))
+    cfg, model = built['no teacher']
+    assert model.teacher is None and model.head.distillation == 'none'
+    cfg, model = built['hard distillation']
+    assert model.head.distillation == 'hard' and cfg.model.teacher_ckpt == 't.pth'
+    assert model.teacher is not None and model.predict_with_teacher
