@@ -1,14 +1,19 @@
-"""tools/benchmark.py --quick: the plugin and the timm/official reference compute the same
-thing (so the speed comparison compares like with like), every row is reported, the cached
-teacher replays the live one, and the compiled steps compute what the eager ones do."""
+"""The benchmark (projects/benchmark, run by tools/benchmark.py) --quick: the plugin and the
+timm/official reference compute the same thing (so the speed comparison compares like with like),
+every row is reported, the cached teacher replays the live one, and the compiled steps compute
+what the eager ones do."""
 import os.path as osp
 import statistics
+import subprocess
+import sys
 
 import pytest
 import torch
-from tool_modules import ROOT, load_tool
 
-benchmark = load_tool('benchmark.py')
+from deit_plugin.utils.runs import import_project
+from projects.benchmark import __main__ as benchmark
+from projects.benchmark.machine import kernel_report
+from tool_modules import ROOT
 
 
 @pytest.mark.slow
@@ -87,6 +92,29 @@ def test_bad_options_are_refused_with_the_fix(capsys):
 
 
 def test_kernel_report_names_the_cpu_attention_kernel():
-    kernels = benchmark.kernel_report()
+    kernels = kernel_report()
     assert 'attention' in kernels['sdpa_kernel']
     assert kernels['fp32_blas'] and kernels['onednn_isa']
+
+
+def test_the_tool_imports_the_project_of_its_own_checkout(monkeypatch):
+    # tools/benchmark.py runs projects/benchmark through import_project; the same module here
+    assert import_project(ROOT, 'benchmark.__main__') is benchmark
+    # a 'projects' package of another checkout would run that checkout's code: refused
+    monkeypatch.setitem(sys.modules, 'projects', type(sys)('projects'))
+    sys.modules['projects'].__file__ = '/elsewhere/projects/__init__.py'
+    with pytest.raises(ImportError, match='/elsewhere/projects'):
+        import_project(ROOT, 'benchmark.__main__')
+
+
+@pytest.mark.slow
+def test_benchmark_tool_runs_the_project_with_its_options(tmp_path):
+    # from another directory: the tool finds projects/ of its own checkout
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), '--help'],
+                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    out = ' '.join(out.split())  # argparse wraps the description to the terminal width
+    assert out.startswith('usage: ')
+    assert 'Speed of deit_plugin against the timm / official-DeiT reference' in out
+    for option in ('--quick', '--repeat-rows', '--compile-backend', '--profile', '--adamw',
+                   '--record-batches', '--json', '--markdown'):
+        assert option in out

@@ -1,27 +1,18 @@
-"""The detection demo's run configs (tools/run_det_demo.py), without training anything."""
-import importlib.util
+"""The detection demo's runs (projects/det_transfer, run by tools/run_det_demo.py), without
+training anything."""
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 from mmengine.config import Config
 from tool_modules import ROOT
 
-
-
-def load_tool(rel_path, name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, rel_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='module')
-def det_demo():
-    return load_tool('tools/run_det_demo.py', 'run_det_demo_tool')
+from projects.det_transfer import protocol as det_demo
 
 
 @pytest.mark.parametrize('init,lr', [('pretrained', 3e-4), ('random', None)])
-def test_detection_run_config_sets_seed_schedule_init_and_lr(det_demo, tmp_path, init, lr):
+def test_detection_run_config_sets_seed_schedule_init_and_lr(tmp_path, init, lr):
     path = str(tmp_path / 'run.py')
     det_demo.write_run_config(path, init, 'annotations/train_10pct.json', '/ckpts/bb.pth',
                               seed=3, epochs=7, lr=lr)
@@ -39,3 +30,34 @@ def test_detection_run_config_sets_seed_schedule_init_and_lr(det_demo, tmp_path,
         assert init_cfg == dict(type='Pretrained', checkpoint='/ckpts/bb.pth', prefix='backbone.')
     else:
         assert init_cfg == base.model.backbone.get('init_cfg')
+
+
+def test_plan_writes_every_config_reuses_finished_runs_longest_first(tmp_path, capsys):
+    from projects.det_transfer.runs import plan
+    work_dir = str(tmp_path)
+    (tmp_path / 'configs').mkdir()
+    done = tmp_path / 'random_10pct_seed1' / 'done.json'
+    done.parent.mkdir()
+    done.write_text('{"bbox_mAP": 0.25, "seconds": 60}')
+    results, todo = plan(work_dir, str(tmp_path / 'bb.pth'), [0, 1], epochs=12,
+                         subset_epochs=36, lr=None)
+    assert len(list((tmp_path / 'configs').iterdir())) == 8  # 2 inits x 2 sets x 2 seeds
+    assert results['10%']['random'] == [dict(bbox_mAP=0.25, seconds=60, seed=1)]
+    assert 'random_10pct_seed1: finished earlier' in capsys.readouterr().out
+    assert len(todo) == 7 and 'random_10pct_seed1' not in [t.name for t in todo]
+    # 12 epochs on all images cost more than 36 on a tenth: the full-set runs go first
+    assert [t.subset for t in todo] == ['full'] * 4 + ['10%'] * 3
+    first = Config.fromfile(todo[0].cfg_path)
+    assert first.train_cfg.max_epochs == 12 and first.randomness.seed == todo[0].seed
+
+
+@pytest.mark.slow
+def test_det_demo_tool_runs_the_project_with_its_options(tmp_path):
+    # from another directory: the tool finds projects/ of its own checkout
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'run_det_demo.py'), '--help'],
+                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    out = ' '.join(out.split())  # argparse wraps the description to the terminal width
+    assert 'does the distilled DeiT student help a detector?' in out
+    for option in ('--work-dir', '--demo-dir', '--subset-epochs', '--seeds', '--lr', '--jobs',
+                   '--threads'):
+        assert option in out
