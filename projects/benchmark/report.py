@@ -37,6 +37,11 @@ def _spread(values: List[float]) -> str:
     return f'{min(values):.3f}–{max(values):.3f}' if len(values) > 1 else ''
 
 
+def _range(blocks) -> str:
+    """`` (range a–b over the repeats)`` of per-repeat ratios, or nothing for one repeat."""
+    return f' (repeats {_spread(blocks)})' if blocks and len(blocks) > 1 else ''
+
+
 def summarise(result: dict) -> List[str]:
     ceiling, kernels = result['ceiling_gflops'], result['kernels']
     blocks = result['repeat_rows']
@@ -109,7 +114,8 @@ def summarise(result: dict) -> List[str]:
             lines.append(
                 f"| {c['workload']} | {c['precision']} | {b / c['none_s']:.2f} | "
                 f"{b / c['cached_s']:.2f} | {b / c['live_s']:.2f} | "
-                f"{c['cached_s'] / c['none_s']:.3f} | {c['live_s'] / c['none_s']:.3f} |")
+                f"{c['cached_s'] / c['none_s']:.3f}{_range(c.get('cached_ratio_blocks'))} | "
+                f"{c['live_s'] / c['none_s']:.3f} |")
     if result.get('record'):
         lines += ['', f"Record pass vs one teacher-only pass over the same "
                   f"{result['record'][0]['batches']} batches (top-{RECORD_TOPK} logits, one "
@@ -119,7 +125,8 @@ def summarise(result: dict) -> List[str]:
         for r in result['record']:
             n = r['batches']
             lines.append(f"| {r['precision']} | {1e3 * r['record_s'] / n:.1f} | "
-                         f"{1e3 * r['teacher_s'] / n:.1f} | {r['record_s'] / r['teacher_s']:.3f} |")
+                         f"{1e3 * r['teacher_s'] / n:.1f} | {r['record_s'] / r['teacher_s']:.3f}"
+                         f"{_range(r.get('ratio_blocks'))} |")
     if result.get('compile'):
         lines += ['', f"torch.compile, backend {result['compile_backend']}:", '',
                   '| compiled step | precision | first call incl. compile (s) | '
