@@ -15,6 +15,7 @@ from deit_plugin.converters import (adapt_patch_embed_channels, convert_deit_sta
                                     describe_deit, extract_backbone)
 from deit_plugin.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
+from tool_modules import ROOT
 
 ARCH = {'tiny': 'deit-tiny', 'small': 'deit-small', 'base': 'deit-base'}
 DIMS = {'tiny': 192, 'small': 384, 'base': 768}
@@ -353,7 +354,7 @@ def test_converted_timm_checkpoint_evaluates_with_tools_test_like_timm(fmnist_ro
 
     import cv2
     from timm.models.deit import VisionTransformerDistilled
-    from tool_modules import ROOT, load_tool
+    from tool_modules import load_tool
     test_tool = load_tool('test.py')
     torch.manual_seed(0)
     ref = VisionTransformerDistilled(img_size=28, patch_size=4, in_chans=1, num_classes=10,
