@@ -98,6 +98,9 @@ def parse_args(argv=None):
     parser.add_argument('--compile', action='store_true',
                         help='also the training steps compiled with torch.compile (as '
                         "mmengine's cfg.compile); compile time reported apart")
+    parser.add_argument('--compile-precisions', nargs='+', default=list(PRECISIONS),
+                        choices=list(PRECISIONS), metavar='PRECISION',
+                        help='precisions of the compiled rows. Defaults to fp32 bf16.')
     parser.add_argument('--compile-backend', default='inductor',
                         help="torch.compile backend (mmengine: cfg.compile=dict(backend=...)). "
                         "Defaults to inductor.")
@@ -142,7 +145,8 @@ def main(argv=None) -> dict:
     per_row = args.repeat_rows * (args.repeats + args.warmup)
     total = len(args.archs) * 2 * 2 * per_row
     if not args.skip_train:
-        total += 2 * (6 + 2 + (4 if args.compile else 0)) * per_row
+        total += (2 * (6 + 2) + (4 * len(args.compile_precisions) if args.compile else 0)) \
+            * per_row
     with tqdm(total=total, desc='benchmark', unit='run', file=sys.stdout) as progress:
         result['ceiling_gflops'] = {
             p: matmul_ceiling(p, max(args.repeats, 3), n=512 if args.quick else 2048)

@@ -56,7 +56,7 @@ def train_rows(args, workdir: str, result: dict, progress: tqdm) -> None:
         result['record'].append(pair.run_record(precision, progress, workdir))
     if args.compile:
         result['compile'] = []
-        for precision in PRECISIONS:
+        for precision in args.compile_precisions:
             compiled = compile_steps(pair, precision, args.compile_backend)
             rows = run_compiled(pair, precision, progress)
             for row, name in zip(rows, ('live', 'none')):

@@ -67,11 +67,12 @@ def test_quick_benchmark_compares_identical_computations(tmp_path):
 @pytest.mark.slow
 def test_compiled_steps_compute_what_the_eager_steps_do(tmp_path):
     # aot_eager: dynamo + AOTAutograd as inductor sees them, without the C++ compile time
+    # one precision keeps the test short; bf16 runs the same code under autocast
     result = benchmark.main(['--quick', '--threads', '1', '--compile', '--compile-backend',
-                             'aot_eager'])
+                             'aot_eager', '--compile-precisions', 'bf16'])
     compiled = {(c['side'], c['step'], c['precision']): c for c in result['compile']}
-    assert set(compiled) == {(s, n, p) for s in ('plugin', 'reference')
-                             for n in ('live', 'none') for p in ('fp32', 'bf16')}
+    assert set(compiled) == {(s, n, 'bf16') for s in ('plugin', 'reference')
+                             for n in ('live', 'none')}
     for (side, step, precision), c in compiled.items():
         # the same weights and optimizer state: the same loss up to kernel rounding
         tol = 1e-4 if precision == 'fp32' else 2e-2
@@ -79,7 +80,8 @@ def test_compiled_steps_compute_what_the_eager_steps_do(tmp_path):
         assert c['first_call_s'] >= c['compile_s'] >= 0
     workloads = {(r['workload'], r['precision']) for r in result['rows']}
     assert ('train step DeiT-tiny⚗ + resnet18 compiled', 'bf16') in workloads
-    assert ('train step DeiT-tiny⚗ no teacher compiled', 'fp32') in workloads
+    assert ('train step DeiT-tiny⚗ no teacher compiled', 'bf16') in workloads
+    assert not any(w.endswith('compiled') and p == 'fp32' for w, p in workloads)
 
 
 def test_bad_options_are_refused_with_the_fix(capsys):
