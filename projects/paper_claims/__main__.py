@@ -96,8 +96,8 @@ def main(argv=None) -> None:
             json.dump(info, f, indent=1)
         teachers[arm.teachers] = info
         runs = protocol.student_runs(arm, info, work_dir, args.seeds, args.teacher_cache)
-        records = protocol.record_commands(arm, info, work_dir, args.jobs * args.threads)
         if args.teacher_cache:
+            records = protocol.record_commands(arm, info, work_dir, args.jobs * args.threads)
             arm = protocol.cached(arm)
         if publish:
             restore_published(runs, publish, work_dir)
