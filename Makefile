@@ -12,8 +12,9 @@ env:
 data:
 	@bash tools/install_fashion_mnist.sh
 
+# AMP=1: train in bfloat16 autocast on a CPU (float16 AMP on CUDA)
 demo: env data
-	$(PY) tools/run_demo.py
+	$(PY) tools/run_demo.py $(if $(AMP),--amp)
 
 test: env data
 	$(PY) -m pytest -q tests

@@ -4,13 +4,17 @@
    ResNet_CIFAR-18 on 4,500 training images, its best checkpoint chosen on 500 held-out images;
    at the same time (one torch thread each) the DeiT⚗ student without a teacher
    (configs/fashion_mnist/study/deit_tiny_student_v2.py with ``distillation='none'``), which
-   does not need the teacher.
+   does not need the teacher, then ``tools/test.py`` of that student.
 2. ``tools/train.py`` the same student, same seed and settings (the DeiT recipe's
    augmentations), with hard distillation from the teacher (two threads).
-   ``--jobs 1`` runs every training one after the other with two threads.
-3. ``tools/test.py`` all three checkpoints on the 10,000 test images and print one table with
-   the difference, next to the paper-claims study's 3-seed paired result for the same setting
-   (docs/experiments/paper_claims_v2/results.csv, arm ``5k-40``) when it is there.
+3. ``tools/test.py`` the teacher and the distilled student on the 10,000 test images (side by
+   side), and print one table with the difference, next to the paper-claims study's 3-seed
+   paired result for the same setting (docs/experiments/paper_claims_v2/results.csv, arm
+   ``5k-40``) when it is there.
+
+``--jobs 1`` runs every tool one after the other with two threads. ``--amp`` trains in bfloat16
+autocast on a CPU (float16 AMP on CUDA) -- the official DeiT code trains with AMP; the study
+trains in float32, so the default does too.
 
 Writes WORK_DIR/results.{md,json} and WORK_DIR/student_curves.png; ``--report-only`` rebuilds the
 table of a finished demo.
@@ -26,6 +30,7 @@ import time
 
 from deit_plugin.utils import last_checkpoint as _last_checkpoint
 from deit_plugin.utils import read_scalars, run_logged
+from deit_plugin.utils.runs import run_lanes
 from deit_plugin.utils.runs import run_parallel as _run_parallel
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -61,6 +66,19 @@ def student_options(label, seed, teacher_ckpt=None):
         return opts + ['model.head.distillation=none', 'model.teacher=None',
                        'model.teacher_ckpt=None', 'model.predict_with_teacher=False']
     return opts + [f'model.teacher_ckpt={teacher_ckpt}']
+
+
+def cpu_name():
+    """The CPU model and whether it has AMX bf16 units (the demo's time depends on both)."""
+    name, amx = 'unknown CPU', False
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name') and name == 'unknown CPU':
+                    name = line.split(':', 1)[1].strip()
+                elif line.startswith('flags'):
+                    amx = amx or 'amx_bf16' in line.split()
+    return f'{name}, {os.cpu_count()} cores' + (', AMX bf16' if amx else '')
 
 
 def last_checkpoint(work_dir):
@@ -153,10 +171,15 @@ def report(work_dir):
     table = '\n'.join(lines)
     print('\n' + table)
     times = results['step_seconds']
-    print(f"\nwhole demo: {results['minutes']:.1f} min; " +
+    # results of an older demo may lack the precision and the machine
+    precision = results.get('precision', 'fp32')
+    command = 'make demo AMP=1' if precision == 'amp' else 'make demo'
+    where = f"{'bf16/fp16 autocast' if precision == 'amp' else 'float32'} training, " \
+        f"{results.get('cpu', 'machine not recorded')}"
+    print(f"\nwhole demo: {results['minutes']:.1f} min ({where}); " +
           ', '.join(f'{k} {v / 60:.1f} min' for k, v in times.items()))
     with open(osp.join(ROOT, work_dir, 'results.md'), 'w') as f:
-        f.write(table + f"\n\nwhole demo: {results['minutes']:.1f} min (`make demo`)\n")
+        f.write(table + f"\n\nwhole demo: {results['minutes']:.1f} min (`{command}`; {where})\n")
     curves = osp.join(ROOT, work_dir, 'student_curves.png')
     plot_curves({'hard distillation': osp.join(work_dir, 'student'),
                  'no teacher': osp.join(work_dir, 'student_no_teacher')}, curves)
@@ -170,6 +193,10 @@ def main(argv=None):
                         help='2: the teacher and the student without a teacher train at the '
                         'same time, one thread each; 1: one training at a time')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--amp', action='store_true',
+                        help='train with `tools/train.py --amp` (bfloat16 autocast on a CPU, '
+                        'float16 AMP on CUDA); the test set is evaluated in float32 either way. '
+                        'Default: float32, as the paper-claims study trains')
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing: rebuild the table of a finished demo (e.g. after the '
                         'study has added its paired result)')
@@ -182,6 +209,7 @@ def main(argv=None):
         raise SystemExit(f'{args.work_dir} holds an earlier demo: remove it (`make clean-demo`) '
                          f'or give another --work-dir.')
     py = sys.executable
+    amp = ['--amp'] if args.amp else []
     t0 = time.time()
     times = {}
     t_dir = osp.join(args.work_dir, 'teacher')
@@ -189,63 +217,86 @@ def main(argv=None):
               'no teacher': osp.join(args.work_dir, 'student_no_teacher')}
     # only the best held-out checkpoint is needed here (the study keeps every epoch's)
     teacher_cmd = [py, 'tools/train.py', TEACHER_CFG, '--work-dir', t_dir, '--threads',
-                   '1' if args.jobs == 2 else '2', '--cfg-options',
+                   '1' if args.jobs == 2 else '2', *amp, '--cfg-options',
                    'default_hooks.checkpoint.interval=100']
     teacher_what = 'train the teacher (ResNet_CIFAR-18, 100 epochs on 4,500 images)'
+    t_json = osp.join(args.work_dir, 'teacher_test.json')
+
+    def teacher_test_cmd(threads):
+        return [py, 'tools/test.py', TEACHER_CFG, teacher_ckpt, '--work-dir', t_dir,
+                '--metrics-json', t_json, '--threads', str(threads)]
 
     def student_cmd(label, teacher_ckpt=None, threads=2):
         # no validation during training: tools/test.py evaluates the last checkpoint once
         return [py, 'tools/train.py', STUDENT_CFG, '--work-dir', s_dirs[label], '--no-validate',
-                '--threads', str(threads), '--cfg-options',
+                '--threads', str(threads), *amp, '--cfg-options',
                 *student_options(label, args.seed, teacher_ckpt)]
 
-    def student_log(label):
-        return osp.join(s_dirs[label], 'train.log')
+    def student_test_cmd(label, threads):
+        # the test set in float32, with the options the student trained with
+        return [py, 'tools/test.py', STUDENT_CFG, last_checkpoint(s_dirs[label]), '--work-dir',
+                s_dirs[label], '--metrics-json', s_json(label), '--threads', str(threads),
+                '--cfg-options', *student_options(label, args.seed, teacher_ckpt)]
+
+    def student_log(label, kind='train'):
+        return osp.join(s_dirs[label], f'{kind}.log')
+
+    def s_json(label):
+        return osp.join(s_dirs[label], 'test.json')
 
     what = 'train the DeiT⚗ student without a teacher (40 epochs)'
+    hard_what = 'train the DeiT⚗ student with hard distillation from the teacher (40 epochs)'
+    teacher_ckpt = None
     if args.jobs == 2:
-        # the student without a teacher does not wait for the teacher: both train at the same
-        # time with one thread each
-        times['teacher_and_student_without_teacher'] = run_parallel(
-            [teacher_cmd, student_cmd('no teacher', threads=1)], f'{teacher_what}; {what}',
-            [osp.join(t_dir, 'train.log'), student_log('no teacher')])
+        # The student without a teacher does not wait for the teacher: both train at the same
+        # time with one thread each, and that student is tested while the teacher trains on.
+        print(f'\n=== {teacher_what}\n$ {" ".join(teacher_cmd)}\n    (output: '
+              f'{osp.join(t_dir, "train.log")})\n=== at the same time: {what}, then its test\n'
+              f'$ {" ".join(student_cmd("no teacher", threads=1))}\n    (output: '
+              f'{student_log("no teacher")})', flush=True)
+        start = time.time()
+        lanes = [[(teacher_cmd, osp.join(t_dir, 'train.log'))],
+                 [(student_cmd('no teacher', threads=1), student_log('no teacher')),
+                  # built when reached: it names the checkpoint the training writes
+                  (lambda: student_test_cmd('no teacher', 1), student_log('no teacher', 'test'))]]
+        codes, _ = run_lanes(lanes, ROOT)
+        failed = [lane[len(c) - 1][1] for lane, c in zip(lanes, codes) if c and c[-1] != 0]
+        if failed:
+            raise SystemExit(f'{teacher_what} / {what} failed; see {", ".join(failed)}.')
+        times['teacher_and_student_without_teacher'] = time.time() - start
+        teacher_ckpt = best_checkpoint(t_dir)
+        print(f'teacher: {teacher_ckpt} (best on the 500 held-out images)')
+        times['student_with_teacher'] = run(student_cmd('hard distillation', teacher_ckpt, 2),
+                                            hard_what, student_log('hard distillation'))
+        times['test'] = run_parallel(
+            [teacher_test_cmd(1), student_test_cmd('hard distillation', 1)],
+            'evaluate the teacher and the distilled student (10,000 test images)',
+            [osp.join(t_dir, 'test.log'), student_log('hard distillation', 'test')])
     else:
         times['teacher_train'] = run(teacher_cmd, teacher_what, osp.join(t_dir, 'train.log'))
         times['student_without_teacher'] = run(student_cmd('no teacher', threads=2), what,
                                                student_log('no teacher'))
-    teacher_ckpt = best_checkpoint(t_dir)
-    print(f'teacher: {teacher_ckpt} (best on the 500 held-out images)')
-    student_cmds = {label: student_cmd(label, teacher_ckpt, 2) for label in s_dirs}
-    times['student_with_teacher'] = run(
-        student_cmds['hard distillation'],
-        'train the DeiT⚗ student with hard distillation from the teacher (40 epochs)',
-        student_log('hard distillation'))
-
-    t_json = osp.join(args.work_dir, 'teacher_test.json')
-    times['test'] = run([py, 'tools/test.py', TEACHER_CFG, teacher_ckpt, '--work-dir', t_dir,
-                         '--metrics-json', t_json, '--threads', '2'],
-                        'evaluate the teacher (10,000 test images)', osp.join(t_dir, 'test.log'))
+        teacher_ckpt = best_checkpoint(t_dir)
+        print(f'teacher: {teacher_ckpt} (best on the 500 held-out images)')
+        times['student_with_teacher'] = run(student_cmd('hard distillation', teacher_ckpt, 2),
+                                            hard_what, student_log('hard distillation'))
+        times['test'] = 0.0
+        for cmd, label, log in [(teacher_test_cmd(2), 'the teacher', osp.join(t_dir, 'test.log')),
+                                *[(student_test_cmd(label, 2), f'the student, {label}',
+                                   student_log(label, 'test')) for label in s_dirs]]:
+            times['test'] += run(cmd, f'evaluate {label} (10,000 test images)', log)
     with open(osp.join(ROOT, t_json)) as f:
         teacher = json.load(f)
-    test_cmds, test_logs, s_jsons = [], [], {}
-    for label, s_dir in s_dirs.items():
-        cmd = student_cmds[label]
-        s_jsons[label] = osp.join(s_dir, 'test.json')
-        test_cmds.append([py, 'tools/test.py', STUDENT_CFG, last_checkpoint(s_dir), '--work-dir',
-                          s_dir, '--metrics-json', s_jsons[label], '--threads', '1',
-                          '--cfg-options', *cmd[cmd.index('--cfg-options') + 1:]])
-        test_logs.append(osp.join(s_dir, 'test.log'))
-    times['test'] += run_parallel(test_cmds, 'evaluate both students (10,000 test images)',
-                                  test_logs)
     students = {}
-    for label, s_json in s_jsons.items():
-        with open(osp.join(ROOT, s_json)) as f:
+    for label in s_dirs:
+        with open(osp.join(ROOT, s_json(label))) as f:
             students[label] = json.load(f)
     minutes = (time.time() - t0) / 60
 
     with open(osp.join(ROOT, args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(teacher=teacher, students=students, teacher_ckpt=teacher_ckpt,
-                       minutes=minutes, step_seconds=times, seed=args.seed), f, indent=1)
+                       minutes=minutes, step_seconds=times, seed=args.seed,
+                       precision='amp' if args.amp else 'fp32', cpu=cpu_name()), f, indent=1)
     report(args.work_dir)
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from types import ModuleType
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 
 def run_logged(cmd: List[str], what: str, root: str, log: Optional[str] = None) -> float:
@@ -56,23 +56,63 @@ def run_parallel(cmds: Sequence[List[str]], logs: Sequence[str], root: str,
         tuple: The exit codes and the wall times in seconds (to within 0.5 s), in the order of
         ``cmds``.
     """
-    procs, ends = [], {}
+    codes, seconds = run_lanes([[(cmd, log)] for cmd, log in zip(cmds, logs)], root, append)
+    return [c[0] for c in codes], [s[0] for s in seconds]
+
+
+def run_lanes(lanes: Sequence[Sequence[Tuple[Union[List[str], Callable[[], List[str]]], str]]],
+              root: str,
+              append: bool = False) -> Tuple[List[List[int]], List[List[float]]]:
+    """Run lanes of commands side by side: the commands of a lane one after the other, the
+    lanes at the same time; each command into its own log file.
+
+    A lane stops at its first failing command (the later ones are not started); the other lanes
+    go on. If the waiting is interrupted (Ctrl-C, SIGTERM turned into an exception), the
+    commands still running are terminated before the exception propagates.
+
+    Args:
+        lanes (list[list[tuple]]): Per lane, its ``(command, log)`` pairs. A command may be a
+            function returning it, called when the lane reaches it (a command built from an
+            earlier one's output); a log is relative to ``root`` or absolute.
+        root (str): The working directory.
+        append (bool): Append to the logs instead of overwriting them. Defaults to False.
+
+    Returns:
+        tuple: Per lane, the exit codes of the commands it ran and the time from the start of
+        all lanes to the end of each of them, in seconds (to within 0.5 s).
+    """
+    running = {}  # lane -> (index in lane, process, log file)
+    codes = [[] for _ in lanes]
+    ends = [[] for _ in lanes]
     start = time.time()
+
+    def launch(lane, index):
+        cmd, log = lanes[lane][index]
+        cmd = cmd() if callable(cmd) else cmd
+        path = osp.join(root, log)
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        out = open(path, 'a' if append else 'w')
+        running[lane] = (index, subprocess.Popen(cmd, cwd=root, stdout=out,
+                                                 stderr=subprocess.STDOUT), out)
+
     try:
-        for cmd, log in zip(cmds, logs):
-            path = osp.join(root, log)
-            os.makedirs(osp.dirname(path), exist_ok=True)
-            out = open(path, 'a' if append else 'w')
-            procs.append((subprocess.Popen(cmd, cwd=root, stdout=out,
-                                           stderr=subprocess.STDOUT), out))
-        while len(ends) < len(procs):
-            for i, (proc, _) in enumerate(procs):
-                if i not in ends and proc.poll() is not None:
-                    ends[i] = time.time()
+        for lane in range(len(lanes)):
+            if lanes[lane]:
+                launch(lane, 0)
+        while running:
+            for lane, (index, proc, out) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                out.close()
+                del running[lane]
+                codes[lane].append(proc.returncode)
+                ends[lane].append(time.time() - start)
+                if proc.returncode == 0 and index + 1 < len(lanes[lane]):
+                    launch(lane, index + 1)
             time.sleep(0.5)
-        return [proc.returncode for proc, _ in procs], [ends[i] - start for i in range(len(procs))]
+        return codes, ends
     finally:
-        for proc, out in procs:
+        for _, proc, out in running.values():
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait()

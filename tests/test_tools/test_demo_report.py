@@ -67,6 +67,8 @@ def test_report_prints_the_difference_of_the_two_students(run_demo, tmp_path, mo
     one = (work / 'results.md').read_text()
     assert '| +2.03 (one seed so far) |' in one and '±' not in one
     assert '**84.25**' in table and '**81.00**' in table and '88.00' in table
+    # a demo from before precision and machine were recorded: float32, said so
+    assert 'whole demo: 9.5 min (`make demo`; float32 training, machine not recorded)' in table
     assert osp.getsize(work / 'student_curves.png') > 10_000
 
 
@@ -99,3 +101,59 @@ def test_both_students_build_from_the_demo_options(run_demo, tmp_path):
     cfg, model = built['hard distillation']
     assert model.head.distillation == 'hard' and cfg.model.teacher_ckpt == 't.pth'
     assert model.teacher is not None and model.predict_with_teacher
+
+
+@pytest.mark.parametrize('amp', [False, True])
+def test_demo_runs_the_tools_in_its_schedule(run_demo, tmp_path, monkeypatch, amp):
+    """The commands ``main`` runs, with fake tools: the student without a teacher trains and is
+    tested beside the teacher, the distilled student loads the teacher's best held-out
+    checkpoint, ``--amp`` reaches every training and no test."""
+    work = osp.relpath(tmp_path / 'demo', ROOT)
+    ran = []
+
+    def fake(cmd):
+        cmd = cmd() if callable(cmd) else cmd
+        ran.append(cmd)
+        out = osp.join(ROOT, cmd[cmd.index('--work-dir') + 1])
+        os.makedirs(out, exist_ok=True)
+        if cmd[1] == 'tools/train.py' and cmd[2] == run_demo.TEACHER_CFG:
+            open(osp.join(out, 'best_accuracy_top1_epoch_7.pth'), 'w').close()
+        elif cmd[1] == 'tools/train.py':
+            with open(osp.join(out, 'last_checkpoint'), 'w') as f:
+                f.write(osp.join(out, 'epoch_40.pth'))
+        else:
+            fused = 75.0 if 'model.head.distillation=none' in cmd else 78.5
+            with open(osp.join(ROOT, cmd[cmd.index('--metrics-json') + 1]), 'w') as f:
+                json.dump({'accuracy/top1': 89.0, **metrics(fused, fused - 1, fused - 0.5)}, f)
+        return 0
+
+    def fake_lanes(lanes, root, append=False):
+        assert root == ROOT
+        return [[fake(cmd) for cmd, _ in lane] for lane in lanes], [[1.0] * len(lane)
+                                                                    for lane in lanes]
+
+    monkeypatch.setattr(run_demo, 'run_lanes', fake_lanes)
+    monkeypatch.setattr(run_demo, '_run_parallel',
+                        lambda cmds, logs, root: ([fake(c) for c in cmds], [1.0] * len(cmds)))
+    monkeypatch.setattr(run_demo, 'run', lambda cmd, what, log=None: fake(cmd) or 1.0)
+    monkeypatch.setattr(run_demo, 'report', lambda work_dir: None)
+    run_demo.main(['--work-dir', work, '--seed', '2'] + (['--amp'] if amp else []))
+
+    trains = [c for c in ran if c[1] == 'tools/train.py']
+    tests = [c for c in ran if c[1] == 'tools/test.py']
+    assert len(trains) == 3 and len(tests) == 3
+    # order: teacher and the no-teacher student (then its test) side by side, then the distilled
+    # student, then the teacher's and the distilled student's tests
+    assert trains[0][2] == run_demo.TEACHER_CFG and 'model.teacher=None' in trains[1]
+    assert ran[2] is tests[0] and 'model.teacher=None' in tests[0]
+    assert ran[3] is trains[2]
+    best = osp.join(work, 'teacher', 'best_accuracy_top1_epoch_7.pth')
+    assert f'model.teacher_ckpt={best}' in trains[2] and 'randomness.seed=2' in trains[2]
+    assert tests[1][2:4] == [run_demo.TEACHER_CFG, best]
+    assert tests[2][3] == osp.join(work, 'student', 'epoch_40.pth')
+    assert all(('--amp' in c) == amp for c in trains) and not any('--amp' in c for c in tests)
+    with open(osp.join(ROOT, work, 'results.json')) as f:
+        results = json.load(f)
+    assert results['precision'] == ('amp' if amp else 'fp32') and results['seed'] == 2
+    assert results['students']['no teacher']['distill/fused_top1'] == 75.0
+    assert results['teacher_ckpt'] == best and 'cores' in results['cpu']
