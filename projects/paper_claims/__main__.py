@@ -22,21 +22,30 @@ from . import protocol, report
 from .runs import ROOT, run_tool, schedule, test_checkpoint
 
 
+def published_files(run):
+    """A run's files that are published: its result and, for seed 0 of ``hard`` and ``none``,
+    its token similarity (claim (d))."""
+    return [run.result_file, osp.join(run.work_dir, report.TOKEN_FILE)]
+
+
 def restore_published(runs, publish: str, work_dir: str) -> None:
     """Copy published results of runs whose work dir lost them back into place."""
     for run in runs:
-        src = osp.join(publish, 'runs', osp.relpath(run.result_file, work_dir))
-        if not run.done() and osp.isfile(src):
-            os.makedirs(run.work_dir, exist_ok=True)
-            shutil.copy(src, run.result_file)
+        for path in published_files(run):
+            src = osp.join(publish, 'runs', osp.relpath(path, work_dir))
+            if not osp.isfile(path) and osp.isfile(src):
+                os.makedirs(run.work_dir, exist_ok=True)
+                shutil.copy(src, path)
 
 
 def publish_results(runs, publish: str, work_dir: str) -> None:
     for run in runs:
         if run.done():
-            dst = osp.join(publish, 'runs', osp.relpath(run.result_file, work_dir))
-            os.makedirs(osp.dirname(dst), exist_ok=True)
-            shutil.copy(run.result_file, dst)
+            for path in published_files(run):
+                if osp.isfile(path):
+                    dst = osp.join(publish, 'runs', osp.relpath(path, work_dir))
+                    os.makedirs(osp.dirname(dst), exist_ok=True)
+                    shutil.copy(path, dst)
 
 
 def main(argv=None) -> None:
@@ -120,7 +129,7 @@ def main(argv=None) -> None:
         if publish:
             publish_results([*t_runs.values(), *runs], publish, work_dir)
 
-    cond_rows, claims, schedules = [], [], {}
+    cond_rows, claims, schedules, tokens = [], [], {}, []
     reported = [protocol.cached(a) if args.teacher_cache else a for a in arms]
     reported = [a for a in reported if a.name in students]
     for arm in reported:
@@ -128,11 +137,12 @@ def main(argv=None) -> None:
         cond_rows += report.condition_rows(arm, by_seed, teachers[arm.teachers])
         claims += report.claim_rows(arm, by_seed)
         schedules[arm.name] = report.schedule_rows(arm, by_seed)
+        tokens += report.token_rows(arm, students[arm.name])
         if by_seed:
             report.plot_curves(arm, by_seed, osp.join(work_dir, f'curves_{arm.name}.png'))
     for key, info in teachers.items():
         report.plot_teachers(key, info, osp.join(work_dir, f'teachers_{key}.png'))
-    table = report.markdown(reported, teachers, cond_rows, claims, schedules)
+    table = report.markdown(reported, teachers, cond_rows, claims, schedules, tokens)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(table)
     report.write_csv(osp.join(work_dir, 'results.csv'), cond_rows)

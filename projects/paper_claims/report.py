@@ -1,5 +1,6 @@
 """Tables, verdicts and plots of the finished runs (docs/experiments/paper_claims.md)."""
 import csv
+import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
@@ -87,6 +88,27 @@ def claim_rows(arm: Arm, by_seed: Dict[str, Dict[int, dict]]) -> List[dict]:
     return rows
 
 
+TOKEN_FILE = 'token_similarity.json'  # tools/analysis/token_similarity.py, seed 0
+PAPER_TOKENS = dict(learned=0.06, last=0.93)  # DeiT paper §5.1
+
+
+def token_rows(arm: Arm, runs: Sequence[Run]) -> List[dict]:
+    """Claim (d): cosine between the class and distillation tokens of seed 0 of ``hard`` and
+    ``none`` (the learned tokens, at the input and after the last block), where measured."""
+    rows = []
+    for tag in ('hard', 'none'):
+        run = next((r for r in runs if r.name == f'{arm.name}/{tag}/seed0'), None)
+        path = osp.join(run.work_dir, TOKEN_FILE) if run is not None else None
+        if path is None or not osp.isfile(path):
+            continue
+        with open(path) as f:
+            t = json.load(f)
+        rows.append(dict(arm=arm.name, condition=tag, learned=t['learned_tokens'],
+                         first=t['mean'][0], last=t['mean'][-1], last_std=t['std'][-1],
+                         last_layer=t['layers'][-1], images=t['images']))
+    return rows
+
+
 def mean_curve(results: Sequence[dict]) -> Optional[tuple]:
     """(epochs, mean fused test top-1) over the seeds whose curves have the same epochs."""
     curves = [[(e['step'], e['distill/fused_top1']) for e in r['curve']
@@ -116,7 +138,8 @@ def schedule_rows(arm: Arm, by_seed: Dict[str, Dict[int, dict]]) -> dict:
 
 
 def markdown(arms: Sequence[Arm], teachers: Dict[str, dict], cond_rows: List[dict],
-             claims: List[dict], schedules: Dict[str, dict]) -> str:
+             claims: List[dict], schedules: Dict[str, dict],
+             tokens: Sequence[dict] = ()) -> str:
     lines = [f'Protocol version {PROTOCOL}. Fashion-MNIST test top-1 (%), 10,000 images; '
              f'per seed in seed order.', '']
     lines += ['| arm | condition | teacher (held-out / test top-1) | seeds | class head | '
@@ -145,6 +168,15 @@ def markdown(arms: Sequence[Arm], teachers: Dict[str, dict], cond_rows: List[dic
                      f"{' / '.join(f'{d:+.2f}' for d in c['diffs']) or '–'} | "
                      f"{mean_std(c['diffs'])} | {c['positive']}/{len(c['diffs'])} | "
                      f"{c['verdict']} |")
+    if tokens:
+        lines += ['', '### (d) Class vs distillation token (cosine, seed 0, test images)', '',
+                  "| arm | condition | learned tokens | input | last layer (mean ± std over "
+                  "images) |", '|---|---|---:|---:|---:|',
+                  f"| paper (DeiT-B, ImageNet) | hard | {PAPER_TOKENS['learned']:.2f} | | "
+                  f"{PAPER_TOKENS['last']:.2f} |"]
+        for t in tokens:
+            lines.append(f"| {t['arm']} | {t['condition']} | {t['learned']:.3f} | "
+                         f"{t['first']:.3f} | {t['last']:.3f} ± {t['last_std']:.3f} |")
     lines += ['', '### Schedule', '', '| arm | no-teacher final | at 80% of training | '
               'converged (≤ 0.5 pt in the last fifth) | first epoch at the no-teacher final '
               'accuracy, per condition |', '|---|---:|---:|---|---|']

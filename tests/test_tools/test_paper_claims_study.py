@@ -164,3 +164,37 @@ def test_run_resumes_from_its_last_checkpoint(tmp_path):
     assert '--resume' not in run.command(1)
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
     assert run.command(1)[-3:] == ['--resume', '--cfg-options', 'a=1']
+
+
+def test_token_similarity_of_seed_0_is_reported_published_and_restored(tmp_path):
+    """Claim (d): the tool's JSON of seed 0 of ``hard`` (and ``none``) reaches the report, is
+    published beside the run's result and put back when a work dir lost it."""
+    from projects.paper_claims.__main__ import publish_results, restore_published
+    arm = protocol.ARMS['5k-40']
+    work = tmp_path / 'work'
+    runs = [Run(f'5k-40/{tag}/seed{s}', str(work / '5k-40' / tag / f'seed{s}'), 'cfg.py', [])
+            for tag in ('hard', 'none') for s in (0, 1)]
+    for run in runs:
+        os.makedirs(run.work_dir)
+        with open(run.result_file, 'w') as f:
+            json.dump({'final': {}}, f)
+    with open(osp.join(runs[0].work_dir, report.TOKEN_FILE), 'w') as f:
+        json.dump(dict(learned_tokens=0.11, layers=['input', 'block 1', 'block 2'],
+                       mean=[0.2, 0.5, 0.87], std=[0.01, 0.02, 0.04], images=10000), f)
+    rows = report.token_rows(arm, runs)
+    assert [(r['condition'], r['learned'], r['first'], r['last']) for r in rows] == [
+        ('hard', 0.11, 0.2, 0.87)]  # 'none' has no measurement: left out, not invented
+    md = report.markdown([arm], {}, [], [], {}, rows)
+    assert '| 5k-40 | hard | 0.110 | 0.200 | 0.870 ± 0.040 |' in md
+    assert '| paper (DeiT-B, ImageNet) | hard | 0.06 | | 0.93 |' in md
+    assert '(d)' not in report.markdown([arm], {}, [], [], {})
+
+    publish = tmp_path / 'published'
+    publish_results(runs, str(publish), str(work))
+    published = publish / 'runs' / '5k-40' / 'hard' / 'seed0' / report.TOKEN_FILE
+    assert json.loads(published.read_text())['learned_tokens'] == 0.11
+    assert not (publish / 'runs' / '5k-40' / 'none' / 'seed0' / report.TOKEN_FILE).exists()
+    os.remove(osp.join(runs[0].work_dir, report.TOKEN_FILE))
+    os.remove(runs[0].result_file)
+    restore_published(runs, str(publish), str(work))
+    assert [r['last'] for r in report.token_rows(arm, runs)] == [0.87] and runs[0].done()
