@@ -30,12 +30,15 @@ import time
 
 from deit_plugin.utils import last_checkpoint as _last_checkpoint
 from deit_plugin.utils import read_scalars, run_logged
+from deit_plugin.checkpoint import CheckpointError, check_published
 from deit_plugin.utils.runs import run_lanes
-from deit_plugin.utils.runs import run_parallel as _run_parallel
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER_CFG = 'configs/fashion_mnist/study/resnet_cifar_teacher_v2.py'
 STUDENT_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2.py'
+# TEACHER_CFG trained by tools/train.py at one thread (the study's 5k CNN teacher), its best
+# held-out checkpoint published with tools/model_converters/publish_model.py
+TEACHER_CKPT = 'checkpoints/fashion_mnist/resnet_cifar18_fmnist5k_teacher_v2_epoch88-eba6616f.pth'
 STUDY_CSV = 'docs/experiments/paper_claims_v2/results.csv'
 STUDY_ARM = '5k-40'
 
@@ -45,16 +48,20 @@ def run(cmd, what, log=None):
     return run_logged(cmd, what, ROOT, log)
 
 
-def run_parallel(cmds, what, logs):
-    """Runs the commands at the same time, each into its log file; returns the wall time."""
-    print(f'\n=== {what}', flush=True)
-    for cmd, log in zip(cmds, logs):
-        print(f'$ {" ".join(cmd)}\n    (output: {log})', flush=True)
+def run_lanes_logged(lanes):
+    """Runs lanes of ``(command, log, what)`` side by side (the commands of a lane one after the
+    other, see ``deit_plugin.utils.runs.run_lanes``); returns the wall time."""
+    for i, lane in enumerate(lanes):
+        print(f'\n=== {"at the same time: " if i else ""}' +
+              '; then '.join(what for _, _, what in lane), flush=True)
+        for cmd, log, _ in lane:
+            shown = '(built when reached)' if callable(cmd) else ' '.join(cmd)
+            print(f'$ {shown}\n    (output: {log})', flush=True)
     start = time.time()
-    codes, _ = _run_parallel(cmds, logs, ROOT)
-    failed = [log for log, code in zip(logs, codes) if code != 0]
+    codes, _ = run_lanes([[(cmd, log) for cmd, log, _ in lane] for lane in lanes], ROOT)
+    failed = [lane[len(c) - 1] for lane, c in zip(lanes, codes) if c and c[-1] != 0]
     if failed:
-        raise SystemExit(f'{what} failed; see {", ".join(failed)}.')
+        raise SystemExit('; '.join(f'{what} failed; see {log}' for _, log, what in failed))
     return time.time() - start
 
 
@@ -189,9 +196,13 @@ def report(work_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
+    parser.add_argument('--train-teacher', action='store_true',
+                        help=f'train the teacher first (tools/train.py {TEACHER_CFG}) instead of '
+                        f'using the published one, {TEACHER_CKPT}')
     parser.add_argument('--jobs', type=int, default=2, choices=(1, 2),
-                        help='2: the teacher and the student without a teacher train at the '
-                        'same time, one thread each; 1: one training at a time')
+                        help='2: two tools at a time with one thread each (the students; with '
+                        '--train-teacher the teacher and the student without a teacher, then the '
+                        'distilled student with two threads); 1: one tool at a time, two threads')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--amp', action='store_true',
                         help='train with `tools/train.py --amp` (bfloat16 autocast on a CPU, '
@@ -208,8 +219,17 @@ def main(argv=None):
     if osp.isdir(osp.join(ROOT, args.work_dir)) and os.listdir(osp.join(ROOT, args.work_dir)):
         raise SystemExit(f'{args.work_dir} holds an earlier demo: remove it (`make clean-demo`) '
                          f'or give another --work-dir.')
+    if not args.train_teacher:
+        try:
+            check_published(osp.join(ROOT, TEACHER_CKPT))
+        except CheckpointError as err:
+            raise SystemExit(f'{err} (`git checkout -- {TEACHER_CKPT}`), or train the teacher '
+                             f'with `make demo TRAIN_TEACHER=1`.')
     py = sys.executable
     amp = ['--amp'] if args.amp else []
+    # bf16 autocast on a CPU: the explicit attention product, whose bf16 matmuls use the matrix
+    # units; torch's fused kernel has a slow bf16 backward at this head size (16)
+    amp_options = ['model.backbone.attn_impl=auto'] if args.amp else []
     t0 = time.time()
     times = {}
     t_dir = osp.join(args.work_dir, 'teacher')
@@ -221,16 +241,17 @@ def main(argv=None):
                    'default_hooks.checkpoint.interval=100']
     teacher_what = 'train the teacher (ResNet_CIFAR-18, 100 epochs on 4,500 images)'
     t_json = osp.join(args.work_dir, 'teacher_test.json')
+    teacher_ckpt = None if args.train_teacher else TEACHER_CKPT
 
     def teacher_test_cmd(threads):
         return [py, 'tools/test.py', TEACHER_CFG, teacher_ckpt, '--work-dir', t_dir,
                 '--metrics-json', t_json, '--threads', str(threads)]
 
-    def student_cmd(label, teacher_ckpt=None, threads=2):
+    def student_cmd(label, threads):
         # no validation during training: tools/test.py evaluates the last checkpoint once
         return [py, 'tools/train.py', STUDENT_CFG, '--work-dir', s_dirs[label], '--no-validate',
                 '--threads', str(threads), *amp, '--cfg-options',
-                *student_options(label, args.seed, teacher_ckpt)]
+                *student_options(label, args.seed, teacher_ckpt), *amp_options]
 
     def student_test_cmd(label, threads):
         # the test set in float32, with the options the student trained with
@@ -246,45 +267,47 @@ def main(argv=None):
 
     what = 'train the DeiT⚗ student without a teacher (40 epochs)'
     hard_what = 'train the DeiT⚗ student with hard distillation from the teacher (40 epochs)'
-    teacher_ckpt = None
-    if args.jobs == 2:
-        # The student without a teacher does not wait for the teacher: both train at the same
-        # time with one thread each, and that student is tested while the teacher trains on.
-        print(f'\n=== {teacher_what}\n$ {" ".join(teacher_cmd)}\n    (output: '
-              f'{osp.join(t_dir, "train.log")})\n=== at the same time: {what}, then its test\n'
-              f'$ {" ".join(student_cmd("no teacher", threads=1))}\n    (output: '
-              f'{student_log("no teacher")})', flush=True)
-        start = time.time()
-        lanes = [[(teacher_cmd, osp.join(t_dir, 'train.log'))],
-                 [(student_cmd('no teacher', threads=1), student_log('no teacher')),
-                  # built when reached: it names the checkpoint the training writes
-                  (lambda: student_test_cmd('no teacher', 1), student_log('no teacher', 'test'))]]
-        codes, _ = run_lanes(lanes, ROOT)
-        failed = [lane[len(c) - 1][1] for lane, c in zip(lanes, codes) if c and c[-1] != 0]
-        if failed:
-            raise SystemExit(f'{teacher_what} / {what} failed; see {", ".join(failed)}.')
-        times['teacher_and_student_without_teacher'] = time.time() - start
-        teacher_ckpt = best_checkpoint(t_dir)
-        print(f'teacher: {teacher_ckpt} (best on the 500 held-out images)')
-        times['student_with_teacher'] = run(student_cmd('hard distillation', teacher_ckpt, 2),
-                                            hard_what, student_log('hard distillation'))
-        times['test'] = run_parallel(
-            [teacher_test_cmd(1), student_test_cmd('hard distillation', 1)],
-            'evaluate the teacher and the distilled student (10,000 test images)',
-            [osp.join(t_dir, 'test.log'), student_log('hard distillation', 'test')])
-    else:
-        times['teacher_train'] = run(teacher_cmd, teacher_what, osp.join(t_dir, 'train.log'))
-        times['student_without_teacher'] = run(student_cmd('no teacher', threads=2), what,
+    t_test_log = osp.join(t_dir, 'test.log')
+    if args.jobs == 1:
+        if args.train_teacher:
+            times['teacher_train'] = run(teacher_cmd, teacher_what, osp.join(t_dir, 'train.log'))
+            teacher_ckpt = best_checkpoint(t_dir)
+        times['student_without_teacher'] = run(student_cmd('no teacher', 2), what,
                                                student_log('no teacher'))
-        teacher_ckpt = best_checkpoint(t_dir)
-        print(f'teacher: {teacher_ckpt} (best on the 500 held-out images)')
-        times['student_with_teacher'] = run(student_cmd('hard distillation', teacher_ckpt, 2),
-                                            hard_what, student_log('hard distillation'))
+        times['student_with_teacher'] = run(student_cmd('hard distillation', 2), hard_what,
+                                            student_log('hard distillation'))
         times['test'] = 0.0
-        for cmd, label, log in [(teacher_test_cmd(2), 'the teacher', osp.join(t_dir, 'test.log')),
+        for cmd, label, log in [(teacher_test_cmd(2), 'the teacher', t_test_log),
                                 *[(student_test_cmd(label, 2), f'the student, {label}',
                                    student_log(label, 'test')) for label in s_dirs]]:
             times['test'] += run(cmd, f'evaluate {label} (10,000 test images)', log)
+    elif args.train_teacher:
+        # The student without a teacher does not wait for the teacher: both train at the same
+        # time with one thread each, and that student is tested while the teacher trains on.
+        times['teacher_and_student_without_teacher'] = run_lanes_logged(
+            [[(teacher_cmd, osp.join(t_dir, 'train.log'), teacher_what)],
+             [(student_cmd('no teacher', 1), student_log('no teacher'), what),
+              # built when reached: it names the checkpoint the training writes
+              (lambda: student_test_cmd('no teacher', 1), student_log('no teacher', 'test'),
+               'evaluate it (10,000 test images)')]])
+        teacher_ckpt = best_checkpoint(t_dir)
+        print(f'teacher: {teacher_ckpt} (best on the 500 held-out images)')
+        times['student_with_teacher'] = run(student_cmd('hard distillation', 2), hard_what,
+                                            student_log('hard distillation'))
+        times['test'] = run_lanes_logged(
+            [[(teacher_test_cmd(1), t_test_log, 'evaluate the teacher (10,000 test images)')],
+             [(student_test_cmd('hard distillation', 1), student_log('hard distillation', 'test'),
+               'evaluate the distilled student (10,000 test images)')]])
+    else:
+        # the published teacher: both students train and are tested side by side
+        times['students'] = run_lanes_logged(
+            [[(student_cmd('hard distillation', 1), student_log('hard distillation'), hard_what),
+              (lambda: student_test_cmd('hard distillation', 1),
+               student_log('hard distillation', 'test'), 'evaluate it (10,000 test images)')],
+             [(student_cmd('no teacher', 1), student_log('no teacher'), what),
+              (lambda: student_test_cmd('no teacher', 1), student_log('no teacher', 'test'),
+               'evaluate it (10,000 test images)'),
+              (teacher_test_cmd(1), t_test_log, 'evaluate the teacher (10,000 test images)')]])
     with open(osp.join(ROOT, t_json)) as f:
         teacher = json.load(f)
     students = {}

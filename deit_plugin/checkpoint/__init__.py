@@ -10,6 +10,7 @@ from .checks import (check_checkpoint_file, checked_loader, find_resume_checkpoi
 from .compat import allow_mmengine_checkpoint_globals, mmengine_checkpoint_globals
 from .errors import (CheckpointError, CheckpointNotFoundError, CheckpointTruncatedError,
                      CheckpointUnreadableError, WrongCheckpointKind)
+from .published import check_published, publish_checkpoint, sha256_of
 from .kind import (DEFAULT_REVISE_KEYS, CheckpointKind, checkpoint_kind, revise_keys,
                    unwrap_state_dict)
 
@@ -20,5 +21,5 @@ __all__ = [
     'mmengine_checkpoint_globals', 'CheckpointError', 'CheckpointNotFoundError',
     'CheckpointTruncatedError', 'CheckpointUnreadableError', 'WrongCheckpointKind',
     'DEFAULT_REVISE_KEYS', 'CheckpointKind', 'checkpoint_kind', 'revise_keys',
-    'unwrap_state_dict'
+    'unwrap_state_dict', 'check_published', 'publish_checkpoint', 'sha256_of'
 ]

@@ -103,12 +103,9 @@ def test_both_students_build_from_the_demo_options(run_demo, tmp_path):
     assert model.teacher is not None and model.predict_with_teacher
 
 
-@pytest.mark.parametrize('amp', [False, True])
-def test_demo_runs_the_tools_in_its_schedule(run_demo, tmp_path, monkeypatch, amp):
-    """The commands ``main`` runs, with fake tools: the student without a teacher trains and is
-    tested beside the teacher, the distilled student loads the teacher's best held-out
-    checkpoint, ``--amp`` reaches every training and no test."""
-    work = osp.relpath(tmp_path / 'demo', ROOT)
+def fake_tools(run_demo, monkeypatch):
+    """Replaces the tools the demo runs with fakes that write what the real ones would; returns
+    the list the commands are appended to, in the order they run."""
     ran = []
 
     def fake(cmd):
@@ -133,27 +130,65 @@ def test_demo_runs_the_tools_in_its_schedule(run_demo, tmp_path, monkeypatch, am
                                                                     for lane in lanes]
 
     monkeypatch.setattr(run_demo, 'run_lanes', fake_lanes)
-    monkeypatch.setattr(run_demo, '_run_parallel',
-                        lambda cmds, logs, root: ([fake(c) for c in cmds], [1.0] * len(cmds)))
     monkeypatch.setattr(run_demo, 'run', lambda cmd, what, log=None: fake(cmd) or 1.0)
     monkeypatch.setattr(run_demo, 'report', lambda work_dir: None)
-    run_demo.main(['--work-dir', work, '--seed', '2'] + (['--amp'] if amp else []))
+    return ran
 
-    trains = [c for c in ran if c[1] == 'tools/train.py']
-    tests = [c for c in ran if c[1] == 'tools/test.py']
-    assert len(trains) == 3 and len(tests) == 3
-    # order: teacher and the no-teacher student (then its test) side by side, then the distilled
-    # student, then the teacher's and the distilled student's tests
-    assert trains[0][2] == run_demo.TEACHER_CFG and 'model.teacher=None' in trains[1]
-    assert ran[2] is tests[0] and 'model.teacher=None' in tests[0]
-    assert ran[3] is trains[2]
-    best = osp.join(work, 'teacher', 'best_accuracy_top1_epoch_7.pth')
-    assert f'model.teacher_ckpt={best}' in trains[2] and 'randomness.seed=2' in trains[2]
-    assert tests[1][2:4] == [run_demo.TEACHER_CFG, best]
-    assert tests[2][3] == osp.join(work, 'student', 'epoch_40.pth')
-    assert all(('--amp' in c) == amp for c in trains) and not any('--amp' in c for c in tests)
+
+def kinds(ran, run_demo):
+    """Each command as 'train/test' + 'teacher/hard/none'."""
+    out = []
+    for c in ran:
+        who = ('teacher' if c[2] == run_demo.TEACHER_CFG else
+               'none' if 'model.head.distillation=none' in c else 'hard')
+        out.append(f"{c[1][6:-3]} {who}")
+    return out
+
+
+@pytest.mark.parametrize('options,order', [
+    ([], ['train hard', 'test hard', 'train none', 'test none', 'test teacher']),
+    (['--amp'], ['train hard', 'test hard', 'train none', 'test none', 'test teacher']),
+    (['--train-teacher'], ['train teacher', 'train none', 'test none', 'train hard',
+                           'test teacher', 'test hard']),
+    (['--train-teacher', '--jobs', '1', '--amp'], [
+        'train teacher', 'train none', 'train hard', 'test teacher', 'test hard', 'test none']),
+])
+def test_demo_runs_the_tools_in_its_schedule(run_demo, tmp_path, monkeypatch, options, order):
+    """The commands ``main`` runs, with fake tools: the published teacher (checked) or the one it
+    trains and chooses on held-out images, ``--amp`` in every training and no test."""
+    work = osp.relpath(tmp_path / 'demo', ROOT)
+    ran = fake_tools(run_demo, monkeypatch)
+    run_demo.main(['--work-dir', work, '--seed', '2'] + options)
+    assert kinds(ran, run_demo) == order
+    trains = [c for c in ran if c[1] == 'tools/train.py' and c[2] == run_demo.STUDENT_CFG]
+    tests = {k: c for k, c in zip(kinds(ran, run_demo), ran) if k.startswith('test')}
+    teacher = (osp.join(work, 'teacher', 'best_accuracy_top1_epoch_7.pth')
+               if '--train-teacher' in options else run_demo.TEACHER_CKPT)
+    hard = next(c for c in trains if 'model.head.distillation=none' not in c)
+    none = next(c for c in trains if 'model.head.distillation=none' in c)
+    assert f'model.teacher_ckpt={teacher}' in hard and 'randomness.seed=2' in hard
+    assert 'model.teacher=None' in none and 'randomness.seed=2' in none
+    assert tests['test teacher'][2:4] == [run_demo.TEACHER_CFG, teacher]
+    assert tests['test hard'][3] == osp.join(work, 'student', 'epoch_40.pth')
+    amp = '--amp' in options
+    assert all(('--amp' in c) == amp for c in ran if c[1] == 'tools/train.py')
+    assert not any('--amp' in c for c in tests.values())
+    assert all(('model.backbone.attn_impl=auto' in c) == amp for c in trains)
+    threads = {c[c.index('--threads') + 1] for c in ran}
+    assert threads == ({'2'} if '1' in options else {'1', '2'} if '--train-teacher' in options
+                       else {'1'})
     with open(osp.join(ROOT, work, 'results.json')) as f:
         results = json.load(f)
     assert results['precision'] == ('amp' if amp else 'fp32') and results['seed'] == 2
     assert results['students']['no teacher']['distill/fused_top1'] == 75.0
-    assert results['teacher_ckpt'] == best and 'cores' in results['cpu']
+    assert results['teacher_ckpt'] == teacher and 'cores' in results['cpu']
+
+
+def test_the_published_teacher_is_checked_before_anything_runs(run_demo, tmp_path, monkeypatch):
+    ran = fake_tools(run_demo, monkeypatch)
+    fake_ckpt = tmp_path / 'teacher-00000000.pth'
+    fake_ckpt.write_bytes(b'not the published file')
+    monkeypatch.setattr(run_demo, 'TEACHER_CKPT', str(fake_ckpt))
+    with pytest.raises(SystemExit, match='has changed.*git checkout.*TRAIN_TEACHER=1'):
+        run_demo.main(['--work-dir', str(tmp_path / 'demo')])
+    assert ran == []
