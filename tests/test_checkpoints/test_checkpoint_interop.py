@@ -263,13 +263,15 @@ def test_backbone_export_refuses_timm_and_detector_checkpoints():
 
 @pytest.mark.parametrize('old, new', [(1, 3), (3, 1), (3, 6)])
 def test_channel_adaptation_preserves_the_response_to_equal_channels(old, new):
-    w = torch.randn(8, old, 4, 4)
+    # float64: the sums differ only by rounding (float32 rounding reached 1e-5 on some draws)
+    gen = torch.Generator().manual_seed(old * 10 + new)
+    w = torch.randn(8, old, 4, 4, generator=gen, dtype=torch.float64)
     adapted = adapt_patch_embed_channels(w, new)
-    assert adapted.shape == (8, new, 4, 4)
-    x = torch.randn(2, 1, 4, 4)
+    assert adapted.shape == (8, new, 4, 4) and adapted.dtype == torch.float64
+    x = torch.randn(2, 1, 4, 4, generator=gen, dtype=torch.float64)
     before = torch.nn.functional.conv2d(x.repeat(1, old, 1, 1), w)
     after = torch.nn.functional.conv2d(x.repeat(1, new, 1, 1), adapted)
-    assert (before - after).abs().max() <= 1e-5
+    assert (before - after).abs().max() <= 1e-10 * before.abs().max()
     with pytest.raises(ValueError, match='multiple of 3'):
         adapt_patch_embed_channels(torch.randn(8, 3, 4, 4), 4)
 
