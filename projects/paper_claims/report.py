@@ -146,7 +146,8 @@ def markdown(arms: Sequence[Arm], teachers: Dict[str, dict], cond_rows: List[dic
               'dist. head | fused | fused per seed | teacher ≠ GT in training | '
               'student = teacher in training |', '|---|---|---|---:|---:|---:|---:|---|---:|---:|']
     for r in cond_rows:
-        teacher = (f"{r['teacher'].upper()} {r['teacher_which']} "
+        kind = dict(cnn='CNN', vit='ViT').get(r['teacher'], r['teacher'])
+        teacher = (f"{kind} {r['teacher_which']} "
                    f"({r['teacher_held_out']:.1f} / "
                    f"{'–' if r['teacher_test'] is None else format(r['teacher_test'], '.2f')})")
         if r['condition'] == 'none':
