@@ -225,14 +225,15 @@ def plot_claims(claims: List[dict], out_png: str) -> None:
         sub = [c for c in claims if c['arm'] == arm]
         for i, c in enumerate(sub):
             if c['diffs']:
-                ax.bar(i, np.mean(c['diffs']), color='tab:green' if c['verdict'] == 'shown'
-                       else 'tab:gray', alpha=0.6)
+                color = dict(shown='tab:green', reversed='tab:red').get(c['verdict'], 'tab:gray')
+                ax.bar(i, np.mean(c['diffs']), color=color, alpha=0.6)
                 ax.scatter([i] * len(c['diffs']), c['diffs'], color='k', s=12, zorder=3)
         ax.axhline(0, color='k', lw=0.8)
         ax.set_xticks(range(len(sub)))
         ax.set_xticklabels([f"({c['claim']}) {c['label']}" for c in sub], rotation=35,
                            ha='right', fontsize=7)
-        ax.set_title(f'{arm}: paired differences (dots = seeds)', fontsize=9)
+        ax.set_title(f'{arm}: paired differences (dots = seeds; green shown, red reversed)',
+                     fontsize=9)
     axes[0][0].set_ylabel('fused top-1 difference (points)')
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
