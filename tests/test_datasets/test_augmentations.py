@@ -20,13 +20,25 @@ def test_mmpretrain_random_erasing_fails_on_gray_and_ours_erases_a_patch():
         upstream(dict(img=img.copy()))
     ours = TRANSFORMS.build(dict(type='deit_plugin.RandomErasing', erase_prob=1.0, mode='const',
                                  fill_color=7, min_area_ratio=0.1, max_area_ratio=0.2))
-    out = ours(dict(img=img.copy()))['img']
-    assert out.shape == img.shape and out.dtype == np.uint8
-    changed = out != img
-    assert 0.05 * img.size < changed.sum() <= 0.2 * img.size + 1
-    assert set(np.unique(out[changed])) == {7}
-    rows, cols = np.nonzero(changed)  # one rectangle
-    assert (out[rows.min():rows.max() + 1, cols.min():cols.max() + 1] == 7).all()
+
+    def slack(area):  # h, w = round(sqrt(area·r)), round(sqrt(area/r)), r in [3/10, 10/3]
+        return 0.5 * np.sqrt(area) * (np.sqrt(10 / 3) + np.sqrt(3 / 10)) + 0.25
+
+    np.random.seed(0)
+    areas = []
+    for _ in range(50):
+        out = ours(dict(img=img.copy()))['img']
+        assert out.shape == img.shape and out.dtype == np.uint8
+        changed = out != img
+        assert set(np.unique(out[changed])) == {7}
+        rows, cols = np.nonzero(changed)  # one rectangle, filled
+        box = out[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert (box == 7).all()
+        low, high = 0.1 * img.size, 0.2 * img.size
+        assert low - slack(low) <= box.size <= high + slack(high)
+        areas.append(box.size)
+    # the area ratio is uniform in [0.1, 0.2]: mean 0.15 of the image (draws within ±0.01)
+    assert abs(np.mean(areas) / img.size - 0.15) < 0.01
 
 
 def test_random_erasing_keeps_colour_images_per_channel():
