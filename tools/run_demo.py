@@ -1,16 +1,17 @@
 """The main job (``make demo``): does distillation pay? Real Fashion-MNIST, stock tools.
 
-1. ``tools/train.py`` the CNN teacher (configs/fashion_mnist/study/resnet_cifar_teacher_v2.py):
-   ResNet_CIFAR-18 on 4,500 training images, its best checkpoint chosen on 500 held-out images;
-   at the same time (one torch thread each) the DeiT⚗ student without a teacher
-   (configs/fashion_mnist/study/deit_tiny_student_v2.py with ``distillation='none'``), which
-   does not need the teacher, then ``tools/test.py`` of that student.
-2. ``tools/train.py`` the same student, same seed and settings (the DeiT recipe's
-   augmentations), with hard distillation from the teacher (two threads).
-3. ``tools/test.py`` the teacher and the distilled student on the 10,000 test images (side by
-   side), and print one table with the difference, next to the paper-claims study's 3-seed
-   paired result for the same setting (docs/experiments/paper_claims_v2/results.csv, arm
-   ``5k-40``) when it is there.
+1. The teacher is published in the repository (TEACHER_CKPT, checked against the SHA-256 prefix
+   in its name): configs/fashion_mnist/study/resnet_cifar_teacher_v2.py, ResNet_CIFAR-18 trained
+   on 4,500 training images, its best checkpoint chosen on 500 held-out images.
+   ``--train-teacher`` trains it first with ``tools/train.py``, one thread, beside the student
+   without a teacher (which does not need it).
+2. ``tools/train.py`` the DeiT⚗ student (configs/fashion_mnist/study/deit_tiny_student_v2.py,
+   the DeiT recipe's augmentations) twice, same seed and settings: with hard distillation from
+   the teacher and without a teacher (``distillation='none'``), side by side with one thread
+   each.
+3. ``tools/test.py`` the students and the teacher on the 10,000 test images, and print one table
+   with the difference, next to the paper-claims study's paired result for the same setting
+   (docs/experiments/paper_claims_v2/results.csv, arm ``5k-40``) when it is there.
 
 ``--jobs 1`` runs every tool one after the other with two threads. ``--amp`` trains in bfloat16
 autocast on a CPU (float16 AMP on CUDA) -- the official DeiT code trains with AMP; the study
@@ -254,7 +255,8 @@ def main(argv=None):
                 *student_options(label, args.seed, teacher_ckpt), *amp_options]
 
     def student_test_cmd(label, threads):
-        # the test set in float32, with the options the student trained with
+        # the test set in float32 (attn_impl then makes no difference), with the student's
+        # other options
         return [py, 'tools/test.py', STUDENT_CFG, last_checkpoint(s_dirs[label]), '--work-dir',
                 s_dirs[label], '--metrics-json', s_json(label), '--threads', str(threads),
                 '--cfg-options', *student_options(label, args.seed, teacher_ckpt)]

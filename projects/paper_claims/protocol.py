@@ -3,12 +3,12 @@
 Everything the protocol fixes lives here: the arms (data size × student schedule), the
 teachers and how they are chosen on held-out images, the student conditions and the seeds.
 """
-import hashlib
 import json
 import os.path as osp
 from dataclasses import dataclass, replace
 from typing import Dict, List, Sequence, Tuple
 
+from deit_plugin.checkpoint import sha256_of
 from deit_plugin.utils.logs import read_resumed_scalars
 
 from .runs import ROOT, Run
@@ -102,11 +102,7 @@ def teacher_runs(arm: Arm, work_dir: str) -> Dict[str, Run]:
 
 def fingerprint(path: str) -> str:
     """First 16 hex digits of the file's sha256."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return sha256_of(path)[:16]
 
 
 def held_out_curve(run: Run) -> List[tuple]:

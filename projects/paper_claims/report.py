@@ -98,8 +98,7 @@ def token_rows(arm: Arm, runs: Sequence[Run]) -> List[dict]:
     rows = []
     for tag in ('hard', 'none'):
         run = next((r for r in runs if r.name == f'{arm.name}/{tag}/seed0'), None)
-        path = osp.join(run.work_dir, TOKEN_FILE) if run is not None else None
-        if path is None or not osp.isfile(path):
+        if run is None or not osp.isfile(path := osp.join(run.work_dir, TOKEN_FILE)):
             continue
         with open(path) as f:
             t = json.load(f)
