@@ -15,7 +15,7 @@ from deit_plugin.converters import (adapt_patch_embed_channels, convert_deit_sta
                                     describe_deit, extract_backbone)
 from deit_plugin.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
-from tool_modules import ROOT
+from tool_modules import ROOT, load_tool
 
 ARCH = {'tiny': 'deit-tiny', 'small': 'deit-small', 'base': 'deit-base'}
 DIMS = {'tiny': 192, 'small': 384, 'base': 768}
@@ -179,17 +179,16 @@ def _save(tmp_path, obj, name='src.pth'):
 
 # -- the converter CLI ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_converter_cli_errors_name_the_problem(tmp_path):
+def test_converter_cli_errors_name_the_problem(tmp_path, capsys):
     tool = osp.join(ROOT, 'tools/model_converters/deit_to_plugin.py')
+    converter = load_tool('model_converters/deit_to_plugin.py')
     plain = _save(tmp_path, {'model': timm_deit('deit_tiny_patch16_224').state_dict()}, 'p.pth')
-    rc = subprocess.run([sys.executable, tool, str(plain), str(tmp_path / 'o.pth')],
-                        capture_output=True, text=True)
-    assert rc.returncode == 1 and '--init-dist-token-from-cls' in rc.stderr
-    rc = subprocess.run([sys.executable, tool, str(plain), str(tmp_path / 'o.pth'),
-                         '--init-dist-token-from-cls'], capture_output=True, text=True)
-    assert rc.returncode == 0, rc.stderr
+    assert converter.main([str(plain), str(tmp_path / 'o.pth')]) == 1
+    assert '--init-dist-token-from-cls' in capsys.readouterr().err
+    assert not (tmp_path / 'o.pth').exists()
+    assert converter.main([str(plain), str(tmp_path / 'o.pth'), '--init-dist-token-from-cls']) == 0
     assert torch.load(tmp_path / 'o.pth')['meta']['deit_plugin']['dist_token_from_cls'] is True
-    # a truncated file is reported as truncated, with its path
+    # the command line: a truncated file is reported as truncated, with its path, exit code 1
     data = plain.read_bytes()
     cut = tmp_path / 'cut.pth'
     cut.write_bytes(data[:len(data) // 2])
@@ -356,7 +355,6 @@ def test_converted_timm_checkpoint_evaluates_with_tools_test_like_timm(fmnist_ro
 
     import cv2
     from timm.models.deit import VisionTransformerDistilled
-    from tool_modules import load_tool
     test_tool = load_tool('test.py')
     torch.manual_seed(0)
     ref = VisionTransformerDistilled(img_size=28, patch_size=4, in_chans=1, num_classes=10,
