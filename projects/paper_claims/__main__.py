@@ -1,6 +1,6 @@
 """Run the paper-claims study v2, resumably, and write its report.
 
-    python -m projects.paper_claims [--work-dir DIR] [--arms 5k-40 5k-100 60k-10]
+    python -m projects.paper_claims [--work-dir DIR] [--arms 5k-40 5k-100 60k-10 5k-300]
         [--seeds 0 1 2] [--jobs 2] [--threads 1] [--publish docs/experiments/paper_claims_v2]
         [--report-only]
 

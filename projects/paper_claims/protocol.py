@@ -1,7 +1,8 @@
-"""The study's definition, protocol version 2.0 (docs/experiments/paper_claims.md).
+"""The study's definition, protocol versions 2.0 and 2.1 (docs/experiments/paper_claims.md).
 
 Everything the protocol fixes lives here: the arms (data size × student schedule), the
 teachers and how they are chosen on held-out images, the student conditions and the seeds.
+Version 2.1 adds one arm (``5k-300``) and changes nothing of 2.0.
 """
 import json
 import os.path as osp
@@ -13,7 +14,7 @@ from deit_plugin.utils.logs import read_resumed_scalars
 
 from .runs import ROOT, Run
 
-PROTOCOL = '2.0'
+PROTOCOL = '2.0'  # the version of every arm that does not name its own
 STUDY = 'configs/fashion_mnist/study'
 STUDENT = f'{STUDY}/deit_tiny_student_v2.py'
 # --teacher-cache: the same student with per-sample seeded data, fed by a teacher-output cache
@@ -61,6 +62,18 @@ class Arm:
     val_every: int  # student test evaluation interval (epochs)
     teacher_epochs: Dict[str, int]
     teachers: str  # teachers are shared by arms with the same key
+    conditions: Tuple[str, ...] = ()  # condition tags trained in this arm; () = all
+    protocol: str = PROTOCOL  # the protocol version that added the arm
+
+    @property
+    def condition_list(self) -> List[Condition]:
+        if not self.conditions:
+            return list(CONDITIONS)
+        unknown = set(self.conditions) - {c.tag for c in CONDITIONS}
+        if unknown:
+            raise ValueError(f'arm {self.name}: unknown conditions {sorted(unknown)}; '
+                             f'choose from {[c.tag for c in CONDITIONS]}')
+        return [c for c in CONDITIONS if c.tag in self.conditions]
 
     @property
     def train_images(self) -> int:
@@ -84,6 +97,9 @@ ARMS = {
     '5k-40': Arm('5k-40', 5000, 40, 4, dict(cnn=100, vit=100), '5k'),
     '5k-100': Arm('5k-100', 5000, 100, 5, dict(cnn=100, vit=100), '5k'),
     '60k-10': Arm('60k-10', 60000, 10, 1, dict(cnn=30, vit=10), '60k'),
+    # protocol 2.1: the paper's 300-epoch schedule, for the no-teacher student to converge
+    '5k-300': Arm('5k-300', 5000, 300, 10, dict(cnn=100, vit=100), '5k',
+                  conditions=('none', 'hard'), protocol='2.1'),
 }
 
 
@@ -164,7 +180,7 @@ def record_commands(arm: Arm, teachers: dict, work_dir: str,
     """``tools/record_teacher.py`` arguments for each teacher the arm's conditions use (once per
     teacher), with the cache directory each writes."""
     out, seen = [], set()
-    for cond in CONDITIONS:
+    for cond in arm.condition_list:
         if (cond.which, cond.teacher) in seen:
             continue
         seen.add((cond.which, cond.teacher))
@@ -188,7 +204,7 @@ def student_runs(arm: Arm, teachers: dict, work_dir: str,
     runs = []
     name = cached(arm).name if teacher_cache else arm.name
     for seed in seeds:
-        for cond in CONDITIONS:
+        for cond in arm.condition_list:
             teacher = teachers[cond.which][cond.teacher]
             opts = [*arm.data_options(held_out_val=False, seeded=teacher_cache),
                     f'train_cfg.max_epochs={arm.epochs}',

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .protocol import CONDITIONS, PROTOCOL, SEEDS, TEACHER_NAMES, Arm
+from .protocol import PROTOCOL, SEEDS, TEACHER_NAMES, Arm
 from .runs import Run
 
 HEADS = (('cls', 'distill/cls_top1'), ('dist', 'distill/dist_top1'),
@@ -51,7 +51,7 @@ def results_by_seed(runs: Sequence[Run]) -> Dict[str, Dict[int, dict]]:
 
 def condition_rows(arm: Arm, by_seed: Dict[str, Dict[int, dict]], teachers: dict) -> List[dict]:
     rows = []
-    for cond in CONDITIONS:
+    for cond in arm.condition_list:
         done = by_seed.get(cond.tag, {})
         if not done:
             continue
@@ -71,7 +71,10 @@ def condition_rows(arm: Arm, by_seed: Dict[str, Dict[int, dict]], teachers: dict
 
 def claim_rows(arm: Arm, by_seed: Dict[str, Dict[int, dict]]) -> List[dict]:
     rows = []
+    tags = {c.tag for c in arm.condition_list}
     for claim, label, pair in CLAIMS:
+        if not set(['hard'] if pair == 'heads' else pair) <= tags:
+            continue  # the arm does not train the conditions this claim compares
         diffs = []
         if pair == 'heads':
             for seed, res in sorted(by_seed.get('hard', {}).items()):
@@ -139,8 +142,10 @@ def schedule_rows(arm: Arm, by_seed: Dict[str, Dict[int, dict]]) -> dict:
 def markdown(arms: Sequence[Arm], teachers: Dict[str, dict], cond_rows: List[dict],
              claims: List[dict], schedules: Dict[str, dict],
              tokens: Sequence[dict] = ()) -> str:
-    lines = [f'Protocol version {PROTOCOL}. Fashion-MNIST test top-1 (%), 10,000 images; '
-             f'per seed in seed order.', '']
+    later = [f'{a.name} ({a.protocol})' for a in arms if a.protocol != PROTOCOL]
+    lines = [f'Protocol version {PROTOCOL}' + (f'; arms added by a later version: '
+                                               f'{", ".join(later)}' if later else '') +
+             '. Fashion-MNIST test top-1 (%), 10,000 images; per seed in seed order.', '']
     lines += ['| arm | condition | teacher (held-out / test top-1) | seeds | class head | '
               'dist. head | fused | fused per seed | teacher ≠ GT in training | '
               'student = teacher in training |', '|---|---|---|---:|---:|---:|---:|---|---:|---:|']
@@ -247,7 +252,7 @@ def plot_curves(arm: Arm, by_seed: Dict[str, Dict[int, dict]], out_png: str) -> 
     import matplotlib.pyplot as plt
     from deit_plugin.utils.logs import read_resumed_scalars
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for cond in CONDITIONS:
+    for cond in arm.condition_list:
         res = by_seed.get(cond.tag)
         if not res:
             continue

@@ -64,6 +64,36 @@ def test_every_condition_builds_the_head_its_label_says():
     assert heads['hard_vit_matched'][1] == '/t/matched_vit.pth'
 
 
+def test_protocol_2_1_arm_trains_none_and_hard_300_epochs_with_the_5k_teachers(tmp_path):
+    arm = protocol.ARMS['5k-300']
+    assert (arm.protocol, arm.teachers, arm.steps) == ('2.1', '5k', 300 * 36)
+    assert protocol.ARMS['5k-100'].protocol == '2.0'
+    teachers = {w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')}
+                for w in ('strong', 'matched')}
+    runs = protocol.student_runs(arm, teachers, str(tmp_path))
+    assert [r.name for r in runs] == [f'5k-300/{t}/seed{s}' for s in (0, 1, 2)
+                                      for t in ('none', 'hard')]
+    cfg = cfg_with(runs[1].config, runs[1].opts)
+    assert cfg.train_cfg.max_epochs == 300 and cfg.param_scheduler[1].end == 300
+    assert cfg.train_cfg.val_interval == 10 and cfg.model.head.distillation == 'hard'
+    assert cfg.model.teacher_ckpt == '/t/strong_cnn.pth'
+    # only the claims whose conditions the arm trains are judged: (a) hard - none and (e)
+    def result(fused, cls, dist):
+        return dict(final={'distill/fused_top1': fused, 'distill/cls_top1': cls,
+                           'distill/dist_top1': dist})
+    by_seed = dict(hard={s: result(80.0 + s, 79.0, 81.0 + s) for s in (0, 1, 2)},
+                   none={s: result(79.5, 79.0, 79.0) for s in (0, 1, 2)})
+    claims = report.claim_rows(arm, by_seed)
+    assert [(c['claim'], c['label']) for c in claims] == [
+        ('a', 'hard − no teacher'), ('e', 'fused − better head (hard)')]
+    assert claims[0]['diffs'] == pytest.approx([0.5, 1.5, 2.5])
+    assert claims[0]['verdict'] == 'shown' and claims[1]['verdict'] == 'reversed'
+    md = report.markdown([protocol.ARMS['5k-40'], arm], {}, [], claims, {})
+    assert md.startswith('Protocol version 2.0; arms added by a later version: 5k-300 (2.1).')
+    with pytest.raises(ValueError, match="unknown conditions \\['soft'\\]"):
+        protocol.Arm('x', 5000, 1, 1, {}, '5k', conditions=('hard', 'soft')).condition_list
+
+
 def test_teacher_cache_runs_replay_the_cache_recorded_for_their_own_teacher():
     teachers = {w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')}
                 for w in ('strong', 'matched')}
