@@ -65,15 +65,15 @@ class Arm:
     conditions: Tuple[str, ...] = ()  # condition tags trained in this arm; () = all
     protocol: str = PROTOCOL  # the protocol version that added the arm
 
-    @property
-    def condition_list(self) -> List[Condition]:
-        if not self.conditions:
-            return list(CONDITIONS)
+    def __post_init__(self):
         unknown = set(self.conditions) - {c.tag for c in CONDITIONS}
         if unknown:
             raise ValueError(f'arm {self.name}: unknown conditions {sorted(unknown)}; '
                              f'choose from {[c.tag for c in CONDITIONS]}')
-        return [c for c in CONDITIONS if c.tag in self.conditions]
+
+    @property
+    def condition_list(self) -> List[Condition]:
+        return [c for c in CONDITIONS if not self.conditions or c.tag in self.conditions]
 
     @property
     def train_images(self) -> int:
