@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 from .machine import kernel_report, matmul_ceiling
 from .models import ARCHS, QUICK_TEACHER, TEACHER
-from .report import check_floors, summarise
+from .report import check_targets, summarise
 from .timing import PRECISIONS
 from .training import ADAMW
 from .workloads import bench_inference, train_rows
@@ -157,7 +157,7 @@ def main(argv=None) -> dict:
             with tempfile.TemporaryDirectory() as workdir:
                 train_rows(args, workdir, result, progress)
     result['load_after'] = os.getloadavg()[0]
-    result['floors'] = check_floors(result)
+    result['targets'] = check_targets(result)
     lines = summarise(result)
     print('\n'.join(lines))
     if args.json:

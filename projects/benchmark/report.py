@@ -1,10 +1,10 @@
-"""The benchmark's report: the floors it checks and its Markdown tables."""
+"""The benchmark's report: the targets it checks and its Markdown tables."""
 from typing import Callable, Dict, List
 
 from .training import RECORD_TOPK
 
-FLOORS = dict(ratio=0.97, train_ratio=1.0, bf16_speedup=2.0, teacher_overhead=1.05,
-              cached_vs_none=1.05, record_vs_teacher=1.1)
+TARGETS = dict(ratio=0.97, train_ratio=1.0, bf16_speedup=2.0, teacher_overhead=1.05,
+               cached_vs_none=1.05, record_vs_teacher=1.1)
 
 
 def profile_markdown(p: dict) -> List[str]:
@@ -137,32 +137,32 @@ def summarise(result: dict) -> List[str]:
                          f"{c['compiled_loss'] - c['eager_loss']:.2g} |")
     for precision, prof in result.get('profiles', {}).items():
         lines += [''] + profile_markdown(prof)
-    lines += ['', 'Floors:'] + [f"- {name}: {'met' if ok else 'NOT met'}"
-                                for name, ok in result['floors'].items()]
+    lines += ['', 'Targets:'] + [f"- {name}: {'met' if ok else 'NOT met'}"
+                                 for name, ok in result['targets'].items()]
     return lines
 
 
-def check_floors(result: dict) -> Dict[str, bool]:
-    floors = {}
+def check_targets(result: dict) -> Dict[str, bool]:
+    targets = {}
     for row in result['rows']:
-        floor = FLOORS['train_ratio' if row['workload'].startswith('train') else 'ratio']
-        floors[f"{row['workload']} {row['precision']} plugin/reference >= {floor}"] = (
-            row['reference_s'] / row['plugin_s'] >= floor)
+        target = TARGETS['train_ratio' if row['workload'].startswith('train') else 'ratio']
+        targets[f"{row['workload']} {row['precision']} plugin/reference >= {target}"] = (
+            row['reference_s'] / row['plugin_s'] >= target)
     train = {r['precision']: r for r in result['rows'] if r['workload'].startswith('train')
              and '+' in r['workload'] and not r['workload'].endswith('compiled')}
     if train:
-        floors[f"bf16 training step >= {FLOORS['bf16_speedup']}x fp32"] = (
-            train['fp32']['plugin_s'] / train['bf16']['plugin_s'] >= FLOORS['bf16_speedup'])
+        targets[f"bf16 training step >= {TARGETS['bf16_speedup']}x fp32"] = (
+            train['fp32']['plugin_s'] / train['bf16']['plugin_s'] >= TARGETS['bf16_speedup'])
         for precision, row in train.items():
-            floors[f"teacher in step <= {FLOORS['teacher_overhead']}x bare forward "
-                   f"({precision})"] = (row['teacher_in_step_s']
-                                        <= FLOORS['teacher_overhead'] * row['bare_teacher_s'])
+            targets[f"teacher in step <= {TARGETS['teacher_overhead']}x bare forward "
+                    f"({precision})"] = (row['teacher_in_step_s']
+                                         <= TARGETS['teacher_overhead'] * row['bare_teacher_s'])
     for c in result.get('teacher_cost', []):
-        floors[f"cached-teacher step <= {FLOORS['cached_vs_none']}x no-teacher step "
-               f"({c['precision']})"] = c['cached_s'] <= FLOORS['cached_vs_none'] * c['none_s']
+        targets[f"cached-teacher step <= {TARGETS['cached_vs_none']}x no-teacher step "
+                f"({c['precision']})"] = c['cached_s'] <= TARGETS['cached_vs_none'] * c['none_s']
     for r in result.get('record', []):
-        floors[f"record pass <= {FLOORS['record_vs_teacher']}x teacher-only pass "
-               f"({r['precision']})"] = (r['record_s']
-                                         <= FLOORS['record_vs_teacher'] * r['teacher_s'])
-    return floors
+        targets[f"record pass <= {TARGETS['record_vs_teacher']}x teacher-only pass "
+                f"({r['precision']})"] = (r['record_s']
+                                          <= TARGETS['record_vs_teacher'] * r['teacher_s'])
+    return targets
 

@@ -1,4 +1,4 @@
-"""The detection-transfer report: the bbox mAP table with its floors and times, the results
+"""The detection-transfer report: the bbox mAP table with its targets and times, the results
 files and the bar plot."""
 import json
 import os.path as osp
@@ -7,12 +7,12 @@ from typing import Dict, List
 
 from .protocol import INITS, SUBSETS
 
-FLOORS = dict(pretrained_full_map=0.25, minutes=20.0)
+TARGETS = dict(pretrained_full_map=0.25, minutes=20.0)
 
 
 def table(results: Dict[str, Dict[str, List[dict]]], setup: Dict[str, float], det_minutes: float,
           trained: int, seeds: List[int], jobs: int) -> str:
-    """The Markdown table of bbox mAPs per training set and initialisation, the floors and the
+    """The Markdown table of bbox mAPs per training set and initialisation, the targets and the
     times.
 
     Args:
@@ -35,7 +35,7 @@ def table(results: Dict[str, Dict[str, List[dict]]], setup: Dict[str, float], de
                 f'{statistics.mean(r["bbox_mAP_50"] for r in runs):.3f} | '
                 f'{statistics.mean(r["seconds"] for r in runs):.0f} |')
     pre_full = statistics.mean(r['bbox_mAP'] for r in results['full']['pretrained'])
-    floor_map, floor_min = FLOORS['pretrained_full_map'], FLOORS['minutes']
+    target_map, target_min = TARGETS['pretrained_full_map'], TARGETS['minutes']
     # wall time per four runs (one seed): of this call's runs when it ran any, else of the
     # reused runs, each run's wall time shared among the runs that were going at once
     if trained:
@@ -48,11 +48,11 @@ def table(results: Dict[str, Dict[str, List[dict]]], setup: Dict[str, float], de
               for r in results[s][i]) / 60 / len(seeds)
     lines += [
         '',
-        f'pretrained, full set: bbox mAP {pre_full:.3f} (floor >= {floor_map}: '
-        f'{"ok" if pre_full >= floor_map else "NOT MET"})',
-        f'detection runs: {per_seed:.1f} min per seed for the four runs (floor <= '
-        f'{floor_min:.0f} min: '
-        f'{"ok" if per_seed <= floor_min else "NOT MET"})',
+        f'pretrained, full set: bbox mAP {pre_full:.3f} (target >= {target_map}: '
+        f'{"ok" if pre_full >= target_map else "NOT MET"})',
+        f'detection runs: {per_seed:.1f} min per seed for the four runs (target <= '
+        f'{target_min:.0f} min: '
+        f'{"ok" if per_seed <= target_min else "NOT MET"})',
         f'training steps alone at the 10th-percentile logged step time: {est:.1f} min per seed '
         f'added up over the runs ({jobs} at a time; wall time above includes start-up, '
         'validation and any other load on the machine)',

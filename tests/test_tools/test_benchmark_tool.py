@@ -59,8 +59,8 @@ def test_quick_benchmark_compares_identical_computations(tmp_path):
     text = (tmp_path / 'b.md').read_text()
     assert 'plugin / reference' in text and 'ratio range' in text
     assert '### bf16 student step' in text and 'record / teacher-only' in text
-    # ratio floors on 6 rows, bf16 speed-up, 2 teacher-in-step, 2 cached, 2 record
-    assert len(result['floors']) == 13
+    # ratio targets on 6 rows, bf16 speed-up, 2 teacher-in-step, 2 cached, 2 record
+    assert len(result['targets']) == 13
     assert result['kernels']['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
 
 
