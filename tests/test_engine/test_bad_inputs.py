@@ -4,6 +4,7 @@ names the problem and the fix (checked by message), never a traceback from deep 
 docs/user_guides/preemption.md lists every case with its message; keep the two in step.
 """
 import gzip
+import os.path as osp
 import re
 import struct
 
@@ -152,18 +153,46 @@ CASES = {
 }
 
 
+def doc_table():
+    """(entry point, error) of each row of the bad-input table in the user guide, in order."""
+    with open(osp.join(ROOT, 'docs/user_guides/preemption.md'), encoding='utf-8') as f:
+        lines = f.read().split('## Bad inputs', 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('| entry point')) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith('|'):
+            break
+        cells = [c.strip() for c in line.strip().strip('|').split(' | ')]
+        rows.append((cells[0].replace(' (predict)', ''), cells[-1].strip('`')))
+    return rows
+
+
+def doc_fragments(message):
+    """The documented (shortened) message as regexes: its parts between '...', with '<path>'
+    and 'line N' standing for any path and line number."""
+    parts = [p.strip() for p in message.split('...') if p.strip(' :.')]
+    return [re.escape(p).replace(re.escape('<path>'), r'\S+')
+            .replace(re.escape('line N'), r'line \d+') for p in parts]
+
+
 @pytest.mark.parametrize('case', list(CASES))
 def test_bad_input_gives_one_clear_error(case, tmp_path):
-    _, make, pattern = CASES[case]
+    entry, make, pattern = CASES[case]
     with pytest.raises(ERRORS) as e:
         make(tmp_path)
     assert re.search(pattern, str(e.value), re.S), f'{case}: {type(e.value).__name__}: {e.value}'
     # raised by our checks, not from inside torch
     assert 'torch/' not in (e.traceback[-1].path.as_posix() if e.traceback else '')
+    # the user guide's row for this case names the same entry point and quotes the message
+    doc_entry, doc_message = doc_table()[list(CASES).index(case)]
+    assert doc_entry == entry
+    for fragment in doc_fragments(doc_message):
+        assert re.search(fragment, str(e.value), re.S), \
+            f'{case}: the guide quotes {fragment!r}, the error is {e.value}'
 
 
-def test_the_table_covers_every_entry_point():
-    entries = {entry for entry, _, _ in CASES.values()}
-    assert entries == {'classifier forward', 'head loss', 'teacher checkpoint', 'converter',
-                       'tools/train.py', 'dataset'}
-    assert len(CASES) == 20
+def test_the_guide_lists_every_case():
+    assert len(doc_table()) == len(CASES) == 20
+    assert {entry for entry, _ in doc_table()} == {
+        'classifier forward', 'head loss', 'teacher checkpoint', 'converter', 'tools/train.py',
+        'dataset'}
