@@ -22,8 +22,15 @@ NAME = 'deit_plugin::fashion_mnist/deit_tiny_distill.py'
 
 def test_import_registers_the_package_with_mmengine():
     assert MODULE2PACKAGE.get('deit_plugin') == 'deit_plugin.config_package'
-    register_config_package()  # idempotent
-    assert list(MODULE2PACKAGE).count('deit_plugin') == 1
+    saved = MODULE2PACKAGE.pop('deit_plugin')
+    try:
+        register_config_package()
+        assert MODULE2PACKAGE['deit_plugin'] == 'deit_plugin.config_package'
+        before = dict(MODULE2PACKAGE)
+        register_config_package()  # idempotent
+        assert MODULE2PACKAGE == before
+    finally:
+        MODULE2PACKAGE['deit_plugin'] = saved
 
 
 def test_configs_resolve_from_the_imported_package(tmp_path):
@@ -43,9 +50,17 @@ def test_configs_resolve_from_the_imported_package(tmp_path):
 
 def test_packaged_config_folder_holds_the_project_configs():
     packaged = config_path('fashion_mnist/deit_tiny_distill.py')
+    package_dir = osp.dirname(osp.abspath(deit_plugin.__file__))
+    assert packaged == osp.join(package_dir, '.mim', 'configs', 'fashion_mnist',
+                                'deit_tiny_distill.py')
     source = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
-    with open(packaged) as f, open(source) as g:
-        assert f.read() == g.read()
+    if osp.realpath(package_dir) == osp.realpath(osp.join(ROOT, 'deit_plugin')):
+        # the checkout's .mim/configs links to the project's configs/
+        assert osp.realpath(packaged) == osp.realpath(source)
+    else:  # an installed wheel holds a copy
+        with open(packaged) as f, open(source) as g:
+            assert f.read() == g.read()
+    assert Config.fromfile(packaged).train_cfg.max_epochs == 3
     with pytest.raises(FileNotFoundError, match='fashion_mnist/deit_tiny_distill.py'):
         config_path('deit_tiny_distill.py')
 
