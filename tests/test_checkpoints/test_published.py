@@ -1,5 +1,6 @@
 """Published checkpoints (deit_plugin.checkpoint.published, tools/model_converters/
 publish_model.py) and the teacher the demo ships."""
+import hashlib
 import os.path as osp
 
 import pytest
@@ -22,6 +23,7 @@ def test_publish_keeps_weights_and_meta_and_names_the_file_by_its_hash(tmp_path)
     assert publish.main([src, str(tmp_path / 'model')]) == 0
     (path, ) = [p for p in tmp_path.iterdir() if p.name.startswith('model-')]
     sha = check_published(str(path))
+    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
     assert path.name == f'model-{sha[:8]}.pth'
     ckpt = read_checkpoint(str(path))
     assert sorted(ckpt) == ['meta', 'state_dict']
