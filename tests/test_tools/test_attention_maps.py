@@ -11,7 +11,6 @@ from deit_plugin.registry import MODELS
 from tool_modules import ROOT, load_tool
 
 attention_maps = load_tool('analysis/attention_maps.py')
-token_similarity = load_tool('analysis/token_similarity.py')
 
 PHOTO = osp.join(osp.dirname(skimage.__file__), 'data', 'chelsea.png')
 
@@ -68,14 +67,29 @@ def test_tool_on_the_demo_student(demo_student, tmp_path):
     # patch weights plus the two extra tokens' share make each softmax row
     assert abs(maps.sum(axis=(2, 3)) + analysis['extra_token_share'] - 1).max() < 1e-5
     assert analysis['layer'] == 3
-    # the per-layer cosines are token_similarity's, on the same input
+    # the per-layer cosines between the two tokens, recomputed here block by block
     from deit_plugin.apis import DistilledInferencer
     inferencer = DistilledInferencer(demo_student['config'], pretrained=demo_student['ckpt'])
     data = next(iter(inferencer.preprocess([PHOTO])))
     inputs = inferencer.model.data_preprocessor(data, False)['inputs']
-    expected = token_similarity.token_cosines(inferencer.model.backbone, inputs)[:, 0]
-    assert torch.allclose(torch.from_numpy(analysis['cosines']), expected, atol=1e-6)
+    bb = inferencer.model.backbone.eval()
+    assert bb.final_norm
+
+    def cos(t):
+        return torch.nn.functional.cosine_similarity(t[:, 0], t[:, 1], dim=-1)
+
+    with torch.no_grad():
+        x, _ = bb.patch_embed(inputs)
+        x = torch.cat((bb.cls_token.expand(len(x), -1, -1), bb.dist_token.expand(len(x), -1, -1),
+                       x), dim=1) + bb.pos_embed
+        x = bb.pre_norm(x)
+        expected = [cos(x)]
+        for i, layer in enumerate(bb.layers):
+            x = layer(x)
+            expected.append(cos(bb.ln1(x) if i == len(bb.layers) - 1 else x))
+    expected = torch.cat(expected)
     assert len(analysis['cosines']) == 5  # input + 4 blocks
+    assert torch.allclose(torch.from_numpy(analysis['cosines']), expected, atol=1e-5)
     from PIL import Image
     with Image.open(out) as img:
         width, height = img.size
