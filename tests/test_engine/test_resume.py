@@ -110,12 +110,17 @@ def copy_of(work_dir, name):
     return dst
 
 
-def test_uninterrupted_run_learns_and_saves_random_states(setup):
+def test_uninterrupted_run_saves_random_states_and_ema(setup):
     ckpt = torch.load(osp.join(setup['ref_dir'], f'epoch_{EPOCHS}.pth'), map_location='cpu')
     assert set(ckpt['random_states']) == {'ranks', 'data_seed'}
     assert ckpt['random_states']['data_seed'] == 0
     assert {'python', 'numpy', 'torch'} <= set(ckpt['random_states']['ranks'][0])
-    assert 'ema_state_dict' in ckpt
+    # the EMA weights are an average that trails the trained weights: finite, not equal to them
+    ema = ckpt['ema_state_dict']
+    key = 'module.backbone.layers.0.attn.qkv.weight'
+    live = ckpt['state_dict']['backbone.layers.0.attn.qkv.weight']
+    assert torch.isfinite(ema[key]).all() and ema[key].shape == live.shape
+    assert not torch.allclose(ema[key], live)
 
 
 def newest_log(work_dir):
