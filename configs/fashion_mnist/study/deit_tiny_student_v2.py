@@ -1,5 +1,5 @@
-# The paper-claims study v2 student (docs/experiments/paper_claims.md) and `make demo`: the demo's
-# DeiT⚗ (../deit_tiny_distill.py) with the DeiT recipe's augmentations sized for 28x28 gray
+# The paper-claims study v2 student (docs/experiments/paper_claims.md) and `make demo`: the small
+# DeiT⚗ of ../deit_tiny_distill.py with the DeiT recipe's augmentations sized for 28x28 gray
 # images, on in-memory Fashion-MNIST. The study sets the teacher, the distillation mode, epochs,
 # seed and image range on the command line.
 #
