@@ -98,7 +98,10 @@ def test_bad_options_are_refused_with_the_fix(capsys):
 def test_kernel_report_names_the_cpu_attention_kernel():
     kernels = kernel_report()
     assert 'attention' in kernels['sdpa_kernel']
-    assert kernels['fp32_blas'] and kernels['onednn_isa']
+    # parsed, not the fallbacks: the BLAS torch was built with, the ISA oneDNN logged
+    assert f"BLAS_INFO={kernels['fp32_blas']}" in torch.__config__.show()
+    assert kernels['onednn_isa'] != 'not reported'
+    assert kernels['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_the_tool_imports_the_project_of_its_own_checkout(monkeypatch):
