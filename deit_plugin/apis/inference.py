@@ -27,6 +27,8 @@ from mmengine.model import BaseModel
 from mmpretrain.apis import ImageClassificationInferencer, get_model
 from mmpretrain.structures import DataSample
 
+from deit_plugin.utils.model_loading import load_state_strictly
+
 ConfigType = Union[str, Path, Config]
 
 # pipeline steps that bring an image to a fixed model input size
@@ -74,7 +76,38 @@ def init_student(config: ConfigType, checkpoint: Optional[str] = None,
     ``dataset_meta`` as in mmpretrain."""
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist.')
-    return get_model(student_config(config), pretrained=checkpoint or False, device=device)
+    model = get_model(student_config(config), pretrained=checkpoint or False, device=device)
+    if checkpoint is not None:
+        _check_fit(model, checkpoint)
+    return model
+
+
+def _resolve_checkpoint(cfg: Config, pretrained: Union[bool, str]) -> Union[bool, str]:
+    """``pretrained=True`` means the config's ``load_from``; refuse when there is none rather
+    than predicting with random weights, and refuse a local path that does not exist."""
+    if pretrained is True:
+        pretrained = cfg.get('load_from')
+        if not pretrained:
+            raise ValueError(
+                'no student checkpoint: pretrained=True takes load_from from the config and it '
+                'has none. Pass pretrained=<the student .pth written by training this config> '
+                '(pretrained=False builds the model with random weights on purpose).')
+    if isinstance(pretrained, (str, Path)) and '://' not in str(pretrained) \
+            and not osp.isfile(pretrained):
+        raise FileNotFoundError(f'checkpoint {str(pretrained)!r} does not exist.')
+    return pretrained
+
+
+def _check_fit(model: torch.nn.Module, checkpoint: str) -> None:
+    """mmpretrain's ``get_model`` loads non-strictly (a mismatch is only logged): check that
+    every key of the student fits, so that a wrong checkpoint cannot predict with partly
+    random weights."""
+    if '://' in str(checkpoint):
+        return
+    try:
+        load_state_strictly(model, str(checkpoint))
+    except SystemExit as err:
+        raise ValueError(str(err)) from None
 
 
 def _load_image_type(pipeline_cfg: List[dict]) -> str:
@@ -91,7 +124,8 @@ class DistilledInferencer(ImageClassificationInferencer):
         model (str | Path | Config | BaseModel): A config (file, ``deit_plugin::`` name or
             loaded) or a model built by :func:`init_student` / mmpretrain's ``get_model``.
         pretrained (str | bool): Checkpoint of the student (a training checkpoint works: it has
-            no teacher weights). Defaults to True (``load_from`` of the config, if any).
+            no teacher weights); every key of the student must fit. Defaults to True (the
+            config's ``load_from``; an error when it has none). False: random weights.
         device (str | torch.device, optional): Defaults to None (mmpretrain's choice).
         classes (list[str], optional): Class names; by default those stored in the checkpoint.
         **kwargs: Other arguments of ``ImageClassificationInferencer``.
@@ -109,8 +143,11 @@ class DistilledInferencer(ImageClassificationInferencer):
                  **kwargs) -> None:
         if not isinstance(model, BaseModel):
             model = student_config(model)
+            pretrained = _resolve_checkpoint(model, pretrained)
         super().__init__(model=model, pretrained=pretrained, device=device, classes=classes,
                          **kwargs)
+        if isinstance(pretrained, (str, Path)):
+            _check_fit(self.model, pretrained)
 
     def _init_pipeline(self, cfg: Config) -> Callable:
         pipeline_cfg = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)

@@ -107,6 +107,28 @@ def test_image_demo_prints_top5_fused_and_per_head(demo_student, tmp_path, capsy
 
 
 @pytest.mark.slow
+def test_no_checkpoint_or_one_that_does_not_fit_is_refused(demo_student, tmp_path):
+    """mmpretrain would predict with random weights (no load_from) or partly random ones (a
+    non-strict load that only logs the mismatch)."""
+    with pytest.raises(ValueError, match='no student checkpoint: .*Pass pretrained='):
+        DistilledInferencer(demo_student['config'])
+    with pytest.raises(FileNotFoundError, match="missing.pth' does not exist"):
+        inference_model(demo_student['config'], PHOTO, pretrained=str(tmp_path / 'missing.pth'))
+    # the teacher's checkpoint is no student checkpoint
+    with pytest.raises(ValueError,
+                       match=r'(?s)does not fit .*missing keys .*Give the checkpoint'):
+        DistilledInferencer(demo_student['config'], pretrained=demo_student['teacher_ckpt'])
+    with pytest.raises(ValueError, match=r'(?s)does not fit .*missing keys'):
+        init_student(demo_student['config'], demo_student['teacher_ckpt'])
+    # a student checkpoint with one tensor left out
+    ckpt = torch.load(demo_student['ckpt'], map_location='cpu', weights_only=False)
+    del ckpt['state_dict']['head.layers.head_dist.bias']
+    partial = str(tmp_path / 'partial.pth')
+    torch.save(ckpt, partial)
+    with pytest.raises(ValueError, match=r'missing keys \(1\): head.layers.head_dist.bias'):
+        inference_model(demo_student['config'], PHOTO, pretrained=partial)
+
+
 def test_image_demo_names_a_missing_checkpoint(demo_student, tmp_path):
     with pytest.raises(SystemExit, match='checkpoint .*missing.pth.* does not exist'):
         image_demo.main([PHOTO, demo_student['config'], str(tmp_path / 'missing.pth')])
