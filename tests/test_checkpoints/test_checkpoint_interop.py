@@ -344,6 +344,12 @@ def test_onnx_export_matches_pytorch_with_dynamic_batch(tmp_path):
     assert abs(got - ((cls_logits + dist_logits) / 2).numpy()).max() <= 1e-4
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert meta['deit_plugin.fusion'] == '"mean"' and '72.94' in meta['deit_plugin.mean']
+    # a checkpoint that does not fit the student is refused, not exported half random
+    state = model.state_dict()
+    del state['head.layers.head.bias']
+    torch.save({'state_dict': state}, tmp_path / 'partial.pth')
+    with pytest.raises(SystemExit, match=r'missing keys \(1\): head.layers.head.bias'):
+        tool.main([config, str(tmp_path / 'partial.pth'), str(tmp_path / 'partial.onnx')])
 
 
 @pytest.mark.slow

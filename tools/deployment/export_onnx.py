@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 
 import deit_plugin  # noqa: F401  (registers the plugin)
 from deit_plugin.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
+from deit_plugin.utils.model_loading import load_state_strictly
 
 
 class FusedEvalModel(nn.Module):
@@ -72,8 +72,9 @@ def build_eval_model(config: str, checkpoint: str) -> Tuple[FusedEvalModel, dict
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist.')
     classifier = MODELS.build(model_cfg)
-    load_checkpoint(classifier, checkpoint, map_location='cpu', strict=False,
-                    revise_keys=[(r'^module\.', ''), (r'^teacher\..*', '')])
+    # every key must fit: a checkpoint of another model would export partly random weights,
+    # and the onnxruntime check below would not notice (it compares with the same model)
+    load_state_strictly(classifier, checkpoint)
     classifier.eval()
     pre = classifier.data_preprocessor
     meta = dict(
