@@ -10,10 +10,12 @@ import os.path as osp
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.evaluator import DumpResults
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
 from deit_plugin.dist_utils import prepare_cpu_distributed
+from deit_plugin.utils.model_loading import load_state_strictly
 
 
 def parse_args(argv=None):
@@ -60,6 +62,11 @@ def main(argv=None):
     cfg = merge_args(Config.fromfile(args.config), args)
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    # mmengine loads load_from non-strictly and only logs a mismatch: a wrong checkpoint would be
+    # evaluated with partly random weights. Check that every key fits first (the Runner then
+    # loads the same weights again, with its hooks).
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    load_state_strictly(model, args.checkpoint)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()

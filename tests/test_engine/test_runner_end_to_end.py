@@ -159,6 +159,11 @@ def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student,
     }
     for key, hits in recount.items():
         assert sum(int(h) for h in hits) / 20 == pytest.approx(metrics[key], abs=1e-4), key
+    # the teacher's checkpoint given as the student's is refused before any evaluation
+    # (mmengine's non-strict load would only log the mismatch and evaluate random weights)
+    with pytest.raises(SystemExit, match=r'(?s)does not fit DistillationClassifier.*missing keys'):
+        test_tool.main([STUDENT_CFG, teacher['ckpt'], '--work-dir', str(tmp_path / 'wrong'),
+                        '--cfg-options', *student['opts']])
 
 
 def test_dist_train_sh_runs_two_cpu_processes(fmnist_root, teacher, tmp_path):
