@@ -250,6 +250,20 @@ def test_a_cache_of_another_run_is_refused_naming_what_differs(recorded, tmp_pat
         TeacherCache(str(tmp_path), num_classes=10)
 
 
+def test_a_cache_of_another_teacher_precision_is_refused(recorded):
+    """The record pass ran the teacher in float32 ('auto' records float32): a run that asks
+    for a bf16 teacher does not silently get float32 logits."""
+    from deit_plugin.registry import MODELS
+    cfg = Config.fromfile(recorded['config'])
+    assert TeacherCache(recorded['cache'], num_classes=10).manifest['teacher_precision'] == 'fp32'
+    model = dict(cfg.model, data_preprocessor=cfg.data_preprocessor)
+    assert MODELS.build(dict(model, teacher_precision='auto')).teacher_cache is not None
+    with pytest.raises(TeacherCacheError, match=r"holds fp32 teacher outputs, this run asks for "
+                       r"bf16 \(model.teacher_precision='bf16'\): set model.teacher_precision="
+                       r"'fp32' or record"):
+        MODELS.build(dict(model, teacher_precision='bf16'))
+
+
 # -- training runs ---------------------------------------------------------------------------------
 def train(config, work_dir, *options):
     args = [config, '--work-dir', str(work_dir), '--threads', str(torch.get_num_threads())]
