@@ -58,8 +58,14 @@ def find_fashion_mnist(data_root: Optional[str] = None) -> str:
             then ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``),
             then the unpacked package in ``~/.cache/deit_plugin/fmnist`` (``make data``).
     """
+    env = os.environ.get('DEIT_FASHION_MNIST_DIR')
     if data_root:
         candidates = [osp.expanduser(data_root)]
+    elif env and not all(_find(env, f) for pair in _FILES.values() for f in pair):
+        # a set but wrong variable must not send the run to other files found elsewhere
+        raise FileNotFoundError(
+            f'DEIT_FASHION_MNIST_DIR={env} does not hold the four Fashion-MNIST IDX files '
+            f'(train-images-idx3-ubyte[.gz], ...): fix it or unset it.')
     else:
         base = os.environ.get('DEIT_PLUGIN_CACHE', osp.expanduser('~/.cache/deit_plugin'))
         cache = osp.join(base, 'fmnist', 'usr', 'share', 'datasets', 'fashion-mnist')

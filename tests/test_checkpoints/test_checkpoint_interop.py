@@ -188,6 +188,12 @@ def test_converter_cli_errors_name_the_problem(tmp_path, capsys):
     assert not (tmp_path / 'o.pth').exists()
     assert converter.main([str(plain), str(tmp_path / 'o.pth'), '--init-dist-token-from-cls']) == 0
     assert torch.load(tmp_path / 'o.pth')['meta']['deit_plugin']['dist_token_from_cls'] is True
+    # two options that contradict each other
+    with pytest.raises(SystemExit):
+        converter.main([str(plain), str(tmp_path / 'n.pth'), '--not-distilled',
+                        '--init-dist-token-from-cls'])
+    assert 'drop --not-distilled, or drop --init-dist-token-from-cls' in capsys.readouterr().err
+    assert not (tmp_path / 'n.pth').exists()
     # the command line: a truncated file is reported as truncated, with its path, exit code 1
     data = plain.read_bytes()
     cut = tmp_path / 'cut.pth'

@@ -38,3 +38,12 @@ def test_missing_files_and_bad_split_are_explained(tmp_path):
         DATASETS.build(dict(type='deit_plugin.FashionMNISTIdx', data_root=str(tmp_path)))
     with pytest.raises(ValueError, match="'train' or 'test'"):
         DATASETS.build(dict(type='deit_plugin.FashionMNISTIdx', split='val'))
+
+
+def test_a_set_but_wrong_environment_variable_is_not_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv('DEIT_FASHION_MNIST_DIR', str(tmp_path))
+    with pytest.raises(FileNotFoundError,
+                       match=f'DEIT_FASHION_MNIST_DIR={tmp_path} does not hold .*unset it'):
+        DATASETS.build(dict(type='deit_plugin.FashionMNISTIdx', indices=2))
+    monkeypatch.delenv('DEIT_FASHION_MNIST_DIR')
+    assert len(DATASETS.build(dict(type='deit_plugin.FashionMNISTIdx', indices=2))) == 2

@@ -32,7 +32,11 @@ def parse_args(argv=None):
     parser.add_argument('--unsafe-load', action='store_true',
                         help='allow pickled Python objects in SRC (weights_only=False); only '
                         'for files you trust')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.not_distilled and args.init_dist_token_from_cls:
+        parser.error('--init-dist-token-from-cls fills the distillation token of a distilled '
+                     'model: drop --not-distilled, or drop --init-dist-token-from-cls.')
+    return args
 
 
 def main(argv=None) -> int:
