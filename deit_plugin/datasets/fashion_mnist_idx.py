@@ -50,6 +50,10 @@ def _find(folder: str, name: str) -> Optional[str]:
     return None
 
 
+def _holds_all(folder: str) -> bool:
+    return all(_find(folder, f) for pair in _FILES.values() for f in pair)
+
+
 def find_fashion_mnist(data_root: Optional[str] = None) -> str:
     """The folder holding the four Fashion-MNIST IDX files.
 
@@ -61,7 +65,7 @@ def find_fashion_mnist(data_root: Optional[str] = None) -> str:
     env = os.environ.get('DEIT_FASHION_MNIST_DIR')
     if data_root:
         candidates = [osp.expanduser(data_root)]
-    elif env and not all(_find(env, f) for pair in _FILES.values() for f in pair):
+    elif env and not _holds_all(env):
         # a set but wrong variable must not send the run to other files found elsewhere
         raise FileNotFoundError(
             f'DEIT_FASHION_MNIST_DIR={env} does not hold the four Fashion-MNIST IDX files '
@@ -72,7 +76,7 @@ def find_fashion_mnist(data_root: Optional[str] = None) -> str:
         candidates = [os.environ.get('DEIT_FASHION_MNIST_DIR'),
                       '/usr/share/datasets/fashion-mnist', cache]
     for folder in candidates:
-        if folder and all(_find(folder, f) for pair in _FILES.values() for f in pair):
+        if folder and _holds_all(folder):
             return folder
     where = repr(data_root) if data_root else ', '.join(_SEARCHED)
     raise FileNotFoundError(

@@ -198,19 +198,8 @@ class DistillationClassifier(ImageClassifier):
         self.teacher_cache = None
         if teacher_cache is not None:
             from deit_plugin.teacher_cache import TeacherCache
-            self.teacher_cache = TeacherCache(**teacher_cache, num_classes=teacher_classes)
-            # the record pass runs the teacher in bf16 only for teacher_precision='bf16'
-            # ('auto' records float32): the run must ask for what was recorded
-            wanted = 'bf16' if self.teacher_precision == 'bf16' else 'fp32'
-            recorded = self.teacher_cache.manifest.get('teacher_precision', 'fp32')
-            if recorded != wanted:
-                from deit_plugin.teacher_cache import TeacherCacheError
-                raise TeacherCacheError(
-                    f'teacher cache {self.teacher_cache.dir} holds {recorded} teacher outputs, '
-                    f'this run asks for {wanted} (model.teacher_precision='
-                    f'{self.teacher_precision!r}): set model.teacher_precision='
-                    f"{'bf16' if recorded == 'bf16' else 'fp32'!r} or record the cache again "
-                    f'with the run\'s setting.')
+            self.teacher_cache = TeacherCache(**teacher_cache, num_classes=teacher_classes,
+                                              teacher_precision=self.teacher_precision)
         # DistributedDataParallel leaves these out entirely: no gradient buckets and no
         # broadcast at wrap time (every rank loads the same teacher_ckpt itself).
         self._ddp_params_and_buffers_to_ignore = [

@@ -9,7 +9,7 @@ import torch
 
 from .identity import differences
 from .storage import (FORMAT_VERSION, chunk_name, chunk_starts, load_chunk, read_manifest,
-                      unpack_logits)
+                      recorded_precision, unpack_logits)
 
 RECORD_COMMAND = 'python tools/record_teacher.py CONFIG --epochs E --out DIR'
 
@@ -59,9 +59,12 @@ class TeacherCache:
             compared with the cache (the cached logits are still the ones used, so checking
             does not change training). Checked batches are spread evenly: iteration ``i`` is
             checked when ``floor((i + 1) * f) > floor(i * f)``. Defaults to 0.0.
+        teacher_precision (str): The run's ``model.teacher_precision``; it must ask for the
+            precision the cache was recorded in. Defaults to ``'auto'``.
     """
 
-    def __init__(self, dir: str, num_classes: int, check_fraction: float = 0.0) -> None:
+    def __init__(self, dir: str, num_classes: int, check_fraction: float = 0.0,
+                 teacher_precision: str = 'auto') -> None:
         if not 0.0 <= check_fraction <= 1.0:
             raise TeacherCacheError(f'teacher_cache.check_fraction must be in [0, 1], got '
                                     f'{check_fraction}.')
@@ -79,6 +82,14 @@ class TeacherCache:
             raise TeacherCacheError(
                 f'teacher cache {self.dir} holds {manifest["num_classes"]}-class teacher '
                 f'outputs, the student predicts {num_classes} classes.')
+        wanted = recorded_precision(teacher_precision)
+        recorded = manifest.get('teacher_precision', 'fp32')
+        if recorded != wanted:
+            raise TeacherCacheError(
+                f'teacher cache {self.dir} holds {recorded} teacher outputs, this run asks for '
+                f'{wanted} (model.teacher_precision={teacher_precision!r}): set '
+                f'model.teacher_precision={recorded!r} or record the cache again with the '
+                f"run's setting.")
         self.manifest = manifest
         self.num_classes = num_classes
         self.check_fraction = float(check_fraction)

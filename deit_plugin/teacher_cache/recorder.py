@@ -25,7 +25,7 @@ from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
 from deit_plugin.registry import MODELS
 from .identity import run_identity
 from .storage import (FORMAT_VERSION, chunk_name, chunk_starts, pack_logits, read_manifest,
-                      save_chunk, stores_all_classes, write_manifest)
+                      recorded_precision, save_chunk, stores_all_classes, write_manifest)
 
 
 def build_record_model(cfg) -> torch.nn.Module:
@@ -161,7 +161,7 @@ def record_teacher(cfg, out: str, epochs: int, topk: int = 10, chunk_iters: int 
         epochs=epochs, topk=topk, num_classes=model.head.num_classes,
         stores_all_classes=stores_all_classes(model.head.num_classes, topk),
         batches_per_epoch=per_epoch, chunk_iters=chunk_iters,
-        teacher_precision='bf16' if model.teacher_precision == 'bf16' else 'fp32')
+        teacher_precision=recorded_precision(model.teacher_precision))
     old = read_manifest(out)
     if old is not None:
         fixed = {k: v for k, v in manifest.items() if k not in ('epochs', 'seed',

@@ -33,6 +33,12 @@ from deit_plugin.checkpoint.atomic import atomic_write
 
 MANIFEST = 'manifest.json'
 FORMAT_VERSION = 1
+
+
+def recorded_precision(teacher_precision: str) -> str:
+    """The precision the record pass runs the teacher in for a model's ``teacher_precision``:
+    bf16 only when asked for explicitly (``'auto'`` records float32)."""
+    return 'bf16' if teacher_precision == 'bf16' else 'fp32'
 _CHUNK = re.compile(r'^e(\d+)_r(\d+)_b(\d+)\.npz$')
 
 
