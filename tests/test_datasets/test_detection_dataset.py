@@ -1,5 +1,6 @@
 """The generated detection set: real pixels, tight boxes, COCO json that mmdet reads."""
 import json
+import os
 import os.path as osp
 
 import cv2
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from tool_modules import load_tool
 
-from deit_plugin.datasets import load_fashion_mnist
+from deit_plugin.datasets import find_fashion_mnist, load_fashion_mnist
 
 det = load_tool('dataset_converters/fashion_mnist_detection.py')
 
@@ -94,3 +95,24 @@ def test_generated_set_is_deterministic_coco_read_by_mmdet(tmp_path):
     assert labels == sorted(an['category_id'] - 1 for an in coco['annotations']
                             if an['image_id'] == 7)
     assert osp.isfile(a / 'meta.json')
+
+
+def test_another_fashion_mnist_folder_regenerates_the_set(tmp_path, capsys):
+    src = find_fashion_mnist()
+    copy = tmp_path / 'copy'
+    copy.mkdir()
+    for name in os.listdir(src):
+        os.symlink(osp.join(src, name), copy / name)
+    out = tmp_path / 'det'
+    det.generate(str(out), num_train=3, num_val=2, seed=1)
+    ann = out / 'annotations' / 'train.json'
+    ann.write_text('{"stale": true}')
+    det.generate(str(out), num_train=3, num_val=2, seed=1)  # same settings: kept as it is
+    assert ann.read_text() == '{"stale": true}'
+    det.generate(str(out), num_train=3, num_val=2, seed=1, src=str(copy))
+    assert len(json.loads(ann.read_text())['images']) == 3
+    assert json.loads((out / 'meta.json').read_text())['src'] == str(copy)
+    with pytest.raises(ValueError, match='at least 1'):
+        det.generate(str(out), num_train=0, num_val=2)
+    assert det.main(['--out', str(out), '--num-val', '0']) == 2
+    assert 'at least 1' in capsys.readouterr().err

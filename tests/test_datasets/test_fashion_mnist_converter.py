@@ -36,3 +36,55 @@ def test_truncated_idx_file_is_reported(tmp_path):
         f.write(raw[:-100])
     with pytest.raises(ValueError, match='truncated'):
         conv.read_idx(str(bad))
+
+
+def _pngs(root):
+    import glob
+    return sorted(glob.glob(osp.join(root, '*', '*', '*.png')))
+
+
+def test_a_folder_of_other_settings_or_another_tool_is_refused(tmp_path, capsys):
+    src = conv.find_source()
+    out = str(tmp_path / 'fm')
+    assert conv.convert(src, out, limit=12) == dict(train=12, test=12)
+    assert len(_pngs(out)) == 24
+    # same settings: nothing rewritten, the recorded counts come back
+    assert conv.convert(src, out, limit=12) == dict(train=12, test=12)
+    # another limit would leave 12 stale PNGs beside the new ones: refused, nothing written
+    with pytest.raises(FileExistsError, match=r"limit=12 \(asked 5\).*another --out"):
+        conv.convert(src, out, limit=5)
+    assert len(_pngs(out)) == 24
+    assert conv.main(['--src', src, '--out', out, '--limit', '5']) == 2
+    assert 'other settings' in capsys.readouterr().err
+    # split folders without meta.json were not written by the tool
+    foreign = tmp_path / 'foreign'
+    (foreign / 'train' / 'cats').mkdir(parents=True)
+    (foreign / 'train' / 'cats' / 'a.png').write_bytes(b'')
+    with pytest.raises(FileExistsError, match='did not write'):
+        conv.convert(src, str(foreign), limit=5)
+
+
+def test_an_interrupted_conversion_is_written_again(tmp_path):
+    import json
+    src = conv.find_source()
+    out = str(tmp_path / 'fm')
+    conv.convert(src, out, limit=6)
+    meta = osp.join(out, 'meta.json')
+    with open(meta) as f:
+        recorded = json.load(f)
+    with open(meta, 'w') as f:  # what an interrupted run leaves: settings but no counts
+        json.dump(dict(recorded, counts=None), f)
+    png = _pngs(out)[0]
+    with open(png, 'wb') as f:
+        f.write(b'broken')
+    assert conv.convert(src, out, limit=6) == dict(train=6, test=6)
+    assert cv2.imread(png, cv2.IMREAD_UNCHANGED).shape == (28, 28)
+
+
+def test_a_negative_limit_is_an_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        conv.main(['--out', str(tmp_path / 'x'), '--limit', '-1'])
+    assert e.value.code == 2
+    assert '--limit must be 0' in capsys.readouterr().err
+    with pytest.raises(ValueError, match='limit must be 0'):
+        conv.convert(conv.find_source(), str(tmp_path / 'y'), limit=-3)

@@ -157,20 +157,26 @@ def subset(coco: dict, fraction: float) -> dict:
 
 def generate(out: str, num_train: int = 2000, num_val: int = 500, img_size: int = 64,
              seed: int = 0, src: str = None, **render_kwargs) -> Dict[str, int]:
-    """Generate the whole set (skipped when ``out/meta.json`` says it is already there).
+    """Generate the whole set (skipped when ``out/meta.json`` records the same settings and
+    Fashion-MNIST folder; any other recorded setting is regenerated: the annotation files name
+    exactly the images of this set).
 
     Returns:
         dict: number of images per annotation file.
     """
+    if num_train < 1 or num_val < 1:
+        raise ValueError(f'num_train and num_val must be at least 1, got {num_train} and '
+                         f'{num_val}')
+    src = find_fashion_mnist(src)
     meta_path = osp.join(out, 'meta.json')
     wanted = dict(num_train=num_train, num_val=num_val, img_size=img_size, seed=seed,
-                  render=render_kwargs, photos=list(SKIMAGE_PHOTOS + SKLEARN_PHOTOS))
+                  render=render_kwargs, photos=list(SKIMAGE_PHOTOS + SKLEARN_PHOTOS),
+                  src=osp.abspath(src))
     if osp.isfile(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
         if {k: meta.get(k) for k in wanted} == wanted:
             return meta['counts']
-    src = find_fashion_mnist(src)
     backgrounds = load_backgrounds()
     os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
     files = {}
@@ -206,7 +212,7 @@ def main(argv=None) -> int:
     try:
         counts = generate(args.out, args.num_train, args.num_val, args.img_size, args.seed,
                           args.src)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(e, file=sys.stderr)
         return 2
     print(f'Fashion-MNIST detection set at {args.out}: {counts} images')

@@ -34,17 +34,37 @@ def load_split(src: str, split: str):
 
 def convert(src: str, out: str, limit: int = 0) -> dict:
     """Write the PNG tree; returns {split: count}. Skips work already done (a ``meta.json``
-    with the same source and limit)."""
+    with the same source and limit). Refuses a folder that holds a conversion with other
+    settings, or split folders this tool did not write: their extra PNGs would join the
+    dataset."""
     import cv2
     from tqdm import tqdm
 
+    if limit < 0:
+        raise ValueError(f'limit must be 0 (all images) or a positive count, got {limit}')
     meta_path = osp.join(out, 'meta.json')
     wanted = dict(src=osp.abspath(src), limit=limit, classes=class_folders())
     if osp.isfile(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
-        if {k: meta.get(k) for k in wanted} == wanted:
+        recorded = {k: meta.get(k) for k in wanted}
+        if recorded == wanted and meta.get('counts'):
             return meta['counts']
+        if recorded != wanted:
+            differ = ', '.join(f'{k}={recorded[k]!r} (asked {wanted[k]!r})'
+                               for k in wanted if recorded[k] != wanted[k])
+            raise FileExistsError(
+                f'{out} holds a Fashion-MNIST conversion with other settings: {differ}. '
+                'Remove the folder or pass another --out.')
+        # same settings, unfinished (no counts): write again over it
+    elif any(osp.isdir(osp.join(out, split)) and os.listdir(osp.join(out, split))
+             for split in SPLITS):
+        raise FileExistsError(
+            f'{out} already has train/ or test/ folders that this tool did not write (no '
+            'meta.json); their images would join the dataset. Remove them or pass another --out.')
+    os.makedirs(out, exist_ok=True)
+    with open(meta_path, 'w') as f:  # recorded first: an interrupted run is recognised
+        json.dump(dict(wanted, counts=None), f, indent=1)
     counts = {}
     for split in SPLITS:
         images, labels = load_split(src, split)
@@ -75,12 +95,14 @@ def main(argv=None) -> int:
     parser.add_argument('--limit', type=int, default=0,
                         help='keep only the first N images of each split (0: all)')
     args = parser.parse_args(argv)
+    if args.limit < 0:
+        parser.error(f'--limit must be 0 (all images) or a positive count, got {args.limit}')
     try:
         src = find_source(args.src)
-    except FileNotFoundError as e:
+        counts = convert(src, args.out, args.limit)
+    except (FileNotFoundError, FileExistsError) as e:
         print(e, file=sys.stderr)
         return 2
-    counts = convert(src, args.out, args.limit)
     print(f'Fashion-MNIST in CustomDataset layout at {args.out}: {counts}')
     return 0
 
