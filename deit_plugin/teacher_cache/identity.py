@@ -51,11 +51,20 @@ def data_identity(dataset) -> Dict[str, Any]:
 
     Args:
         dataset: The training dataset (a ``SeededDataset`` is looked through).
+
+    Raises:
+        TypeError: the dataset has no ``get_data_info``: its samples could not be told apart
+            from another dataset's of the same length, so a cache of other data would replay.
     """
     inner = getattr(dataset, 'dataset', dataset)
+    if not callable(getattr(inner, 'get_data_info', None)):
+        raise TypeError(
+            f'The teacher cache identifies the training data by get_data_info(i), which '
+            f'{type(inner).__name__} does not have. Use an mmengine BaseDataset (mmpretrain '
+            'datasets are), or train without teacher_cache.')
     h = hashlib.sha256()
     for i in range(len(inner)):
-        info = inner.get_data_info(i) if hasattr(inner, 'get_data_info') else {'index': i}
+        info = inner.get_data_info(i)
         info = {k: v for k, v in info.items() if k != 'sample_idx'}
         _hash_value(h, info)
     return dict(type=type(inner).__name__, len=len(inner), hash=h.hexdigest()[:16])

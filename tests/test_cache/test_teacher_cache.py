@@ -428,3 +428,12 @@ def test_the_cached_study_config_loads_the_v2_data_with_seeds():
     assert len(loader.dataset) == 4500 and len(loader) == 36
     assert [h['type'] for h in cfg.custom_hooks][-2:] == ['deit_plugin.ExactResumeHook',
                                                           'deit_plugin.TeacherCacheHook']
+
+
+def test_data_without_get_data_info_is_refused_not_hashed_by_index():
+    """Two such datasets of one length would have had the same identity."""
+    from torch.utils.data import TensorDataset
+
+    from deit_plugin.teacher_cache.identity import data_identity
+    with pytest.raises(TypeError, match='TensorDataset does not have.*BaseDataset'):
+        data_identity(TensorDataset(torch.zeros(4, 1)))
