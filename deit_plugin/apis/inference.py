@@ -63,7 +63,7 @@ def student_config(config: ConfigType) -> Config:
         model.teacher = None
         model.teacher_ckpt = None
         model.predict_with_teacher = False
-        if model.get('head', {}).get('distillation', 'none') != 'none':
+        if model.get('head') is not None:  # the head's default is 'hard': set, not compared
             model.head.distillation = 'none'
             model.head.pop('distill_loss', None)
     return cfg

@@ -21,6 +21,15 @@ def test_student_config_drops_the_teacher():
     cfg = student_config(osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py'))
     assert cfg.model.teacher is None and cfg.model.predict_with_teacher is False
     assert cfg.model.head.distillation == 'none'
+    # a head that leaves distillation to its default ('hard') is made a student head too
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py'))
+    cfg.model.head.pop('distillation')
+    cfg.model.head.pop('distill_loss', None)
+    student = student_config(cfg)
+    assert student.model.head.distillation == 'none'
+    assert MODELS.build(student.model).teacher is None
     # other models are left as they are
     teacher = student_config(osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py'))
     assert teacher.model.type == 'ImageClassifier'
