@@ -21,6 +21,7 @@ from mmengine.logging import MMLogger
 import deit_plugin  # noqa: F401  (registers the plugin)
 from deit_plugin.config_checks import check_config_file
 from deit_plugin.teacher_cache import record_teacher
+from deit_plugin.utils.cli import positive_int
 
 
 def parse_args(argv=None):
@@ -33,7 +34,7 @@ def parse_args(argv=None):
                         help='logits kept per sample (all, exactly, if classes <= K)')
     parser.add_argument('--chunk-iters', type=int, default=500,
                         help='batches per chunk file (what a killed pass loses at most)')
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value')

@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
 from deit_plugin.dist_utils import prepare_cpu_distributed
+from deit_plugin.utils.cli import positive_int
 from deit_plugin.utils.model_loading import load_state_strictly
 
 
@@ -25,7 +26,7 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the dir to save the evaluation log')
     parser.add_argument('--out', help='dump the predictions to this pickle file')
     parser.add_argument('--metrics-json', help='also write the metrics to this json file')
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, key=value (xxx=yyy format)')

@@ -18,6 +18,7 @@ from deit_plugin.checkpoint.faults import resolve_auto_resume
 from deit_plugin.config_checks import check_config_file, check_train_config
 from deit_plugin.dist_utils import prepare_cpu_distributed
 from deit_plugin.engine.workdir_lock import WorkDirLock
+from deit_plugin.utils.cli import positive_int
 
 
 def parse_args(argv=None):
@@ -43,7 +44,7 @@ def parse_args(argv=None):
                         help='turn off pin_memory of every dataloader')
     parser.add_argument('--no-persistent-workers', action='store_true',
                         help='turn off persistent_workers of every dataloader')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch CPU threads (torch.set_num_threads); 1 can beat 2 for '
                         'tiny models')
     parser.add_argument(

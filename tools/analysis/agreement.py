@@ -15,6 +15,7 @@ from typing import Dict, Optional
 
 import torch
 
+from deit_plugin.utils.cli import non_negative_int, positive_int
 from deit_plugin.utils.model_loading import batches, build_loader, load_config, load_model
 
 NAMES = ('ground truth', 'teacher', 'class head', 'dist. head', 'fused')
@@ -67,9 +68,9 @@ def main(argv=None) -> None:
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--split', default='test', help='test (default), val or train')
-    parser.add_argument('--max-images', type=int, default=0, help='first N images (0: all)')
+    parser.add_argument('--max-images', type=non_negative_int, default=0, help='first N images (0: all)')
     parser.add_argument('--out', default='agreement', help='output prefix')
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     if args.threads:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 import deit_plugin  # noqa: F401  (registers the plugin and its `deit_plugin::` configs)
 from deit_plugin.apis import DistilledInferencer
+from deit_plugin.utils.cli import positive_int
 from deit_plugin.utils.tokens import layer_names, token_cosines
 
 
@@ -147,7 +148,7 @@ def main(argv=None) -> Dict:
     parser.add_argument('image', help='image file')
     parser.add_argument('--out', default='attention_maps.png', help='output PNG')
     parser.add_argument('--layer', type=int, default=-1, help='block index (default: last)')
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from deit_plugin.utils.cli import non_negative_int, positive_int
 from deit_plugin.utils.model_loading import batches, build_loader, load_config, load_model
 from deit_plugin.utils.tokens import layer_names, token_cosines
 
@@ -78,9 +79,9 @@ def main(argv=None) -> None:
     parser.add_argument('config', nargs='?')
     parser.add_argument('checkpoint', nargs='?')
     parser.add_argument('--split', default='test', help='test (default), val or train')
-    parser.add_argument('--max-images', type=int, default=0, help='first N images (0: all)')
+    parser.add_argument('--max-images', type=non_negative_int, default=0, help='first N images (0: all)')
     parser.add_argument('--out', default='token_similarity', help='output prefix')
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument('--plot', nargs='+', help='only draw these JSON results on one plot')
     parser.add_argument('--labels', nargs='+', help='legend labels for --plot')
     parser.add_argument('--title', default='class vs distillation token')
