@@ -258,7 +258,8 @@ def plot_curves(arm: Arm, by_seed: Dict[str, Dict[int, dict]], out_png: str) -> 
             continue
         curve = mean_curve(list(res.values()))
         if curve:
-            ax1.plot(*curve, marker='.', label=f'{cond.label} ({len(res)} seeds)')
+            seeds = f'{len(res)} seed' + ('s' if len(res) != 1 else '')
+            ax1.plot(*curve, marker='.', label=f'{cond.label} ({seeds})')
         if 0 in res:
             logs = read_resumed_scalars(osp.dirname(res[0]['checkpoint']))['train']
             pts = [(e['iter'], 100 * e['teacher_gt_disagreement']) for e in logs
