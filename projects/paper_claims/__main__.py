@@ -131,7 +131,7 @@ def main(argv=None) -> None:
         if publish:
             publish_results([*t_runs.values(), *runs], publish, work_dir)
 
-    cond_rows, claims, schedules, tokens = [], [], {}, []
+    cond_rows, claims, schedules, tokens, gains = [], [], {}, [], []
     reported = [protocol.cached(a) if args.teacher_cache else a for a in arms]
     reported = [a for a in reported if a.name in students]
     for arm in reported:
@@ -140,6 +140,9 @@ def main(argv=None) -> None:
         claims += report.claim_rows(arm, by_seed)
         schedules[arm.name] = report.schedule_rows(arm, by_seed)
         tokens += report.token_rows(arm, students[arm.name])
+        gain = report.gain_curves(arm, by_seed)
+        if gain is not None:
+            gains.append(gain)
         if by_seed:
             report.plot_curves(arm, by_seed, osp.join(work_dir, f'curves_{arm.name}.png'))
     for key, info in teachers.items():
@@ -150,10 +153,12 @@ def main(argv=None) -> None:
     report.write_csv(osp.join(work_dir, 'results.csv'), cond_rows)
     if claims:
         report.plot_claims(claims, osp.join(work_dir, 'results.png'))
+    if gains:
+        report.plot_gains(gains, osp.join(work_dir, 'gains.png'))
     if publish:
         os.makedirs(publish, exist_ok=True)
         for name in os.listdir(work_dir):
-            if name.startswith(('results.', 'curves_', 'teachers_')):
+            if name.startswith(('results.', 'curves_', 'teachers_', 'gains.')):
                 shutil.copy(osp.join(work_dir, name), publish)
         for key in teachers:
             dst = osp.join(publish, 'runs', key)

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .protocol import PROTOCOL, SEEDS, TEACHER_NAMES, Arm
+from .protocol import BATCH, PROTOCOL, SEEDS, TEACHER_NAMES, Arm
 from .runs import Run
 
 HEADS = (('cls', 'distill/cls_top1'), ('dist', 'distill/dist_top1'),
@@ -277,6 +277,61 @@ def plot_curves(arm: Arm, by_seed: Dict[str, Dict[int, dict]], out_png: str) -> 
     ax2.set_ylabel("teacher's label ≠ batch target's dominant class (%)")
     ax2.set_title('what the teacher adds (seed 0, moving mean of 10 logs)', fontsize=9)
     ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def gain_curves(arm: Arm, by_seed: Dict[str, Dict[int, dict]], tag: str = 'hard'
+                ) -> Optional[dict]:
+    """Per-seed ``tag`` − ``none`` fused test top-1 at every evaluated epoch, with the
+    no-teacher student's mean accuracy there (descriptive; not a claim of the protocol)."""
+    a, b = by_seed.get(tag, {}), by_seed.get('none', {})
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+
+    def curve(result):
+        return {e['step']: e['distill/fused_top1'] for e in result['curve']
+                if 'distill/fused_top1' in e}
+
+    pairs = [(curve(a[s]), curve(b[s])) for s in seeds]
+    epochs = sorted(set.intersection(*(set(x) & set(y) for x, y in pairs)))
+    if not epochs:
+        return None
+    diffs = np.array([[x[e] - y[e] for e in epochs] for x, y in pairs])
+    none_acc = np.array([[y[e] for e in epochs] for _, y in pairs]).mean(0)
+    per_epoch = -(-arm.train_images // BATCH)
+    return dict(arm=arm.name, seeds=seeds, epochs=epochs,
+                steps=[e * per_epoch for e in epochs], diffs=diffs, none_acc=none_acc)
+
+
+def plot_gains(gains: Sequence[dict], out_png: str) -> None:
+    """Gain from hard distillation along training, every arm: against training steps, and
+    against the accuracy the no-teacher student has reached at that point."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for i, g in enumerate(gains):
+        color = f'C{i}'
+        n = len(g['seeds'])
+        label = f"{g['arm']} ({n} seed{'s' if n != 1 else ''})"
+        mean = g['diffs'].mean(0)
+        for row in g['diffs']:
+            ax1.plot(g['steps'], row, color=color, lw=0.6, alpha=0.35)
+        ax1.plot(g['steps'], mean, color=color, marker='.', label=label)
+        ax2.plot(g['none_acc'], mean, color=color, marker='.', label=label)
+    for ax in (ax1, ax2):
+        ax.axhline(0, color='k', lw=0.8)
+        ax.set_ylabel('hard − no teacher, fused test top-1 (points)')
+        ax.legend(fontsize=7)
+    ax1.set_xscale('log')
+    ax1.set_xlabel('training steps of 128 images (log scale)')
+    ax1.set_title('gain from hard distillation along training (thin: seeds; thick: mean)',
+                  fontsize=9)
+    ax2.set_xlabel('no-teacher student at the same epoch: fused test top-1 (%), mean')
+    ax2.set_title('the same mean gain against how far the student alone has got', fontsize=9)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

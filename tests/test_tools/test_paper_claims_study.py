@@ -194,6 +194,24 @@ def test_claims_pair_seeds_and_compare_fused_with_the_better_head(tmp_path):
     assert claims['hard − soft (paper)']['diffs'] == []
 
 
+def test_gain_curves_pair_seeds_at_the_epochs_both_evaluated(tmp_path):
+    def result(points):
+        return dict(curve=[{'step': e, 'distill/fused_top1': a} for e, a in points])
+    by_seed = dict(hard={0: result([(10, 60.0), (20, 70.0), (30, 75.0)]),
+                         1: result([(10, 58.0), (20, 69.0)])},  # seed 1 evaluated less often
+                   none={0: result([(10, 50.0), (20, 66.0), (30, 74.0)]),
+                         1: result([(10, 52.0), (20, 67.0), (30, 73.0)]),
+                         2: result([(10, 51.0)])})  # no hard run of seed 2: left out
+    gain = report.gain_curves(protocol.ARMS['5k-300'], by_seed)
+    assert gain['seeds'] == [0, 1] and gain['epochs'] == [10, 20]
+    assert gain['diffs'].tolist() == [[10.0, 4.0], [6.0, 2.0]]
+    assert gain['none_acc'].tolist() == [51.0, 66.5]
+    assert gain['steps'] == [10 * 36, 20 * 36]  # 4,500 images in batches of 128: 36 steps
+    assert report.gain_curves(protocol.ARMS['5k-300'], dict(none=by_seed['none'])) is None
+    report.plot_gains([gain], str(tmp_path / 'gains.png'))
+    assert (tmp_path / 'gains.png').stat().st_size > 10_000
+
+
 def test_run_resumes_from_its_last_checkpoint(tmp_path):
     run = Run('x', str(tmp_path), 'cfg.py', ['a=1'])
     assert '--resume' not in run.command(1)
