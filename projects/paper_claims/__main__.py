@@ -56,7 +56,8 @@ def main(argv=None) -> None:
     parser.add_argument('--arms', nargs='+', default=list(protocol.ARMS),
                         choices=list(protocol.ARMS))
     parser.add_argument('--seeds', type=int, nargs='+', default=list(protocol.SEEDS))
-    parser.add_argument('--jobs', type=positive_int, default=2, help='runs trained at the same time')
+    parser.add_argument('--jobs', type=positive_int, default=2,
+                        help='runs trained at the same time')
     parser.add_argument('--threads', type=positive_int, default=1, help='torch threads per run')
     parser.add_argument('--publish', help='copy the report and the run results here')
     parser.add_argument('--teacher-cache', action='store_true',

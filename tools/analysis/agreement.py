@@ -68,7 +68,8 @@ def main(argv=None) -> None:
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--split', default='test', help='test (default), val or train')
-    parser.add_argument('--max-images', type=non_negative_int, default=0, help='first N images (0: all)')
+    parser.add_argument('--max-images', type=non_negative_int, default=0,
+                        help='first N images (0: all)')
     parser.add_argument('--out', default='agreement', help='output prefix')
     parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)

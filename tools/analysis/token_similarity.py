@@ -79,7 +79,8 @@ def main(argv=None) -> None:
     parser.add_argument('config', nargs='?')
     parser.add_argument('checkpoint', nargs='?')
     parser.add_argument('--split', default='test', help='test (default), val or train')
-    parser.add_argument('--max-images', type=non_negative_int, default=0, help='first N images (0: all)')
+    parser.add_argument('--max-images', type=non_negative_int, default=0,
+                        help='first N images (0: all)')
     parser.add_argument('--out', default='token_similarity', help='output prefix')
     parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument('--plot', nargs='+', help='only draw these JSON results on one plot')
