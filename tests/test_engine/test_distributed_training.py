@@ -1,6 +1,7 @@
-"""Two CPU processes through tools/dist_train.sh (torchrun, gloo, mmengine's DDP wrapper, bf16
-autocast): after a few iterations both ranks hold bit-identical student weights, the student has
-moved, and the teacher is exactly its checkpoint."""
+"""Two CPU processes through tools/dist_train.sh (torchrun, gloo, mmengine's DDP wrapper without
+device_ids, bf16 autocast): after a few iterations both ranks hold bit-identical student weights,
+the student has moved, the teacher is exactly its checkpoint and is left out of the saved one,
+and validation runs under DDP."""
 import os
 import os.path as osp
 import subprocess
@@ -13,6 +14,7 @@ from mmpretrain.registry import MODELS
 from tool_modules import ROOT, free_port
 
 from deit_plugin.utils.config import model_with_data_preprocessor
+from deit_plugin.utils.logs import read_scalars
 
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
@@ -70,11 +72,12 @@ def test_two_cpu_ranks_end_with_identical_students_and_an_untouched_teacher(fmni
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT=str(free_port()),
                PYTHONPATH=str(tmp_path))
     cmd = ['bash', osp.join(ROOT, 'tools/dist_train.sh'), str(config), '2', '--amp',
-           '--no-validate', '--work-dir', str(work_dir), '--cfg-options',
+           '--work-dir', str(work_dir), '--cfg-options',
            f'train_dataloader.dataset.data_root={fmnist_root}',
+           f'val_dataloader.dataset.data_root={fmnist_root}',
            'train_dataloader.dataset.indices=256', 'train_dataloader.batch_size=32',
-           f'model.teacher_ckpt={teacher_ckpt}', 'train_cfg.max_epochs=1',
-           'param_scheduler.0.end=2']
+           'val_dataloader.dataset.indices=64', f'model.teacher_ckpt={teacher_ckpt}',
+           'train_cfg.max_epochs=1', 'param_scheduler.0.end=2']
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -96,3 +99,12 @@ def test_two_cpu_ranks_end_with_identical_students_and_an_untouched_teacher(fmni
     for k, v in teacher.state_dict().items():
         for rank in (rank0, rank1):
             assert torch.equal(rank['state'][f'teacher.{k}'], v), k
+    # the checkpoint rank 0 wrote leaves the teacher out; the log counts the synchronised steps
+    ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu')
+    assert not [k for k in ckpt['state_dict'] if k.startswith('teacher.')]
+    assert torch.equal(ckpt['state_dict']['backbone.cls_token'],
+                       rank0['state']['backbone.cls_token'])
+    log = read_scalars(str(work_dir))
+    assert max(e['iter'] for e in log if 'loss_dist' in e) == 4
+    val = [e for e in log if 'distill/fused_top1' in e]  # validated under DDP, 64 images
+    assert len(val) == 1 and 0 <= val[0]['distill/fused_top1'] <= 100
