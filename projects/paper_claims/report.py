@@ -139,6 +139,23 @@ def schedule_rows(arm: Arm, by_seed: Dict[str, Dict[int, dict]]) -> dict:
                 converged=bool(target - at80 <= 0.5), reach=reach)
 
 
+def verdict_matrix(arms: Sequence[Arm], claims: List[dict]) -> List[str]:
+    """Markdown table: one row per claim, one column per arm, the verdict in each cell
+    ('–' where the arm does not train the claim's conditions)."""
+    names = [a.name for a in arms]
+    by = {(c['claim'], c['label'], c['arm']): c for c in claims}
+    rows = list(dict.fromkeys((c['claim'], c['label']) for c in claims))
+    lines = ['| claim | ' + ' | '.join(f'`{n}`' for n in names) + ' |',
+             '|---|' + '---|' * len(names)]
+    for claim, label in rows:
+        cells = []
+        for name in names:
+            c = by.get((claim, label, name))
+            cells.append(c['verdict'] if c and c['diffs'] else '–')
+        lines.append(f'| ({claim}) {label} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
 def markdown(arms: Sequence[Arm], teachers: Dict[str, dict], cond_rows: List[dict],
              claims: List[dict], schedules: Dict[str, dict],
              tokens: Sequence[dict] = ()) -> str:
@@ -165,6 +182,7 @@ def markdown(arms: Sequence[Arm], teachers: Dict[str, dict], cond_rows: List[dic
             f"{pm('dist')} | **{pm('fused')}** | {' / '.join(f'{v:.2f}' for v in r['fused'])} | "
             f"{np.nanmean(r['train_teacher_gt_disagreement']):.1f} | "
             f"{np.nanmean(r['train_agreement']):.1f} |")
+    lines += ['', '### Verdicts', ''] + verdict_matrix(arms, claims)
     lines += ['', '### Claims (paired per-seed differences of fused top-1, points)', '',
               '| arm | claim | difference | per seed | mean ± std | > 0 | verdict |',
               '|---|---|---|---|---:|---:|---|']

@@ -194,6 +194,25 @@ def test_claims_pair_seeds_and_compare_fused_with_the_better_head(tmp_path):
     assert claims['hard − soft (paper)']['diffs'] == []
 
 
+def test_verdict_matrix_has_a_column_per_arm_and_a_dash_where_an_arm_cannot_judge():
+    def result(fused, cls=0.0, dist=0.0):
+        return dict(final={'distill/fused_top1': fused, 'distill/cls_top1': cls,
+                           'distill/dist_top1': dist})
+    arms = [protocol.ARMS['5k-40'], protocol.ARMS['5k-300']]
+    full = dict(hard={s: result(80.0 + s, 70.0, 90.0) for s in range(3)},
+                none={s: result(79.0) for s in range(3)},
+                soft_paper={s: result(85.0) for s in range(3)})
+    partial = dict(hard={0: result(80.0, 70.0, 79.0)}, none={0: result(81.0)})
+    claims = report.claim_rows(arms[0], full) + report.claim_rows(arms[1], partial)
+    lines = report.verdict_matrix(arms, claims)
+    assert lines[0] == '| claim | `5k-40` | `5k-300` |'
+    rows = {line.split(' | ')[0][2:]: line.split(' | ')[1:] for line in lines[2:]}
+    assert rows['(a) hard − no teacher'] == ['shown', 'pending (1/3 seeds) |']
+    assert rows['(b) hard − soft (paper)'] == ['reversed', '– |']
+    assert rows['(b) hard − soft (official numel)'] == ['–', '– |']  # no runs of soft_numel
+    assert rows['(e) fused − better head (hard)'] == ['reversed', 'pending (1/3 seeds) |']
+
+
 def test_gain_curves_pair_seeds_at_the_epochs_both_evaluated(tmp_path):
     def result(points):
         return dict(curve=[{'step': e, 'distill/fused_top1': a} for e, a in points])
