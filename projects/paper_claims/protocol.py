@@ -1,8 +1,9 @@
-"""The study's definition, protocol versions 2.0 and 2.1 (docs/experiments/paper_claims.md).
+"""The study's definition, protocol versions 2.0, 2.1 and 2.2 (docs/experiments/paper_claims.md).
 
 Everything the protocol fixes lives here: the arms (data size × student schedule), the
 teachers and how they are chosen on held-out images, the student conditions and the seeds.
-Version 2.1 adds one arm (``5k-300``) and changes nothing of 2.0.
+Version 2.1 adds one arm (``5k-300``), version 2.2 another (``1k-600``, with its own CNN
+teacher only); neither changes anything of 2.0.
 """
 import json
 import os.path as osp
@@ -70,10 +71,23 @@ class Arm:
         if unknown:
             raise ValueError(f'arm {self.name}: unknown conditions {sorted(unknown)}; '
                              f'choose from {[c.tag for c in CONDITIONS]}')
+        missing = [k for k in self.teacher_kinds if k not in self.teacher_epochs]
+        if missing:
+            raise ValueError(f'arm {self.name}: its conditions need the {missing} teacher(s) '
+                             f'but teacher_epochs gives no epochs for them; add them')
 
     @property
     def condition_list(self) -> List[Condition]:
         return [c for c in CONDITIONS if not self.conditions or c.tag in self.conditions]
+
+    @property
+    def teacher_kinds(self) -> Tuple[str, ...]:
+        """The teachers the arm's conditions use: both kinds when a condition needs the matched
+        pair (matching compares the two), otherwise only the kinds named."""
+        conds = self.condition_list
+        if any(c.which == 'matched' for c in conds):
+            return tuple(TEACHER_CONFIGS)
+        return tuple(k for k in TEACHER_CONFIGS if any(c.teacher == k for c in conds))
 
     @property
     def train_images(self) -> int:
@@ -100,13 +114,19 @@ ARMS = {
     # protocol 2.1: the paper's 300-epoch schedule, for the no-teacher student to converge
     '5k-300': Arm('5k-300', 5000, 300, 10, dict(cnn=100, vit=100), '5k',
                   conditions=('none', 'hard'), protocol='2.1'),
+    # protocol 2.2: few enough images that 3 seeds of a converged no-teacher student fit the
+    # two cores in a few hours; its own CNN teacher (the conditions need no ViT teacher)
+    '1k-600': Arm('1k-600', 1000, 600, 20, dict(cnn=200), '1k', conditions=('none', 'hard'),
+                  protocol='2.2'),
 }
 
 
 def teacher_runs(arm: Arm, work_dir: str) -> Dict[str, Run]:
-    """The CNN and ViT teachers of an arm's data (shared by arms of the same size)."""
+    """The teachers of an arm's data that its conditions use (shared by arms of the same
+    size)."""
     runs = {}
-    for kind, config in TEACHER_CONFIGS.items():
+    for kind in arm.teacher_kinds:
+        config = TEACHER_CONFIGS[kind]
         epochs = arm.teacher_epochs[kind]
         runs[kind] = Run(f'{arm.teachers}/teacher_{kind}',
                          osp.join(work_dir, arm.teachers, f'teacher_{kind}'), config,
@@ -128,30 +148,31 @@ def held_out_curve(run: Run) -> List[tuple]:
 
 
 def choose_teachers(arm: Arm, runs: Dict[str, Run]) -> dict:
-    """Strong teachers (best held-out top-1, earliest on ties) and the matched pair (the
-    stronger kind weakened to its earliest checkpoint reaching the other's best), all chosen
-    on held-out images. Written to <teachers dir>/teachers.json."""
-    out = osp.join(osp.dirname(runs['cnn'].work_dir), 'teachers.json')
+    """Strong teachers (best held-out top-1, earliest on ties) and, when both kinds were
+    trained, the matched pair (the stronger kind weakened to its earliest checkpoint reaching
+    the other's best), all chosen on held-out images. Written to <teachers dir>/teachers.json."""
+    out = osp.join(osp.dirname(next(iter(runs.values())).work_dir), 'teachers.json')
     if osp.isfile(out):
         with open(out) as f:
             return json.load(f)
     curves = {k: held_out_curve(r) for k, r in runs.items()}
     best = {k: max(c, key=lambda p: (p[1], -p[0])) for k, c in curves.items()}
-    strong_kind = max(best, key=lambda k: best[k][1])
-    weak_kind = 'vit' if strong_kind == 'cnn' else 'cnn'
-    target = best[weak_kind][1]
-    weakened = next(p for p in curves[strong_kind] if p[1] >= target)
 
     def entry(kind, point):
         ckpt = osp.join(runs[kind].work_dir, f'epoch_{point[0]}.pth')
         return dict(kind=kind, epoch=point[0], held_out_top1=point[1], ckpt=ckpt,
                     sha256=fingerprint(ckpt))
 
-    info = dict(protocol=PROTOCOL, curves=curves,
-                strong={k: entry(k, best[k]) for k in best},
-                matched={strong_kind: entry(strong_kind, weakened),
-                         weak_kind: entry(weak_kind, best[weak_kind])},
-                weakened=strong_kind)
+    info = dict(protocol=arm.protocol, curves=curves,
+                strong={k: entry(k, best[k]) for k in best}, matched={}, weakened=None)
+    if len(best) == 2:
+        strong_kind = max(best, key=lambda k: best[k][1])
+        weak_kind = 'vit' if strong_kind == 'cnn' else 'cnn'
+        target = best[weak_kind][1]
+        weakened = next(p for p in curves[strong_kind] if p[1] >= target)
+        info.update(matched={strong_kind: entry(strong_kind, weakened),
+                             weak_kind: entry(weak_kind, best[weak_kind])},
+                    weakened=strong_kind)
     with open(out, 'w') as f:
         json.dump(info, f, indent=1)
     return info

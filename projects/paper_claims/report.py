@@ -364,7 +364,9 @@ def plot_teachers(key: str, info: dict, out_png: str) -> None:
         xs, ys = zip(*curve)
         ax.plot(xs, ys, label=TEACHER_NAMES[kind])
         for which, marker in (('strong', 'o'), ('matched', 'x')):
-            t = info[which][kind]
+            t = info[which].get(kind)
+            if t is None:  # an arm that trains one teacher kind has no matched pair
+                continue
             ax.scatter([t['epoch']], [t['held_out_top1']], marker=marker, s=50, color='k',
                        zorder=3)
     ax.set_xlabel('epoch')

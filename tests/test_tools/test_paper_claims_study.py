@@ -95,6 +95,46 @@ def test_protocol_2_1_arm_trains_none_and_hard_300_epochs_with_the_5k_teachers(t
         protocol.Arm('x', 5000, 1, 1, {}, '5k', conditions=('hard', 'soft')).condition_list
 
 
+def test_protocol_2_2_arm_trains_its_own_cnn_teacher_only_on_1k_images(tmp_path):
+    arm = protocol.ARMS['1k-600']
+    assert (arm.protocol, arm.teachers, arm.train_images, arm.steps) == ('2.2', '1k', 900, 600 * 8)
+    assert arm.teacher_kinds == ('cnn',)
+    # arms with a matched condition train both kinds
+    assert protocol.ARMS['5k-40'].teacher_kinds == ('cnn', 'vit')
+    t_runs = protocol.teacher_runs(arm, str(tmp_path))
+    assert list(t_runs) == ['cnn']
+    cfg = cfg_with(t_runs['cnn'].config, t_runs['cnn'].opts)
+    assert list(cfg.train_dataloader.dataset.index_range) == [0, 900]
+    assert (cfg.val_dataloader.dataset.split, list(cfg.val_dataloader.dataset.index_range)) == (
+        'train', [900, 1000])
+    assert cfg.train_cfg.max_epochs == 200 and cfg.param_scheduler[1].end == 200
+    # one kind: the strong teacher is its best held-out epoch (earliest on ties), no matched pair
+    curve = [70.0, 81.0, 84.0, 83.0, 84.0]
+    write_scalars(t_runs['cnn'].work_dir,
+                  [{'accuracy/top1': a, 'step': i + 1} for i, a in enumerate(curve)])
+    for i in range(len(curve)):
+        with open(osp.join(t_runs['cnn'].work_dir, f'epoch_{i + 1}.pth'), 'wb') as f:
+            f.write(f'cnn{i}'.encode())
+    info = protocol.choose_teachers(arm, t_runs)
+    assert (info['protocol'], info['strong']['cnn']['epoch'], info['matched'],
+            info['weakened']) == ('2.2', 3, {}, None)
+    assert list(info['strong']) == ['cnn']
+    report.plot_teachers('1k', info, str(tmp_path / 'teachers_1k.png'))
+    assert osp.getsize(tmp_path / 'teachers_1k.png') > 0
+    runs = protocol.student_runs(arm, info, str(tmp_path))
+    assert [r.name for r in runs] == [f'1k-600/{t}/seed{s}' for s in (0, 1, 2)
+                                      for t in ('none', 'hard')]
+    cfg = cfg_with(runs[1].config, runs[1].opts)
+    assert list(cfg.train_dataloader.dataset.index_range) == [0, 900]
+    assert cfg.train_cfg.max_epochs == 600 and cfg.train_cfg.val_interval == 20
+    assert cfg.model.teacher_ckpt == info['strong']['cnn']['ckpt']
+    md = report.markdown([protocol.ARMS['5k-40'], protocol.ARMS['5k-300'], arm], {}, [], [], {})
+    assert md.startswith('Protocol version 2.0; arms added by a later version: 5k-300 (2.1), '
+                         '1k-600 (2.2).')
+    with pytest.raises(ValueError, match=r"need the \['vit'\] teacher\(s\) but teacher_epochs"):
+        protocol.Arm('x', 1000, 1, 1, dict(cnn=1), '1k', conditions=('none', 'hard_vit_matched'))
+
+
 def test_teacher_cache_runs_replay_the_cache_recorded_for_their_own_teacher():
     teachers = {w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')}
                 for w in ('strong', 'matched')}
