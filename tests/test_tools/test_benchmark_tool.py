@@ -98,10 +98,28 @@ def test_bad_options_are_refused_with_the_fix(capsys):
 def test_kernel_report_names_the_cpu_attention_kernel():
     kernels = kernel_report()
     assert 'attention' in kernels['sdpa_kernel']
-    # parsed, not the fallbacks: the BLAS torch was built with, the ISA oneDNN logged
+    # parsed, not the fallback: the BLAS torch was built with
     assert f"BLAS_INFO={kernels['fp32_blas']}" in torch.__config__.show()
-    assert kernels['onednn_isa'] != 'not reported'
     assert kernels['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
+    # oneDNN logs its ISA when it runs the bf16 matmul; on a CPU without bf16 instructions
+    # (AVX2 only) torch does not hand the matmul to oneDNN and both say so
+    assert (kernels['onednn_isa'] == 'not reported') == (kernels['bf16_matmul'] == 'not oneDNN')
+
+
+def test_kernel_report_parses_onednn_verbose_log(monkeypatch):
+    from projects.benchmark import machine
+    log = ('onednn_verbose,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support '
+           'and Intel AMX with bfloat16 and 8-bit integer support\n'
+           'onednn_verbose,exec,cpu,matmul,brg:avx512_core_amx,undef,src_bf16::blocked:ab\n')
+    monkeypatch.setattr(machine, '_KERNELS', {})
+    monkeypatch.setattr(machine, '_stdout_of', lambda fn: log)
+    kernels = machine.kernel_report()
+    assert kernels['onednn_isa'].startswith('Intel AVX-512 with Intel DL Boost')
+    assert kernels['bf16_matmul'] == 'brg:avx512_core_amx'
+    monkeypatch.setattr(machine, '_KERNELS', {})
+    monkeypatch.setattr(machine, '_stdout_of', lambda fn: '')
+    kernels = machine.kernel_report()
+    assert (kernels['onednn_isa'], kernels['bf16_matmul']) == ('not reported', 'not oneDNN')
 
 
 def test_the_tool_imports_the_project_of_its_own_checkout(monkeypatch):
