@@ -371,7 +371,8 @@ def plot_teachers(key: str, info: dict, out_png: str) -> None:
                        zorder=3)
     ax.set_xlabel('epoch')
     ax.set_ylabel('held-out top-1 (%)')
-    ax.set_title(f'{key} teachers on held-out images (o strong, x matched)', fontsize=9)
+    markers = '(o strong, x matched)' if info['matched'] else '(o strong)'
+    ax.set_title(f'{key} teachers on held-out images {markers}', fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
