@@ -91,7 +91,9 @@ def test_validation_with_ema_weights_uses_the_real_teacher(student, teacher):
     # EMAHook swaps every parameter (the teacher's too) in for validation: the teacher judged
     # there must be the loaded one, not the EMA copy made before it was loaded
     val = [e for e in student['log'] if 'distill/teacher_top1' in e][-1]
-    assert val['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-6)
+    # percentages in float32, computed by two metrics: equal up to rounding (1e-4), while one
+    # image more or less moves them by 100 / N >= 0.01
+    assert val['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-4)
 
 
 def test_distilled_student_beats_chance_and_logs_both_losses(student):
@@ -140,8 +142,8 @@ def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student,
                               '--work-dir', str(tmp_path), '--metrics-json', str(metrics_json),
                               '--out', str(preds), '--cfg-options', *student['opts']])
     val = [e for e in student['log'] if 'distill/fused_top1' in e][-1]
-    assert metrics['distill/fused_top1'] == pytest.approx(val['distill/fused_top1'], abs=1e-6)
-    assert metrics['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-6)
+    assert metrics['distill/fused_top1'] == pytest.approx(val['distill/fused_top1'], abs=1e-4)
+    assert metrics['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-4)
     assert json.loads(metrics_json.read_text())['distill/fused_top1'] == pytest.approx(
         metrics['distill/fused_top1'])
     import pickle
