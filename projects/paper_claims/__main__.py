@@ -30,6 +30,23 @@ def published_files(run):
     return [run.result_file, osp.join(run.work_dir, report.TOKEN_FILE)]
 
 
+def token_similarity_todo(arm, runs):
+    """Seed 0 of ``hard`` and ``none`` whose token similarity (claim (d)) is still to be
+    measured: finished, without the tool's JSON, and with a checkpoint to measure. A run whose
+    result was restored from the publish dir has no checkpoint: it is named and left out."""
+    todo = []
+    for cond in ('hard', 'none'):
+        run = next((r for r in runs if r.name == f'{arm.name}/{cond}/seed0'), None)
+        if run is None or not run.done() or osp.isfile(osp.join(run.work_dir, report.TOKEN_FILE)):
+            continue
+        if not osp.isfile(osp.join(run.work_dir, 'last_checkpoint')):
+            print(f'{run.name}: no checkpoint in {run.work_dir} (its result was restored from '
+                  f'the publish dir), so its token similarity is not measured', flush=True)
+            continue
+        todo.append(run)
+    return todo
+
+
 def restore_published(runs, publish: str, work_dir: str) -> None:
     """Copy published results of runs whose work dir lost them back into place."""
     for run in runs:
@@ -119,15 +136,13 @@ def main(argv=None) -> None:
                     print(f'\n=== record the teacher outputs into {target}', flush=True)
                     run_tool(cmd)
             schedule(runs, args.jobs, args.threads, batches_log, f'{arm.name} students')
-            for cond in ('hard', 'none'):  # claim (d), seed 0
-                run = next((r for r in runs if r.name == f'{arm.name}/{cond}/seed0'), None)
-                if run is not None and run.done() and osp.isfile(run.last_checkpoint()):
-                    prefix = osp.join(run.work_dir, 'token_similarity')
-                    opts = [o for o in run.opts if o.startswith('model.')]
-                    run_tool(['tools/analysis/token_similarity.py', run.config,
-                              run.last_checkpoint(), '--out', prefix, '--split', 'val',
-                              '--threads', str(args.threads), '--cfg-options', *opts],
-                             prefix + '.json')
+            for run in token_similarity_todo(arm, runs):  # claim (d), seed 0
+                prefix = osp.join(run.work_dir, 'token_similarity')
+                opts = [o for o in run.opts if o.startswith('model.')]
+                run_tool(['tools/analysis/token_similarity.py', run.config,
+                          run.last_checkpoint(), '--out', prefix, '--split', 'val',
+                          '--threads', str(args.threads), '--cfg-options', *opts],
+                         prefix + '.json')
         students[arm.name] = runs
         if publish:
             publish_results([*t_runs.values(), *runs], publish, work_dir)

@@ -310,3 +310,28 @@ def test_token_similarity_of_seed_0_is_reported_published_and_restored(tmp_path)
     os.remove(runs[0].result_file)
     restore_published(runs, str(publish), str(work))
     assert [r['last'] for r in report.token_rows(arm, runs)] == [0.87] and runs[0].done()
+
+
+def test_token_similarity_is_measured_only_where_a_checkpoint_exists_and_no_result(
+        tmp_path, capsys):
+    """Seed 0 of hard is measured once; seed 0 of none restored from the publish dir (result,
+    no checkpoint) is named and skipped instead of failing on the missing 'last_checkpoint'."""
+    from projects.paper_claims.__main__ import token_similarity_todo
+    arm = protocol.ARMS['5k-40']
+    runs = [Run(f'5k-40/{tag}/seed{s}', str(tmp_path / tag / f'seed{s}'), 'cfg.py', [])
+            for tag in ('hard', 'none', 'soft_paper') for s in (0, 1)]
+    for run in runs:
+        os.makedirs(run.work_dir)
+        with open(run.result_file, 'w') as f:
+            json.dump({'final': {}}, f)
+    hard0, none0 = runs[0], runs[2]
+    with open(osp.join(hard0.work_dir, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(hard0.work_dir, 'epoch_40.pth'))
+    assert token_similarity_todo(arm, runs) == [hard0]
+    assert "5k-40/none/seed0: no checkpoint" in capsys.readouterr().out
+    with open(osp.join(hard0.work_dir, report.TOKEN_FILE), 'w') as f:
+        f.write('{}')
+    assert token_similarity_todo(arm, runs) == []
+    os.remove(hard0.result_file)  # an unfinished run is not measured either
+    os.remove(osp.join(hard0.work_dir, report.TOKEN_FILE))
+    assert token_similarity_todo(arm, runs) == []
