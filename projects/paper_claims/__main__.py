@@ -39,7 +39,7 @@ def token_similarity_todo(arm, runs):
         run = next((r for r in runs if r.name == f'{arm.name}/{cond}/seed0'), None)
         if run is None or not run.done() or osp.isfile(osp.join(run.work_dir, report.TOKEN_FILE)):
             continue
-        if not osp.isfile(osp.join(run.work_dir, 'last_checkpoint')):
+        if not run.has_checkpoint():
             print(f'{run.name}: no checkpoint in {run.work_dir} (its result was restored from '
                   f'the publish dir), so its token similarity is not measured', flush=True)
             continue

@@ -39,6 +39,10 @@ class Run:
         with open(self.result_file) as f:
             return json.load(f)
 
+    def has_checkpoint(self) -> bool:
+        """Whether mmengine left a ``last_checkpoint`` file (a run to resume or to measure)."""
+        return osp.isfile(osp.join(self.work_dir, 'last_checkpoint'))
+
     def last_checkpoint(self) -> str:
         with open(osp.join(self.work_dir, 'last_checkpoint')) as f:
             return f.read().strip()
@@ -46,7 +50,7 @@ class Run:
     def command(self, threads: int) -> List[str]:
         cmd = [sys.executable, 'tools/train.py', self.config, '--work-dir', self.work_dir,
                '--threads', str(threads)]
-        if osp.isfile(osp.join(self.work_dir, 'last_checkpoint')):
+        if self.has_checkpoint():
             cmd.append('--resume')
         return cmd + cfg_options(self.opts)
 

@@ -324,7 +324,7 @@ def test_token_similarity_is_measured_only_where_a_checkpoint_exists_and_no_resu
         os.makedirs(run.work_dir)
         with open(run.result_file, 'w') as f:
             json.dump({'final': {}}, f)
-    hard0, none0 = runs[0], runs[2]
+    hard0 = runs[0]
     with open(osp.join(hard0.work_dir, 'last_checkpoint'), 'w') as f:
         f.write(osp.join(hard0.work_dir, 'epoch_40.pth'))
     assert token_similarity_todo(arm, runs) == [hard0]
