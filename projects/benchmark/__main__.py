@@ -57,6 +57,8 @@ import tempfile
 import torch
 from tqdm import tqdm
 
+from deit_plugin.utils.cli import positive_int
+
 from .machine import kernel_report, matmul_ceiling
 from .models import ARCHS, QUICK_TEACHER, TEACHER
 from .report import check_targets, summarise
@@ -78,7 +80,8 @@ def parse_args(argv=None):
                         help='measure every row this many times (each with warm-up) and '
                         'report the spread of its ratio: noise or a real difference. '
                         'Defaults to 1.')
-    parser.add_argument('--threads', type=int, default=2, help='torch threads. Defaults to 2.')
+    parser.add_argument('--threads', type=positive_int, default=2,
+                        help='torch threads. Defaults to 2.')
     parser.add_argument('--archs', nargs='+', default=['tiny', 'small'], choices=list(ARCHS),
                         help='inference comparisons. Defaults to tiny small.')
     parser.add_argument('--student', default='tiny', choices=list(ARCHS),

@@ -25,6 +25,7 @@ import sys
 import time
 
 from deit_plugin.utils import run_logged
+from deit_plugin.utils.cli import positive_int
 
 from . import report
 from .protocol import ROOT
@@ -48,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "config's 1e-3); use another --work-dir per value")
     parser.add_argument('--jobs', type=int, default=2,
                         help='detection runs at a time (default 2, one torch thread each)')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch CPU threads per run (default: 1 with --jobs > 1, else '
                         "torch's default)")
     args = parser.parse_args(argv)

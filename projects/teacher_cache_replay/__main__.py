@@ -29,6 +29,7 @@ import statistics
 import sys
 from typing import Dict, List, Optional
 
+from deit_plugin.utils.cli import positive_int
 from deit_plugin.utils.logs import read_resumed_scalars
 from projects.paper_claims.runs import ROOT, Run, run_tool, schedule
 
@@ -130,7 +131,7 @@ def main(argv=None) -> None:
     parser.add_argument('--work-dir', default='work_dirs/teacher_cache_replay')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--jobs', type=int, default=2, help='runs trained at the same time')
-    parser.add_argument('--threads', type=int, default=1, help='torch threads per run')
+    parser.add_argument('--threads', type=positive_int, default=1, help='torch threads per run')
     parser.add_argument('--check-fraction', type=float, default=0.05,
                         help='share of the cached runs\' batches on which the live teacher also '
                         'runs and is compared. Defaults to 0.05.')

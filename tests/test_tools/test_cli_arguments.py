@@ -1,5 +1,7 @@
-"""Thread and job counts below 1, and negative image counts, are refused by every tool's parser
-(``--threads 0`` used to be ignored: the run took torch's default)."""
+"""Thread and job counts below 1, and negative image counts, are refused by every tool's parser,
+tools/ and projects/ alike (a thread count of 0 is refused, not replaced by torch's default)."""
+import importlib
+
 import pytest
 
 from tool_modules import load_tool
@@ -23,6 +25,25 @@ def test_a_thread_count_below_one_is_refused(tool, threads, capsys):
     err = capsys.readouterr().err
     assert 'argument --threads:' in err
     assert ('must be at least 1, got' in err) if threads != 'two' else ("got 'two'" in err)
+
+
+# the projects behind tools/benchmark.py, tools/run_det_demo.py and the cache experiment; the
+# other required arguments are given so that only --threads can be refused
+PROJECTS = {
+    'projects.benchmark': [],
+    'projects.det_transfer': [],
+    'projects.teacher_cache_replay': ['--teacher-ckpt', 'teacher.pth'],
+}
+
+
+@pytest.mark.parametrize('project', sorted(PROJECTS))
+@pytest.mark.parametrize('threads', ['0', '-1'])
+def test_the_projects_refuse_a_thread_count_below_one(project, threads, capsys):
+    main = importlib.import_module(f'{project}.__main__').main
+    with pytest.raises(SystemExit) as e:
+        main([*PROJECTS[project], '--threads', threads])
+    assert e.value.code == 2
+    assert f'argument --threads: must be at least 1, got {threads}' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('tool', ['analysis/agreement.py', 'analysis/token_similarity.py'])
