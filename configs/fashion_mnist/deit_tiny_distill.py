@@ -1,6 +1,9 @@
-# The demo's student: a small DeiT⚗ (dim 64, 4 blocks, 4 heads, patch 4 -> 7x7 patches + class
-# and distillation tokens) trained with hard distillation from the ResNet_CIFAR teacher of
-# resnet_cifar_teacher.py, on the same images.
+# The short 3-epoch student (used by the tests; `make demo` trains study/deit_tiny_student_v2.py,
+# which extends this file): a small DeiT⚗ (dim 64, 4 blocks, 4 heads, patch 4 -> 7x7 patches +
+# class and distillation tokens) trained with hard distillation from the ResNet_CIFAR teacher of
+# resnet_cifar_teacher.py, on the same images. That teacher's checkpoint (teacher_ckpt below) is
+# written by `python tools/train.py configs/fashion_mnist/resnet_cifar_teacher.py --work-dir
+# work_dirs/demo/teacher`; `make demo` does not write it.
 # (The teacher runs channels-last automatically: DistillationClassifier.teacher_channels_last.)
 #
 # Deviations from the ImageNet recipe (configs/deit_s_distill.py), for a 3-epoch CPU run on
