@@ -1,5 +1,6 @@
-# The 3-epoch students' teacher: mmpretrain's ResNet_CIFAR (depth 18, 16 base channels, 3 stages with
-# stride 2) on gray 28x28 Fashion-MNIST, 2 epochs. An ordinary mmpretrain classifier config.
+# The 3-epoch students' teacher: mmpretrain's ResNet_CIFAR (depth 18, 16 base channels, 3
+# stages with stride 2) on gray 28x28 Fashion-MNIST, 2 epochs. An ordinary mmpretrain classifier
+# config.
 _base_ = [
     '../_base_/models/resnet18_cifar_fmnist.py', '../_base_/datasets/fashion_mnist.py',
     '../_base_/schedules/fashion_mnist_sgd.py', '../_base_/cpu_runtime.py'
