@@ -16,7 +16,7 @@ POSITION_KEY = 'train_position'
 class _SkipWithoutLoading:
     """An iteration loop's data iterator whose first ``skip`` batches are not loaded: the
     sampler already starts after them, and mmengine's ``IterBasedTrainLoop.run`` only discards
-    what it skips (``runner/loops.py`` lines 277-284)."""
+    what it skips (docs/notes/upstream_workarounds.md)."""
 
     def __init__(self, iterator, skip: int) -> None:
         self._iterator, self._skip = iterator, skip

@@ -15,7 +15,7 @@ def _int_at_least(minimum: int, meaning: str) -> Callable[[str], int]:
     return parse
 
 
-#: ``argparse`` type: a whole number of at least 1 (``--threads 0`` used to be ignored).
+#: ``argparse`` type: a whole number of at least 1 (``--threads 0`` is refused, not ignored).
 positive_int = _int_at_least(1, 'at least 1')
 #: ``argparse`` type: a whole number of at least 0 (counts where 0 means all).
 non_negative_int = _int_at_least(0, '0 (all) or more')
