@@ -23,7 +23,7 @@ test: env data
 clean-demo:
 	rm -rf work_dirs/demo data/fashion_mnist
 
-# The paper-claims study v2 (docs/experiments/paper_claims.md): several hours on 2 cores, not
+# The paper-claims study v2 (docs/experiments/paper_claims.md): about 22 hours on 2 cores, not
 # part of CI. Resumable; results are copied to docs/experiments/paper_claims_v2.
 .PHONY: paper-claims
 WORK_DIR ?= work_dirs/paper_claims_v2
