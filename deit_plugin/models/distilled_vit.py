@@ -72,9 +72,10 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
             checkpoint has none). ``None`` is global attention in every block (the
             classification model). Defaults to None.
         global_attn_indexes (Sequence[int], optional): The blocks that keep global attention
-            over all patch tokens when ``window_size`` is set. ``None`` means ViTDet's
-            choice: the last block of each quarter of the depth (2, 5, 8, 11 for 12 blocks).
-            Defaults to None.
+            over all patch tokens when ``window_size`` is set (named as in Segment Anything's
+            ViT encoder; detectron2's ViTDet lists the complement, ``window_block_indexes``).
+            ``None`` means ViTDet's choice: the last block of each quarter of the depth (2, 5,
+            8, 11 for 12 blocks). Defaults to None.
         **kwargs: Other arguments of mmpretrain's ``VisionTransformer`` (``qkv_bias``,
             ``norm_cfg`` (LN, eps 1e-6 as in the official code), ``final_norm``,
             ``interpolate_mode``, ``patch_cfg``, ``layer_cfgs``, ``init_cfg``, ...).
