@@ -8,9 +8,10 @@
 # COCO in data/coco/ (mmdet's layout).
 #
 # Optimisation: ../_base_/schedules/coco_1x_adamw_layer_decay.py (ViTDet: AdamW 1e-4, wd 0.1,
-# layer decay 0.7 with dist_token at the stem), drop-path 0.1. Not reproduced from ViTDet: windowed
-# attention, the normalised convolutions in the RPN/RoI heads, large-scale jitter and the
-# 100-epoch schedule.
+# layer decay 0.7 with dist_token at the stem), drop-path 0.1. Global attention in every block;
+# ViTDet's windowed attention: mask_rcnn_deit_s_win_sfp_1x_coco.py. Not reproduced from ViTDet:
+# the normalised convolutions in the RPN/RoI heads, large-scale jitter and the 100-epoch
+# schedule.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py', 'mmdet::_base_/datasets/coco_instance.py',
     '../_base_/schedules/coco_1x_adamw_layer_decay.py', 'mmdet::_base_/default_runtime.py'

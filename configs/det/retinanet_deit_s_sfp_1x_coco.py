@@ -13,7 +13,7 @@
 # AdamW lr 1e-4, weight decay 0.1 (none on norms, biases, tokens, pos_embed), layer-wise lr
 # decay 0.7 with the distillation token at the stem's depth
 # (deit_plugin.DeiTLayerDecayOptimWrapperConstructor), drop-path 0.1. Global attention in every
-# block (ViTDet uses windowed attention in most blocks; mmpretrain's ViT has none). RetinaNet
+# block; ViTDet's windowed attention: retinanet_deit_s_win_sfp_1x_coco.py. RetinaNet
 # uses pyramid levels P3-P7, so the neck builds strides 8, 16, 32 from the stride-16 map
 # (scale factors 2, 1, 0.5) and two stride-2 subsamplings for 64 and 128. The position
 # embeddings stay on the checkpoint's 14x14 grid (img_size=224) and are resized bicubically to

@@ -6,8 +6,14 @@ backward is slower than the explicit form (three matmuls and a softmax, as the o
 and timm's non-fused path compute it), whose bf16 matmuls run on the matrix units;
 ``attn_impl='auto'`` therefore takes the explicit form in bf16-autocast CPU training only. The
 measured profile is in docs/experiments/benchmark.md.
+
+Windowed attention (ViTDet, Li et al. 2022, arXiv 2203.16527, §3 "Backbone adaptation"): a
+block given a ``window_size`` attends within non-overlapping ``window_size × window_size``
+windows of the patch grid. A grid that is not a multiple of the window is padded at the bottom
+and right with zero tokens (after the block's first norm, as ViTDet does; they take part in
+the attention of their window as keys and are cut off afterwards).
 """
-from typing import Callable
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +32,35 @@ def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return attn @ v
 
 
+def window_partition(x: torch.Tensor, window_size: int
+                     ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """Split a ``(B, H, W, C)`` grid into ``(B · nH · nW, window_size², C)`` windows, row-major
+    inside each window and window after window, padding the bottom and right with zeros to
+    multiples of ``window_size``.
+
+    Returns:
+        tuple: The windows and the padded grid size ``(Hp, Wp)``.
+    """
+    B, H, W, C = x.shape
+    pad_h, pad_w = -H % window_size, -W % window_size
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    Hp, Wp = H + pad_h, W + pad_w
+    x = x.view(B, Hp // window_size, window_size, Wp // window_size, window_size, C)
+    windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, C)
+    return windows, (Hp, Wp)
+
+
+def window_unpartition(windows: torch.Tensor, window_size: int, padded_hw: Tuple[int, int],
+                       hw: Tuple[int, int]) -> torch.Tensor:
+    """The inverse of :func:`window_partition`: ``(B, H, W, C)`` with the padding cut off."""
+    (Hp, Wp), (H, W) = padded_hw, hw
+    C = windows.shape[-1]
+    x = windows.view(-1, Hp // window_size, Wp // window_size, window_size, window_size, C)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, Hp, Wp, C)
+    return x[:, :H, :W]
+
+
 def bf16_cpu_training(x: torch.Tensor) -> bool:
     """Whether ``x`` takes part in a bf16-autocast training step on the CPU."""
     return (x.device.type == 'cpu' and torch.is_grad_enabled()
@@ -42,6 +77,10 @@ class DeiTAttention(MultiheadAttention):
     - ``'auto'``: ``'matmul'`` in bf16-autocast training steps on the CPU (see the module
       docstring for why), ``'sdpa'`` everywhere else, fp32 and inference included.
 
+    ``window_size`` (an int, set by the backbone) makes the block attend within windows of the
+    patch grid, whose size ``hw`` it then needs (see the module docstring); ``None`` (the
+    default) is global attention over the whole sequence, extra tokens included.
+
     Both forms compute the same function; they differ in rounding only (in fp32 by ~1e-6).
     ``q``, ``k``, ``v`` are taken with ``unbind`` rather than by indexing: the same values,
     but the backward writes one gradient instead of three zero-filled copies of the ``qkv``
@@ -49,6 +88,7 @@ class DeiTAttention(MultiheadAttention):
     """
 
     attn_impl: str = 'sdpa'
+    window_size: Optional[int] = None
 
     @classmethod
     def convert(cls, module: MultiheadAttention, attn_impl: str) -> 'DeiTAttention':
@@ -71,14 +111,26 @@ class DeiTAttention(MultiheadAttention):
             impl = 'matmul' if bf16_cpu_training(q) else 'sdpa'
         return matmul_attention if impl == 'matmul' else self.scaled_dot_product_attention
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, _ = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads,
+    def forward(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """Attend over ``x`` (``(B, N, C)``); a windowed block needs ``hw``, the ``(H, W)``
+        patch grid that ``N = H · W`` tokens form (row-major, no extra tokens)."""
+        B, N, C = x.shape
+        window = self.window_size
+        if window:
+            if hw is None or hw[0] * hw[1] != N:
+                raise ValueError(
+                    f'a windowed attention block needs the patch grid of its {N} tokens, got '
+                    f'hw={hw}: call it with hw=(H, W), H * W == {N}, and no extra tokens.')
+            x, padded_hw = window_partition(x.view(B, *hw, C), window)
+        Bw, Nw, _ = x.shape
+        qkv = self.qkv(x).reshape(Bw, Nw, 3, self.num_heads,
                                   self.head_dims).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         attn_drop = self.attn_drop if self.training else 0.
         x = self._product(q)(q, k, v, dropout_p=attn_drop)
-        x = x.transpose(1, 2).reshape(B, N, self.embed_dims)
+        x = x.transpose(1, 2).reshape(Bw, Nw, self.embed_dims)
+        if window:
+            x = window_unpartition(x, window, padded_hw, hw).reshape(B, N, self.embed_dims)
         x = self.proj(x)
         x = self.out_drop(self.gamma1(self.proj_drop(x)))
         if self.v_shortcut:

@@ -3,7 +3,7 @@
 `Training data-efficient image transformers & distillation through attention
 <https://arxiv.org/abs/2012.12877>`_ (Touvron et al., 2021).
 """
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,22 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
             fused kernel's backward is slower than fp32's, ``'sdpa'`` otherwise). The same
             function, different rounding; see :class:`deit_plugin.models.attention.DeiTAttention`.
             Defaults to ``'sdpa'``.
+        window_size (int, optional): Windowed attention for detection (ViTDet, Li et al. 2022,
+            `arXiv 2203.16527 <https://arxiv.org/abs/2203.16527>`_): every block not in
+            ``global_attn_indexes`` attends within non-overlapping ``window_size ×
+            window_size`` windows of the patch grid (padded at the bottom and right with zero
+            tokens when the grid is not a multiple of the window). The class and distillation
+            tokens are dropped before the first windowed block, so only ``out_type='featmap'``
+            is possible; when that is block 0 they are unused and frozen. The parameters are
+            those of global attention: a classification checkpoint loads strictly. ViTDet uses
+            14 (a 224 px checkpoint's 14×14 grid). No relative position bias is added (a DeiT
+            checkpoint has none). ``None`` is global attention in every block (the
+            classification model). Defaults to None.
+        global_attn_indexes (Sequence[int], optional): The blocks that keep global attention
+            over all patch tokens when ``window_size`` is set (named as in Segment Anything's
+            ViT encoder; detectron2's ViTDet lists the complement, ``window_block_indexes``).
+            ``None`` means ViTDet's choice: the last block of each quarter of the depth (2, 5,
+            8, 11 for 12 blocks). Defaults to None.
         **kwargs: Other arguments of mmpretrain's ``VisionTransformer`` (``qkv_bias``,
             ``norm_cfg`` (LN, eps 1e-6 as in the official code), ``final_norm``,
             ``interpolate_mode``, ``patch_cfg``, ``layer_cfgs``, ``init_cfg``, ...).
@@ -76,6 +92,8 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                  frozen_stages: int = -1,
                  pos_embed_antialias: bool = False,
                  attn_impl: str = 'sdpa',
+                 window_size: Optional[int] = None,
+                 global_attn_indexes: Optional[Sequence[int]] = None,
                  **kwargs) -> None:
         sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if not isinstance(patch_size, int):
@@ -103,6 +121,7 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         self.attn_impl = attn_impl
         for layer in self.layers:
             DeiTAttention.convert(layer.attn, attn_impl)
+        self._set_windows(window_size, global_attn_indexes)
         # The parent freezes before dist_token exists; freeze again now that it does.
         if self.frozen_stages > 0:
             self._freeze_stages()
@@ -110,6 +129,52 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         # checkpoint is named as such rather than by its position-embedding length.
         handle = self._register_load_state_dict_pre_hook(self._require_dist_token)
         self._load_state_dict_pre_hooks.move_to_end(handle.id, last=False)
+
+    def _set_windows(self, window_size: Optional[int],
+                     global_attn_indexes: Optional[Sequence[int]]) -> None:
+        """Validate the windowed-attention arguments and give each block its window."""
+        self.window_size = window_size
+        self.global_attn_indexes = None
+        self.first_windowed_block = None
+        if window_size is None:
+            if global_attn_indexes is not None:
+                raise ValueError(
+                    f'global_attn_indexes={global_attn_indexes} is given without window_size: '
+                    f'set window_size (ViTDet: 14) for windowed attention in the other blocks, '
+                    f'or remove global_attn_indexes (every block is global without windows).')
+            return
+        if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
+            raise ValueError(f'window_size must be a positive int (ViTDet: 14) or None, got '
+                             f'{window_size!r}.')
+        if self.out_type != 'featmap':
+            raise ValueError(
+                f"windowed attention (window_size={window_size}) needs out_type='featmap', got "
+                f"out_type={self.out_type!r}: the class and distillation tokens are dropped "
+                f"before the first windowed block. Set out_type='featmap' (detection), or "
+                f'window_size=None (classification).')
+        depth = self.num_layers
+        if global_attn_indexes is None:
+            global_attn_indexes = sorted({(k + 1) * depth // 4 - 1 for k in range(4)})
+        bad = [i for i in global_attn_indexes
+               if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth]
+        if bad:
+            raise ValueError(f'global_attn_indexes must be block indexes in 0..{depth - 1}, got '
+                             f'{list(global_attn_indexes)} ({bad} out of range).')
+        self.global_attn_indexes = tuple(sorted(set(global_attn_indexes)))
+        for i, layer in enumerate(self.layers):
+            if type(layer).__name__ != 'TransformerEncoderLayer' or layer.attn.v_shortcut:
+                raise TypeError(f'windowed attention needs mmpretrain TransformerEncoderLayer '
+                                f'blocks without v_shortcut; block {i} is '
+                                f'{type(layer).__name__}.')
+            windowed = i not in self.global_attn_indexes
+            layer.attn.window_size = window_size if windowed else None
+            if windowed and self.first_windowed_block is None:
+                self.first_windowed_block = i
+        if self.first_windowed_block == 0:
+            # dropped before any block: they cannot reach the output (and DDP would otherwise
+            # need find_unused_parameters)
+            self.cls_token.requires_grad = False
+            self.dist_token.requires_grad = False
 
     def _require_dist_token(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         if prefix + 'cls_token' in state_dict and prefix + 'dist_token' not in state_dict:
@@ -208,6 +273,8 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         x = self.drop_after_pos(x)
         x = self.pre_norm(x)
 
+        if self.window_size is not None:
+            return self._forward_windowed(x, patch_resolution)
         outs = []
         for i, layer in enumerate(self.layers):
             x = layer(x)
@@ -215,4 +282,21 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                 x = self.ln1(x)
             if i in self.out_indices:
                 outs.append(self._format_output(x, patch_resolution))
+        return tuple(outs)
+
+    def _forward_windowed(self, x: torch.Tensor, hw: Tuple[int, int]) -> tuple:
+        """The blocks with windowed attention (``window_size``); ``x`` holds both extra tokens
+        and the position embeddings. Returns the ``'featmap'`` of each ``out_indices`` block."""
+        B, n_extra = x.shape[0], self.num_extra_tokens
+        outs = []
+        for i, layer in enumerate(self.layers):
+            if i == self.first_windowed_block:
+                x, n_extra = x[:, n_extra:], 0
+            # TransformerEncoderLayer.forward, with the patch grid for the windows
+            x = x + layer.attn(layer.ln1(x), hw)
+            x = layer.ffn(layer.ln2(x), identity=x)
+            if i == len(self.layers) - 1 and self.final_norm:
+                x = self.ln1(x)
+            if i in self.out_indices:
+                outs.append(x[:, n_extra:].reshape(B, *hw, -1).permute(0, 3, 1, 2))
         return tuple(outs)

@@ -5,4 +5,8 @@ Modules: :mod:`.protocol` defines the runs (initialisations, training subsets, e
 config and command); :mod:`.runs` trains them through the project's own tools as subprocesses,
 several at a time, reusing finished runs; :mod:`.report` writes the table, the results files and
 the plot.
+
+Study v2 (docs/experiments/detection_transfer_v2_protocol.md): :mod:`.protocol_v2` defines it
+(backbones random / no-teacher student / distilled student, photo and plain targets, full and
+10% training sets, seeds, verdicts); ``python -m projects.det_transfer.study_v2`` runs it.
 """

@@ -116,3 +116,24 @@ def test_another_fashion_mnist_folder_regenerates_the_set(tmp_path, capsys):
         det.generate(str(out), num_train=0, num_val=2)
     assert det.main(['--out', str(out), '--num-val', '0']) == 2
     assert 'at least 1' in capsys.readouterr().err
+
+
+def test_plain_background_is_the_same_layout_in_fashion_mnist_gray(sources):
+    backgrounds, items, labels = sources
+    for seed in range(10):
+        photo, _, photo_objs = det.render_image(np.random.default_rng(seed), backgrounds, items,
+                                                labels)
+        plain, canvas, objs = det.render_image(np.random.default_rng(seed), backgrounds, items,
+                                               labels, background='plain')
+        assert [(o['bbox'], o['label']) for o in objs] == [
+            (o['bbox'], o['label']) for o in photo_objs]
+        assert all((a['mask'] == b['mask']).all() for a, b in zip(objs, photo_objs))
+        assert not canvas.any()
+        assert (plain[..., 0] == plain[..., 1]).all() and (plain[..., 1] == plain[..., 2]).all()
+        covered = np.logical_or.reduce([o['mask'] for o in objs])
+        assert not plain[~covered].any()  # black outside the items
+        assert (plain[covered, 0] > 25).all()  # the items' own gray levels above the threshold
+        assert (photo[covered] != plain[covered]).any()  # the photo set is tinted
+    with pytest.raises(ValueError, match="background must be one of .*'plain'"):
+        det.render_image(np.random.default_rng(0), backgrounds, items, labels,
+                         background='white')

@@ -1,7 +1,10 @@
 """The DeiT backbone inside mmdet: detector from config, pyramid neck, layer-wise lr decay."""
 import importlib.util
+import json
+import math
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -204,6 +207,8 @@ def test_detector_loads_an_exported_gray_student_through_init_cfg(mmdet_scope, t
 @pytest.mark.parametrize('name,strides,detector', [
     ('retinanet_deit_s_sfp_1x_coco.py', (8, 16, 32, 64, 128), 'RetinaNet'),
     ('mask_rcnn_deit_s_sfp_1x_coco.py', (4, 8, 16, 32, 64), 'MaskRCNN'),
+    ('retinanet_deit_s_win_sfp_1x_coco.py', (8, 16, 32, 64, 128), 'RetinaNet'),
+    ('mask_rcnn_deit_s_win_sfp_1x_coco.py', (4, 8, 16, 32, 64), 'MaskRCNN'),
 ])
 def test_coco_configs_build_a_deit_s_detector_with_the_pyramid(mmdet_scope, name, strides,
                                                                 detector):
@@ -218,6 +223,8 @@ def test_coco_configs_build_a_deit_s_detector_with_the_pyramid(mmdet_scope, name
     model = MODELS.build(cfg.model)
     assert type(model).__name__ == detector
     assert model.backbone.embed_dims == 384 and model.backbone.num_layers == 12
+    windows = [layer.attn.window_size for layer in model.backbone.layers]
+    assert windows == ([14, 14, None] * 4 if '_win_' in name else [None] * 12)
     model.eval()
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 128, 256))
@@ -257,3 +264,78 @@ def test_layer_decay_for_a_distillation_classifier_leaves_the_teacher_out():
     assert lr['backbone.dist_token'] == lr['backbone.cls_token'] == pytest.approx(0.5**3)
     assert lr['backbone.layers.1.attn.qkv.weight'] == pytest.approx(0.5)
     assert lr['head.layers.head_dist.weight'] == 1.0
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def coffee_at_coco_size():
+    """scikit-image's coffee photo (a cup on a saucer) as an 800x1333 BGR image, as mmdet's
+    loader gives it, with the cup's box and an elliptic mask inside it."""
+    import cv2
+    import skimage.data
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    h, w = 800, 1333
+    img = cv2.resize(skimage.data.coffee(), (w, h), interpolation=cv2.INTER_LINEAR)[..., ::-1]
+    box = [290., 30., 1080., 650.]
+    mask = np.zeros((1, h, w), dtype=np.uint8)
+    cv2.ellipse(mask[0], (685, 340), (380, 300), 0, 0, 360, 1, -1)
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                         scale_factor=(1.0, 1.0), img_id=1))
+    sample.gt_instances = InstanceData(bboxes=torch.tensor([box]), labels=torch.tensor([41]),
+                                       masks=BitmapMasks(mask, h, w))
+    inputs = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    return dict(inputs=[inputs], data_samples=[sample])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name,losses', [
+    ('retinanet_deit_s_win_sfp_1x_coco.py', {'loss_cls', 'loss_bbox'}),
+    ('mask_rcnn_deit_s_win_sfp_1x_coco.py', {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls',
+                                             'loss_bbox', 'loss_mask'}),
+])
+def test_windowed_coco_config_trains_one_iteration_at_800x1333_on_cpu(mmdet_scope, one_thread,
+                                                                     name, losses):
+    """One training iteration of the windowed COCO config (random weights, one real image at
+    COCO's 800x1333, padded to 800x1344: a 50x84 token grid, padded to 56x84 in the windows),
+    through the config's own optimizer (AdamW with layer decay)."""
+    from mmdet.registry import MODELS
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'det', name))
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = ('backbone.layers.0.attn.qkv.weight', 'backbone.layers.2.attn.qkv.weight',
+             'backbone.patch_embed.projection.weight', 'neck.output_convs.0.0.weight')
+    params = dict(model.named_parameters())
+    before = {n: params[n].detach().clone() for n in names}
+    data = coffee_at_coco_size()
+    assert model.data_preprocessor(data, True)['inputs'].shape == (1, 3, 800, 1344)
+    log_vars = model.train_step(data, wrapper)
+    assert set(log_vars) >= losses | {'loss'}
+    assert all(math.isfinite(float(v)) for v in log_vars.values())
+    for n in names:  # every one was updated by the step (windowed block 0, global block 2)
+        assert not torch.equal(params[n], before[n]), n
+    assert model.backbone.cls_token.grad is None  # dropped before block 0: not trained
+
+
+@pytest.mark.slow
+def test_det_backbone_cost_tool_runs_at_a_tiny_setting(tmp_path):
+    from tool_modules import load_tool
+    tool = load_tool('analysis/det_backbone_cost.py')
+    out = tmp_path / 'cost'
+    assert tool.main(['--sizes', '40x72', '--precision', 'fp32', '--repeats', '1',
+                      '--threads', '1', '--out', str(out)]) == 0
+    rows = json.loads((tmp_path / 'cost.json').read_text())
+    assert [(r['attention'], r['input'], r['tokens']) for r in rows] == [
+        ('global', [64, 96], 24), ('windowed', [64, 96], 24)]
+    assert all(r['seconds'] > 0 and r['peak_rss_mib'] > 0 for r in rows)
+    assert '| 40×72 (64×96) | 24 | windowed | fp32 |' in (tmp_path / 'cost.md').read_text()

@@ -8,7 +8,13 @@ gravel, ...; scikit-learn's ``china.jpg``/``flower.jpg``) resized to ``img_size`
 gray level), placed without overlap (boxes at least ``gap`` pixels apart). An item covers the
 pixels where its gray level exceeds ``threshold``; its box is the tight box of those pixels.
 Training images take items from the Fashion-MNIST train split, validation images from the test
-split. Everything is deterministic for a seed. Layout::
+split. Everything is deterministic for a seed.
+
+``--background plain`` draws the same set on black canvases instead, in Fashion-MNIST's own
+domain: each item keeps its gray levels (no tint; R = G = B), and pixels at or below
+``threshold`` stay black as in the dataset. The random draws are those of the photo set, so a
+plain set has the same items, sizes, positions, boxes and masks as the photo set of the same
+seed; only the canvas and the colours differ. Layout::
 
     OUT/train/000001.png ...   OUT/val/000001.png ...
     OUT/annotations/train.json   all training images
@@ -20,7 +26,7 @@ Image, annotation and category ids start at 1 (pycocotools' matcher uses 0 for "
 Usage::
 
     python tools/dataset_converters/fashion_mnist_detection.py [--out DIR] [--num-train N]
-        [--num-val N] [--img-size PX] [--seed S]
+        [--num-val N] [--img-size PX] [--seed S] [--background photo|plain]
 """
 import argparse
 import colorsys
@@ -40,6 +46,7 @@ CLASSES = tuple(class_slugs())
 SKIMAGE_PHOTOS = ('astronaut', 'brick', 'camera', 'cat', 'coffee', 'coins', 'grass', 'gravel',
                   'hubble_deep_field', 'immunohistochemistry', 'moon', 'page', 'rocket', 'text')
 SKLEARN_PHOTOS = ('china.jpg', 'flower.jpg')
+BACKGROUNDS = ('photo', 'plain')
 
 
 def load_backgrounds() -> List[np.ndarray]:
@@ -76,8 +83,12 @@ def _random_tint(rng: np.random.Generator) -> np.ndarray:
 def render_image(rng: np.random.Generator, backgrounds: Sequence[np.ndarray],
                  items: np.ndarray, labels: np.ndarray, img_size: int = 64,
                  max_objects: int = 3, min_side: int = 16, max_side: int = 32,
-                 threshold: int = 25, gap: int = 2) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
+                 threshold: int = 25, gap: int = 2, background: str = 'photo'
+                 ) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
     """Render one image.
+
+    ``background='plain'``: a black canvas and untinted gray items (see the module docstring),
+    from the same random draws as ``'photo'``.
 
     Returns:
         tuple: the RGB image, the background crop it was drawn on (both ``uint8``,
@@ -89,8 +100,13 @@ def render_image(rng: np.random.Generator, backgrounds: Sequence[np.ndarray],
     if not 0 < min_side <= max_side <= img_size:
         raise ValueError(f'need 0 < min_side <= max_side <= img_size, got {min_side}, '
                          f'{max_side}, {img_size}.')
-    background = _random_crop(rng, backgrounds[int(rng.integers(len(backgrounds)))], img_size)
-    image = background.astype(np.float32)
+    if background not in BACKGROUNDS:
+        raise ValueError(f'background must be one of {BACKGROUNDS}, got {background!r}.')
+    plain = background == 'plain'
+    canvas = _random_crop(rng, backgrounds[int(rng.integers(len(backgrounds)))], img_size)
+    if plain:  # the crop is drawn all the same: the layout stays the photo set's
+        canvas = np.zeros_like(canvas)
+    image = canvas.astype(np.float32)
     objects: List[dict] = []
     wanted = int(rng.integers(1, max_objects + 1))
     for _ in range(20 * wanted):
@@ -112,13 +128,16 @@ def render_image(rng: np.random.Generator, backgrounds: Sequence[np.ndarray],
                and box[1] < o['bbox'][3] + gap and o['bbox'][1] < box[3] + gap for o in objects):
             continue
         tint = _random_tint(rng)
-        shade = 0.35 + 0.65 * item.astype(np.float32) / 255.0
         patch = image[y0:y0 + side, x0:x0 + side]
-        patch[covered] = 255.0 * shade[covered, None] * tint
+        if plain:
+            patch[covered] = item[covered, None].astype(np.float32)
+        else:
+            shade = 0.35 + 0.65 * item.astype(np.float32) / 255.0
+            patch[covered] = 255.0 * shade[covered, None] * tint
         mask = np.zeros((img_size, img_size), dtype=bool)
         mask[y0:y0 + side, x0:x0 + side] = covered
         objects.append(dict(bbox=box, label=int(labels[idx]), mask=mask))
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), background, objects
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), canvas, objects
 
 
 def generate_split(out: str, split: str, num_images: int, items: np.ndarray,
@@ -159,7 +178,8 @@ def generate(out: str, num_train: int = 2000, num_val: int = 500, img_size: int 
              seed: int = 0, src: str = None, **render_kwargs) -> Dict[str, int]:
     """Generate the whole set (skipped when ``out/meta.json`` records the same settings and
     Fashion-MNIST folder; any other recorded setting is regenerated: the annotation files name
-    exactly the images of this set).
+    exactly the images of this set). ``render_kwargs`` go to :func:`render_image`
+    (``background='plain'``, ``max_objects``, ...).
 
     Returns:
         dict: number of images per annotation file.
@@ -167,6 +187,11 @@ def generate(out: str, num_train: int = 2000, num_val: int = 500, img_size: int 
     if num_train < 1 or num_val < 1:
         raise ValueError(f'num_train and num_val must be at least 1, got {num_train} and '
                          f'{num_val}')
+    if render_kwargs.get('background', 'photo') not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got "
+                         f"{render_kwargs['background']!r}.")
+    if render_kwargs.get('background') == 'photo':  # the default: same meta as before
+        render_kwargs = {k: v for k, v in render_kwargs.items() if k != 'background'}
     src = find_fashion_mnist(src)
     meta_path = osp.join(out, 'meta.json')
     wanted = dict(num_train=num_train, num_val=num_val, img_size=img_size, seed=seed,
@@ -208,14 +233,18 @@ def main(argv=None) -> int:
     parser.add_argument('--num-val', type=int, default=500)
     parser.add_argument('--img-size', type=int, default=64)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--background', choices=BACKGROUNDS, default='photo',
+                        help='photo: crops of real photos, tinted items (default); plain: '
+                        'black canvases, gray items as in Fashion-MNIST, the same layout')
     args = parser.parse_args(argv)
     try:
         counts = generate(args.out, args.num_train, args.num_val, args.img_size, args.seed,
-                          args.src)
+                          args.src, background=args.background)
     except (FileNotFoundError, ValueError) as e:
         print(e, file=sys.stderr)
         return 2
-    print(f'Fashion-MNIST detection set at {args.out}: {counts} images')
+    print(f'Fashion-MNIST detection set ({args.background} backgrounds) at {args.out}: '
+          f'{counts} images')
     return 0
 
 
