@@ -13,12 +13,13 @@
    backbone from the student or from random initialisation, on all training images and on the
    first 10%, with one schedule. Each run ends with mmdet's ``CocoMetric`` on the validation
    set. ``--jobs`` runs (default 2) go at a time with one torch thread each, longest first;
-   each run's output then goes to ``train.log`` in its work dir, with a progress line per
-   finished run. A run whose work dir holds ``done.json`` (its final metrics) is reused, not
+   each run's output goes to ``train.log`` in its work dir, the console shows a live line per
+   running run (epoch, ETA, loss) and a line per finished run. A run whose work dir holds ``done.json`` (its final metrics) is reused, not
    repeated: delete the work dir to start over.
 5. Prints the bbox mAPs, writes ``results.md``/``results.json`` and a bar plot to the work dir.
 """
 import argparse
+import importlib.util
 import os
 import os.path as osp
 import sys
@@ -29,6 +30,20 @@ from deit_plugin.utils import run_logged
 from . import report
 from .protocol import ROOT
 from .runs import plan, student_checkpoint, train_all
+
+
+def check_mmcv_ops() -> None:
+    """Refuse to start on an mmcv without its compiled ops (mmcv-lite): mmdet needs them.
+
+    Raises:
+        SystemExit: ``mmcv._ext`` is missing (names ``make env-det``).
+    """
+    if importlib.util.find_spec('mmcv') is None or importlib.util.find_spec('mmcv._ext') is None:
+        raise SystemExit(
+            'mmcv was installed without its compiled ops (mmcv-lite, the classification '
+            'environment of `make env` / `make demo`), and mmdet needs them (mmcv.ops: NMS, '
+            'RoIAlign): run `make env-det`, which builds mmcv 2.1.0 with ops once per machine '
+            '(7-15 min on 2 cores; the wheel is cached afterwards) and installs it into .venv.')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    check_mmcv_ops()
     py = sys.executable
     threads = args.threads or (1 if args.jobs > 1 else None)
     extra = ['--threads', str(threads)] if threads else []
