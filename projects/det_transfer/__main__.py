@@ -4,6 +4,8 @@
 
 (or ``python -m projects.det_transfer`` from the repository root, the same options)
 
+0. Detection needs mmcv with its compiled ops (``make env-det``); on mmcv-lite the demo stops
+   at once and says so.
 1. The main demo's distilled student (``work_dirs/demo/student``); ``tools/run_demo.py`` trains
    it first when it is missing (setup: not counted in the detection time).
 2. ``tools/model_converters/export_backbone.py --in-channels 3``: its backbone for RGB images.
@@ -14,8 +16,9 @@
    first 10%, with one schedule. Each run ends with mmdet's ``CocoMetric`` on the validation
    set. ``--jobs`` runs (default 2) go at a time with one torch thread each, longest first;
    each run's output goes to ``train.log`` in its work dir, the console shows a live line per
-   running run (epoch, ETA, loss) and a line per finished run. A run whose work dir holds ``done.json`` (its final metrics) is reused, not
-   repeated: delete the work dir to start over.
+   running run (epoch, ETA, loss) and a line per finished run. A run whose work dir holds
+   ``done.json`` (its final metrics) is reused, not repeated: delete the work dir to start
+   over.
 5. Prints the bbox mAPs, writes ``results.md``/``results.json`` and a bar plot to the work dir.
 """
 import argparse
