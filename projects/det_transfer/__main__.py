@@ -22,7 +22,6 @@
 5. Prints the bbox mAPs, writes ``results.md``/``results.json`` and a bar plot to the work dir.
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import sys
@@ -36,17 +35,15 @@ from .runs import plan, student_checkpoint, train_all
 
 
 def check_mmcv_ops() -> None:
-    """Refuse to start on an mmcv without its compiled ops (mmcv-lite): mmdet needs them.
+    """Stop before anything runs when mmcv has no compiled ops (mmcv-lite): mmdet needs them.
 
     Raises:
-        SystemExit: ``mmcv._ext`` is missing (names ``make env-det``).
+        SystemExit: ``mmcv.ops`` cannot be imported (the message names ``make env-det``).
     """
-    if importlib.util.find_spec('mmcv') is None or importlib.util.find_spec('mmcv._ext') is None:
-        raise SystemExit(
-            'mmcv was installed without its compiled ops (mmcv-lite, the classification '
-            'environment of `make env` / `make demo`), and mmdet needs them (mmcv.ops: NMS, '
-            'RoIAlign): run `make env-det`, which builds mmcv 2.1.0 with ops once per machine '
-            '(7-15 min on 2 cores; the wheel is cached afterwards) and installs it into .venv.')
+    try:
+        import mmcv.ops  # noqa: F401
+    except ImportError as err:
+        raise SystemExit(str(err)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -161,12 +161,19 @@ def test_detection_runs_write_done_json_and_report_each_end(tmp_path, monkeypatc
     assert '[1/2]' in out and '[2/2]' in out and 'bbox mAP 0.520' in out
 
 
-def test_detection_refuses_mmcv_lite_and_names_make_env_det(monkeypatch):
-    import importlib.util
-
+def test_detection_on_mmcv_lite_fails_once_naming_make_env_det(monkeypatch):
+    """mmcv-lite has no ``mmcv._ext``: the first ``import mmcv.ops`` (mmdet's) names the fix,
+    and ``make demo-det`` stops with it before running anything."""
+    import deit_plugin.models.simple_feature_pyramid as neck
     from projects.det_transfer import __main__ as det_main
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, 'find_spec',
-                        lambda name, *a: None if name == 'mmcv._ext' else real(name, *a))
-    with pytest.raises(SystemExit, match=r'without its compiled ops \(mmcv-lite.*make env-det'):
+    finders = [f for f in sys.meta_path if isinstance(f, neck._MissingMmcvOps)]
+    assert len(finders) == 1 and sys.meta_path[-1] is finders[0]  # asked last, once
+    with pytest.raises(ModuleNotFoundError, match=r'without its compiled ops.*make env-det'):
+        finders[0].find_spec('mmcv._ext')
+    assert finders[0].find_spec('mmcv.ops') is None  # anything else: not its business
+    # an mmcv without the compiled ops, as mmcv-lite: the demo stops with that message
+    monkeypatch.setitem(sys.modules, 'mmcv.ops', None)
+    monkeypatch.setattr(det_main, 'student_checkpoint',
+                        lambda *a: pytest.fail('ran something on mmcv-lite'))
+    with pytest.raises(SystemExit, match='mmcv.ops'):
         det_main.main(['--work-dir', 'unused'])
