@@ -362,8 +362,7 @@ def main(argv=None):
                   'no teacher': 'train the DeiT⚗ student without a teacher (40 epochs)'}
 
     def train_job(label, threads):
-        # built when reached: the distilled student names the teacher chosen before it
-        return (Job(names[label], lambda: student_cmd(label, threads),
+        return (Job(names[label], student_cmd(label, threads),
                     osp.join(s_dirs[label], 'train.log'), threads, epochs=40),
                 train_what[label])
 
@@ -374,7 +373,7 @@ def main(argv=None):
                 f'evaluate the {names[label]} (10,000 test images)')
 
     def teacher_test_job(threads):
-        return (Job('test: teacher', lambda: teacher_test_cmd(threads),
+        return (Job('test: teacher', teacher_test_cmd(threads),
                     osp.join(t_dir, 'test.log'), threads),
                 'evaluate the teacher (10,000 test images)')
 

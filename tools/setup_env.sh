@@ -30,7 +30,8 @@ die() { printf '[setup_env] ERROR: %s\n' "$*" >&2; exit 1; }
 want="${1:-}"
 case "$want" in
     ''|lite|ops) ;;
-    *) die "unknown argument '$want': lite (mmcv-lite, classification), ops (mmcv with its compiled ops, detection), or none (keep what .venv has)." ;;
+    *) die "unknown argument '$want': lite (mmcv-lite, classification), ops (mmcv with" \
+           "its compiled ops, detection), or none (keep what .venv has)." ;;
 esac
 
 stamp_value=$(cat "$REQ" "$ROOT/tools/setup_env.sh" "$ROOT/setup.cfg" | sha256sum | cut -d' ' -f1)
@@ -44,7 +45,8 @@ if [[ "$stamp_hash" == "$stamp_value" && -n "$stamp_flavour" \
 fi
 
 start=$(date +%s)
-command -v "$PY_BOOT" >/dev/null || die "no $PY_BOOT on PATH: install Python 3.11 (set PYTHON=... to pick another)."
+command -v "$PY_BOOT" >/dev/null \
+    || die "no $PY_BOOT on PATH: install Python 3.11 (set PYTHON=... to pick another)."
 if [[ ! -x "$VENV/bin/python" ]]; then
     log "creating virtual environment $VENV"
     "$PY_BOOT" -m venv "$VENV"
@@ -66,18 +68,19 @@ mmcv_wheel=$(ls "$WHEELS"/mmcv-${MMCV_VERSION}-*.whl 2>/dev/null | head -n 1 || 
 if [[ "$flavour" == ops && -z "$mmcv_wheel" ]]; then
     cpu=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
     if [[ -f "$CACHE/mmcv-build-seconds" ]]; then
-        took="about $(( $(cat "$CACHE/mmcv-build-seconds") / 60 + 1 )) min (measured here before)"
+        took="about $(( $(cat "$CACHE/mmcv-build-seconds") / 60 + 1 )) min (as here before)"
     else
-        # 2 cores: 6.8 min on an AMD EPYC Zen 4, 14.7 min on an AMD EPYC with AVX2 only
-        took="7-15 min with 2 cores (less with more cores)"
+        took="7-15 min on 2 cores (6.8 min on an AMD EPYC Zen 4, 14.7 min on an AMD EPYC"
+        took+=" with AVX2 only), less on more cores"
     fi
     log "detection needs mmcv ${MMCV_VERSION} with its compiled ops, not built on this machine yet."
-    log "  Building it takes $took on this CPU (${cpu:-unknown}, $(nproc) cores);"
-    log "  it happens once: the wheel is cached in $WHEELS and installs in seconds afterwards."
+    log "  Building it takes $took; this CPU: ${cpu:-unknown}, $(nproc) cores."
+    log "  It happens once: the wheel is cached in $WHEELS and installs in seconds afterwards."
 fi
 
 if [[ "$stamp_hash" != "$stamp_value" ]]; then
-    log "installing the pinned stack from requirements/pinned.txt (torch is large: a few minutes the first time)"
+    log "installing the pinned stack from requirements/pinned.txt" \
+        "(torch is large: a few minutes the first time)"
     # --no-compile: byte-compiling all of torch & co. up front cost ~40 s here; Python compiles
     # the modules it actually imports on first use instead.
     quiet_pip install --progress-bar off -q "setuptools>=77.0.3,<81" wheel
@@ -134,12 +137,14 @@ else
             -not -path '*/npu/*' -not -path '*/mlu/*' -not -path '*/mps/*' | wc -l)
         while kill -0 "$pid" 2>/dev/null; do
             done_n=$(grep -c -E '(g\+\+|c\+\+|gcc).* -c .*\.cpp' "$logf" 2>/dev/null || true)
-            log "  mmcv build: ${done_n} of ~${total} C++ sources compiled, $(( $(date +%s) - build_start ))s elapsed"
+            log "  mmcv build: ${done_n} of ~${total} C++ sources compiled," \
+                "$(( $(date +%s) - build_start ))s elapsed"
             sleep 30
         done
         if ! wait "$pid"; then
             tail -n 40 "$logf" >&2
-            die "building mmcv ${MMCV_VERSION} failed (last lines above). It needs gcc/g++ >= 10 and the Python headers."
+            die "building mmcv ${MMCV_VERSION} failed (last lines above). It needs gcc/g++ >= 10" \
+                "and the Python headers."
         fi
         cp "$build"/dist/mmcv-${MMCV_VERSION}-*.whl "$WHEELS"/
         echo $(( $(date +%s) - build_start )) >"$CACHE/mmcv-build-seconds"
