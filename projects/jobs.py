@@ -9,7 +9,8 @@ The one scheduler of the demos and the experiment drivers (``tools/run_demo.py``
     codes, ends = run_jobs(lanes, root)
 
 A *lane* is a list of jobs run one after the other; the lanes run side by side (at most
-``max_parallel`` at a time, in order). Each job's output goes to its log file, and the console
+``max_parallel`` at a time, in order); each job's command sets its own thread count (the tools'
+``--threads``). Each job's output goes to its log file, and the console
 shows one line per running job read from the end of that log (mmengine's logger prints
 ``Epoch(train) [3][12/36] ... eta: 0:04:10 ... loss: 1.52``): the job's name, epoch and
 iteration, ETA and current loss. On a terminal the lines are redrawn in place every second;
@@ -42,9 +43,10 @@ class Job:
         cmd (list[str] | callable): The command, or a function returning it, called when the
             lane reaches the job (a command that names an earlier job's output).
         log (str): Its output file, relative to the scheduler's ``root`` or absolute.
-        threads (int, optional): CPU threads it may use: ``OMP_NUM_THREADS`` and
-            ``MKL_NUM_THREADS`` of its environment (tools take ``--threads`` as well).
-            Defaults to None (the inherited environment).
+        threads (int, optional): The torch threads its command sets (the tools'
+            ``--threads``), shown in its progress line. The job's environment is the
+            scheduler's, unchanged: thread variables set there would differ from those of the
+            runs whose results are published. Defaults to None.
         epochs (int, optional): Epochs it trains, shown as ``epoch 3/40``. Defaults to None.
         on_exit (callable, optional): Called as ``on_exit(code, seconds)`` in the scheduler
             when the job ends (e.g. to collect its result), before the lane goes on; an
@@ -180,19 +182,22 @@ def run_jobs(lanes: Sequence[Sequence[Job]], root: str, max_parallel: Optional[i
         cmd = job.cmd() if callable(job.cmd) else job.cmd
         path = osp.join(root, job.log)
         os.makedirs(osp.dirname(path), exist_ok=True)
-        env = dict(os.environ)
-        if job.threads:
-            env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(job.threads)
         out = open(path, 'a' if append else 'w')
-        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT)
         running[lane] = (index, proc, out, path, time.time())
         display.message(f'[{_clock(time.time() - start)}] started {job.name} (output: {job.log})')
 
     def lines() -> List[str]:
         width = max(len(lanes[lane][i].name) for lane, (i, *_) in running.items())
-        return [f'  {lanes[lane][i].name:<{width}}  {_clock(time.time() - t)}  '
-                f'{progress_of(_tail(path), lanes[lane][i].epochs)}'
-                for lane, (i, _, _, path, t) in sorted(running.items())]
+        out = []
+        for lane, (i, _, _, path, t) in sorted(running.items()):
+            job = lanes[lane][i]
+            threads = ''
+            if job.threads:
+                threads = f' ({job.threads} thread{"s" if job.threads > 1 else ""})'
+            out.append(f'  {job.name:<{width}}  {_clock(time.time() - t)}{threads}  '
+                       f'{progress_of(_tail(path), job.epochs)}')
+        return out
 
     try:
         while waiting and len(running) < limit:
