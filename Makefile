@@ -2,12 +2,19 @@
 #   make demo   the DeiT student with and without the Fashion-MNIST teacher, print the table
 #   make test   run the test suite
 #   make demo-det  detection transfer: RetinaNet with the demo's student backbone vs random init
-# Both create .venv (tools/setup_env.sh) and install Fashion-MNIST first when missing.
+# Each creates .venv (tools/setup_env.sh) and installs Fashion-MNIST first when missing.
+# Classification needs no compiled mmcv ops: `make env` (and `make demo`) install mmcv-lite, or
+# keep mmcv with ops when .venv has it; detection and the test suite need the ops
+# (`make env-det`: mmcv 2.1.0 built once per machine, its wheel cached). MMCV=lite|ops forces
+# one flavour: `make env MMCV=lite` goes back to mmcv-lite.
 PY := .venv/bin/python
-.PHONY: env data demo test clean-demo demo-det
+.PHONY: env env-det data demo test clean-demo demo-det
 
 env:
-	@bash tools/setup_env.sh
+	@bash tools/setup_env.sh $(MMCV)
+
+env-det:
+	@bash tools/setup_env.sh ops
 
 data:
 	@bash tools/install_fashion_mnist.sh
@@ -17,7 +24,7 @@ data:
 demo: env data
 	$(PY) tools/run_demo.py $(if $(TRAIN_TEACHER),--train-teacher) $(if $(AMP),--amp)
 
-test: env data
+test: env-det data
 	$(PY) -m pytest -q tests
 
 clean-demo:
@@ -31,7 +38,7 @@ paper-claims: env data
 	$(PY) -m projects.paper_claims --work-dir $(WORK_DIR) --publish docs/experiments/paper_claims_v2
 
 # Trains the main demo first when its student checkpoint is missing.
-demo-det: env data
+demo-det: env-det data
 	$(PY) tools/run_det_demo.py
 
 # speed of the plugin against the timm/official reference (tools/benchmark.py; ~4 min on 2 cores)

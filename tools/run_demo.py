@@ -17,7 +17,7 @@
 autocast on a CPU (float16 AMP on CUDA) -- the official DeiT code trains with AMP; the study
 trains in float32, so the default does too.
 
-Writes WORK_DIR/results.{md,json} and WORK_DIR/student_curves.png; ``--report-only`` rebuilds the
+Writes WORK_DIR/results.{md,json,png}; ``--report-only`` rebuilds the
 table of a finished demo.
 """
 import argparse
@@ -30,11 +30,13 @@ import sys
 import time
 
 from deit_plugin.utils import last_checkpoint as _last_checkpoint
-from deit_plugin.utils import read_scalars, run_logged
+from deit_plugin.utils import read_scalars
 from deit_plugin.checkpoint import CheckpointError, check_published
-from deit_plugin.utils.runs import run_lanes
+from deit_plugin.utils.runs import import_project
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+_jobs = import_project(ROOT, 'jobs')
+Job, run_jobs = _jobs.Job, _jobs.run_jobs
 TEACHER_CFG = 'configs/fashion_mnist/study/resnet_cifar_teacher_v2.py'
 STUDENT_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2.py'
 # TEACHER_CFG trained by tools/train.py at one thread (the study's 5k CNN teacher), its best
@@ -42,27 +44,28 @@ STUDENT_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2.py'
 TEACHER_CKPT = 'checkpoints/fashion_mnist/resnet_cifar18_fmnist5k_teacher_v2_epoch88-eba6616f.pth'
 STUDY_CSV = 'docs/experiments/paper_claims_v2/results.csv'
 STUDY_ARM = '5k-40'
+STUDY_RUNS = 'docs/experiments/paper_claims_v2/runs'
 
 
-def run(cmd, what, log=None):
-    """``cmd`` from the project root, its output to ``log``; returns its wall time."""
-    return run_logged(cmd, what, ROOT, log)
+def run_lanes_logged(lanes, max_parallel=None):
+    """Runs lanes of ``(Job, what)`` side by side (the jobs of a lane one after the other,
+    ``projects.jobs.run_jobs``) with a progress line per running job; returns the wall time.
 
-
-def run_lanes_logged(lanes):
-    """Runs lanes of ``(command, log, what)`` side by side (the commands of a lane one after the
-    other, see ``deit_plugin.utils.runs.run_lanes``); returns the wall time."""
+    Raises:
+        SystemExit: a job failed (names it and its log).
+    """
     for i, lane in enumerate(lanes):
-        print(f'\n=== {"at the same time: " if i else ""}' +
-              '; then '.join(what for _, _, what in lane), flush=True)
-        for cmd, log, _ in lane:
-            shown = '(built when reached)' if callable(cmd) else ' '.join(cmd)
-            print(f'$ {shown}\n    (output: {log})', flush=True)
+        print(f'\n=== {"at the same time: " if i and not max_parallel else ""}' +
+              '; then '.join(what for _, what in lane), flush=True)
+        for job, _ in lane:
+            shown = '(built when reached)' if callable(job.cmd) else ' '.join(job.cmd)
+            print(f'$ {shown}', flush=True)
+    print(flush=True)
     start = time.time()
-    codes, _ = run_lanes([[(cmd, log) for cmd, log, _ in lane] for lane in lanes], ROOT)
-    failed = [lane[len(c) - 1] for lane, c in zip(lanes, codes) if c and c[-1] != 0]
+    codes, _ = run_jobs([[job for job, _ in lane] for lane in lanes], ROOT, max_parallel)
+    failed = [lane[len(c) - 1][0] for lane, c in zip(lanes, codes) if c and c[-1] != 0]
     if failed:
-        raise SystemExit('; '.join(f'{what} failed; see {log}' for _, log, what in failed))
+        raise SystemExit('; '.join(f'{job.name} failed; see {job.log}' for job in failed))
     return time.time() - start
 
 
@@ -118,33 +121,122 @@ def study_result(path=STUDY_CSV, arm=STUDY_ARM):
     return {s: fused['hard'][s] - fused['none'][s] for s in seeds}
 
 
-def plot_curves(runs, out_png):
-    """The class-head loss of both students and, for the distilled one, what the teacher adds
-    (its label differs from the mixed target's dominant class) and the agreement, per logged
-    training batch."""
+def study_curves(runs_dir=STUDY_RUNS, arm=STUDY_ARM):
+    """The study's published test top-1 curves of the arm: ``{'hard': {seed: (epochs, fused)},
+    'none': {...}}`` (each run evaluated the test set every few epochs), or {} without them."""
+    curves = {}
+    for cond in ('hard', 'none'):
+        for path in sorted(glob.glob(osp.join(ROOT, runs_dir, arm, cond, 'seed*',
+                                              'result.json'))):
+            with open(path) as f:
+                curve = json.load(f)['curve']
+            seed = int(osp.basename(osp.dirname(path))[4:])
+            curves.setdefault(cond, {})[seed] = ([e['step'] for e in curve],
+                                                 [e['distill/fused_top1'] for e in curve])
+    return curves
+
+
+def smooth(values, window=15):
+    """Centred moving average (shorter at the ends), to read a noisy per-batch curve."""
+    import numpy as np
+    values = np.asarray(values, dtype=float)
+    if len(values) < 3:
+        return values
+    half = min(window, len(values)) // 2
+    return np.array([values[max(0, i - half):i + half + 1].mean() for i in range(len(values))])
+
+
+def plot_results(results, runs, out_png):
+    """The demo's figure: the test top-1 of the teacher and both students next to the study's
+    seeds; the study's test top-1 along training; the students' smoothed training loss (when
+    their logs are there). Returns the panels' titles."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    colors = {'hard distillation': 'tab:orange', 'no teacher': 'tab:blue', 'teacher': 'tab:gray'}
+    conds = {'hard distillation': 'hard', 'no teacher': 'none'}
+    logs = {}
     for label, work_dir in runs.items():
-        train = [e for e in read_scalars(osp.join(ROOT, work_dir)) if 'loss_cls' in e]
-        ax1.plot([e['iter'] for e in train], [e['loss_cls'] for e in train], label=label)
-        if label.startswith('hard'):
-            ax2.plot([e['iter'] for e in train],
-                     [100 * e['teacher_gt_disagreement'] for e in train],
-                     label="teacher's label ≠ target's dominant class")
-            ax2.plot([e['iter'] for e in train], [100 * e['agreement'] for e in train],
-                     label='student = teacher')
-    ax1.set_xlabel('iteration')
-    ax1.set_ylabel('loss_cls = (1-α) · class loss')
-    ax1.legend()
-    ax2.set_xlabel('iteration')
-    ax2.set_ylabel('share of the training batch (%)')
-    ax2.legend(fontsize=8)
-    fig.suptitle('DeiT⚗ on 4,500 Fashion-MNIST images, with and without a teacher')
+        try:
+            logs[label] = [e for e in read_scalars(osp.join(ROOT, work_dir)) if 'loss_cls' in e]
+        except FileNotFoundError:
+            pass
+    curves = study_curves()
+    panels = 1 + bool(curves) + (len(logs) == len(runs))
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2), squeeze=False)
+    axes = list(axes[0])
+
+    ax = axes.pop(0)
+    seed = results['seed']
+    rows = [('teacher\nResNet_CIFAR-18', results['teacher']['accuracy/top1'], 'teacher', None)]
+    rows += [(f'DeiT⚗\n{label}', m['distill/fused_top1'], label, conds[label])
+             for label, m in results['students'].items()]
+    for x, (name, acc, key, cond) in enumerate(rows):
+        ax.bar(x, acc, color=colors[key], alpha=0.85, width=0.6,
+               label=f'this run (seed {seed})' if x == 1 else None)
+        ax.text(x, acc + 0.4, f'{acc:.2f}', ha='center', va='bottom', fontsize=9)
+        seeds = curves.get(cond, {})
+        if seeds:
+            finals = [c[1][-1] for c in seeds.values()]
+            ax.plot([x + 0.22] * len(finals), finals, 'k.', ms=7,
+                    label=f'study {STUDY_ARM}, seeds {", ".join(map(str, seeds))}'
+                    if x == 1 else None)
+    ax.set_xticks(range(len(rows)), [r[0] for r in rows], fontsize=9)
+    accs = [r[1] for r in rows]
+    ax.set_ylim(min(accs) - 8, max(accs) + 6)
+    ax.set_ylabel('test top-1 (%), fused head, 10,000 images')
+    gain = rows[1][1] - rows[2][1]
+    study = study_result()
+    title = f'gain from the teacher: {gain:+.2f} points'
+    if study and len(study) > 1:
+        import numpy as np
+        diffs = np.array(list(study.values()))
+        title += f'\n(study {STUDY_ARM}: {diffs.mean():+.2f} ± {diffs.std(ddof=1):.2f}, ' \
+            f'{len(diffs)} seeds)'
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc='upper right')
+
+    if curves:
+        import numpy as np
+        ax = axes.pop(0)
+        for label, cond in conds.items():
+            seeds = curves.get(cond, {})
+            if not seeds:
+                continue
+            epochs = next(iter(seeds.values()))[0]
+            accs = np.array([c[1] for c in seeds.values()])
+            ax.fill_between(epochs, accs.min(0), accs.max(0), color=colors[label], alpha=0.2)
+            ax.plot(epochs, accs.mean(0), color=colors[label], marker='o', ms=3,
+                    label=f'{label}: study, mean and range of {len(seeds)} seeds')
+            ax.plot([epochs[-1]], [results['students'][label]['distill/fused_top1']], '*',
+                    color=colors[label], ms=12, mec='k', label=f'{label}: this run (end)')
+        ax.axhline(results['teacher']['accuracy/top1'], color=colors['teacher'], ls='--',
+                   label='teacher')
+        ax.set_xlabel('epoch')
+        ax.set_ylabel('test top-1 (%), fused head')
+        ax.set_ylim(30, 95)
+        ax.set_title(f'along training (study arm {STUDY_ARM}: test set every few epochs)',
+                     fontsize=10)
+        ax.legend(fontsize=7, loc='lower right')
+
+    if axes:
+        ax = axes.pop(0)
+        for label, train in logs.items():
+            iters = [e['iter'] for e in train]
+            loss = [e['loss_cls'] for e in train]
+            ax.plot(iters, loss, color=colors[label], alpha=0.2, lw=0.8)
+            ax.plot(iters, smooth(loss), color=colors[label], lw=2, label=label)
+        ax.set_xlabel('iteration (128 images)')
+        ax.set_ylabel('loss_cls = (1-α) · class loss, training batches')
+        ax.set_title('this run: training loss (moving average of 15 logs)', fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle('DeiT⚗ on 4,500 Fashion-MNIST images, 40 epochs, with and without a teacher',
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
+    titles = [a.get_title() for a in fig.axes]
     plt.close(fig)
+    return titles
 
 
 def report(work_dir):
@@ -188,10 +280,11 @@ def report(work_dir):
           ', '.join(f'{k} {v / 60:.1f} min' for k, v in times.items()))
     with open(osp.join(ROOT, work_dir, 'results.md'), 'w') as f:
         f.write(table + f"\n\nwhole demo: {results['minutes']:.1f} min (`{command}`; {where})\n")
-    curves = osp.join(ROOT, work_dir, 'student_curves.png')
-    plot_curves({'hard distillation': osp.join(work_dir, 'student'),
-                 'no teacher': osp.join(work_dir, 'student_no_teacher')}, curves)
-    print(f'curves: {osp.relpath(curves, ROOT)}')
+    png = osp.join(ROOT, work_dir, 'results.png')
+    titles = plot_results(results, {'hard distillation': osp.join(work_dir, 'student'),
+                                    'no teacher': osp.join(work_dir, 'student_no_teacher')}, png)
+    print(f'figure: {osp.relpath(png, ROOT)}')
+    return titles
 
 
 def main(argv=None):
@@ -240,7 +333,6 @@ def main(argv=None):
     teacher_cmd = [py, 'tools/train.py', TEACHER_CFG, '--work-dir', t_dir, '--threads',
                    '1' if args.jobs == 2 else '2', *amp, '--cfg-options',
                    'default_hooks.checkpoint.interval=100']
-    teacher_what = 'train the teacher (ResNet_CIFAR-18, 100 epochs on 4,500 images)'
     t_json = osp.join(args.work_dir, 'teacher_test.json')
     teacher_ckpt = None if args.train_teacher else TEACHER_CKPT
 
@@ -261,55 +353,57 @@ def main(argv=None):
                 s_dirs[label], '--metrics-json', s_json(label), '--threads', str(threads),
                 '--cfg-options', *student_options(label, args.seed, teacher_ckpt)]
 
-    def student_log(label, kind='train'):
-        return osp.join(s_dirs[label], f'{kind}.log')
-
     def s_json(label):
         return osp.join(s_dirs[label], 'test.json')
 
-    what = 'train the DeiT⚗ student without a teacher (40 epochs)'
-    hard_what = 'train the DeiT⚗ student with hard distillation from the teacher (40 epochs)'
-    t_test_log = osp.join(t_dir, 'test.log')
+    names = {'hard distillation': 'distilled student', 'no teacher': 'student, no teacher'}
+    train_what = {'hard distillation': 'train the DeiT⚗ student with hard distillation from the '
+                  'teacher (40 epochs)',
+                  'no teacher': 'train the DeiT⚗ student without a teacher (40 epochs)'}
+
+    def train_job(label, threads):
+        return (Job(names[label], student_cmd(label, threads),
+                    osp.join(s_dirs[label], 'train.log'), threads, epochs=40),
+                train_what[label])
+
+    def test_job(label, threads):
+        # built when reached: it names the checkpoint the training writes
+        return (Job(f'test: {names[label]}', lambda: student_test_cmd(label, threads),
+                    osp.join(s_dirs[label], 'test.log'), threads),
+                f'evaluate the {names[label]} (10,000 test images)')
+
+    def teacher_test_job(threads):
+        return (Job('test: teacher', teacher_test_cmd(threads),
+                    osp.join(t_dir, 'test.log'), threads),
+                'evaluate the teacher (10,000 test images)')
+
+    teacher_job = (Job('teacher', teacher_cmd, osp.join(t_dir, 'train.log'),
+                       1 if args.jobs == 2 else 2, epochs=100),
+                   'train the teacher (ResNet_CIFAR-18, 100 epochs on 4,500 images)')
     if args.jobs == 1:
         if args.train_teacher:
-            times['teacher_train'] = run(teacher_cmd, teacher_what, osp.join(t_dir, 'train.log'))
+            times['teacher_train'] = run_lanes_logged([[teacher_job]])
             teacher_ckpt = best_checkpoint(t_dir)
-        times['student_without_teacher'] = run(student_cmd('no teacher', 2), what,
-                                               student_log('no teacher'))
-        times['student_with_teacher'] = run(student_cmd('hard distillation', 2), hard_what,
-                                            student_log('hard distillation'))
-        times['test'] = 0.0
-        for cmd, label, log in [(teacher_test_cmd(2), 'the teacher', t_test_log),
-                                *[(student_test_cmd(label, 2), f'the student, {label}',
-                                   student_log(label, 'test')) for label in s_dirs]]:
-            times['test'] += run(cmd, f'evaluate {label} (10,000 test images)', log)
+        times['student_without_teacher'] = run_lanes_logged([[train_job('no teacher', 2)]])
+        times['student_with_teacher'] = run_lanes_logged([[train_job('hard distillation', 2)]])
+        times['test'] = run_lanes_logged([[teacher_test_job(2)],
+                                          *[[test_job(label, 2)] for label in s_dirs]],
+                                         max_parallel=1)
     elif args.train_teacher:
         # The student without a teacher does not wait for the teacher: both train at the same
         # time with one thread each, and that student is tested while the teacher trains on.
         times['teacher_and_student_without_teacher'] = run_lanes_logged(
-            [[(teacher_cmd, osp.join(t_dir, 'train.log'), teacher_what)],
-             [(student_cmd('no teacher', 1), student_log('no teacher'), what),
-              # built when reached: it names the checkpoint the training writes
-              (lambda: student_test_cmd('no teacher', 1), student_log('no teacher', 'test'),
-               'evaluate it (10,000 test images)')]])
+            [[teacher_job], [train_job('no teacher', 1), test_job('no teacher', 1)]])
         teacher_ckpt = best_checkpoint(t_dir)
         print(f'teacher: {teacher_ckpt} (best on the 500 held-out images)')
-        times['student_with_teacher'] = run(student_cmd('hard distillation', 2), hard_what,
-                                            student_log('hard distillation'))
-        times['test'] = run_lanes_logged(
-            [[(teacher_test_cmd(1), t_test_log, 'evaluate the teacher (10,000 test images)')],
-             [(student_test_cmd('hard distillation', 1), student_log('hard distillation', 'test'),
-               'evaluate the distilled student (10,000 test images)')]])
+        times['student_with_teacher'] = run_lanes_logged([[train_job('hard distillation', 2)]])
+        times['test'] = run_lanes_logged([[teacher_test_job(1)],
+                                          [test_job('hard distillation', 1)]])
     else:
         # the published teacher: both students train and are tested side by side
         times['students'] = run_lanes_logged(
-            [[(student_cmd('hard distillation', 1), student_log('hard distillation'), hard_what),
-              (lambda: student_test_cmd('hard distillation', 1),
-               student_log('hard distillation', 'test'), 'evaluate it (10,000 test images)')],
-             [(student_cmd('no teacher', 1), student_log('no teacher'), what),
-              (lambda: student_test_cmd('no teacher', 1), student_log('no teacher', 'test'),
-               'evaluate it (10,000 test images)'),
-              (teacher_test_cmd(1), t_test_log, 'evaluate the teacher (10,000 test images)')]])
+            [[train_job('hard distillation', 1), test_job('hard distillation', 1)],
+             [train_job('no teacher', 1), test_job('no teacher', 1), teacher_test_job(1)]])
     with open(osp.join(ROOT, t_json)) as f:
         teacher = json.load(f)
     students = {}

@@ -4,6 +4,8 @@
 
 (or ``python -m projects.det_transfer`` from the repository root, the same options)
 
+0. Detection needs mmcv with its compiled ops (``make env-det``); on mmcv-lite the demo stops
+   at once and says so.
 1. The main demo's distilled student (``work_dirs/demo/student``); ``tools/run_demo.py`` trains
    it first when it is missing (setup: not counted in the detection time).
 2. ``tools/model_converters/export_backbone.py --in-channels 3``: its backbone for RGB images.
@@ -13,9 +15,10 @@
    backbone from the student or from random initialisation, on all training images and on the
    first 10%, with one schedule. Each run ends with mmdet's ``CocoMetric`` on the validation
    set. ``--jobs`` runs (default 2) go at a time with one torch thread each, longest first;
-   each run's output then goes to ``train.log`` in its work dir, with a progress line per
-   finished run. A run whose work dir holds ``done.json`` (its final metrics) is reused, not
-   repeated: delete the work dir to start over.
+   each run's output goes to ``train.log`` in its work dir, the console shows a live line per
+   running run (epoch, ETA, loss) and a line per finished run. A run whose work dir holds
+   ``done.json`` (its final metrics) is reused, not repeated: delete the work dir to start
+   over.
 5. Prints the bbox mAPs, writes ``results.md``/``results.json`` and a bar plot to the work dir.
 """
 import argparse
@@ -30,6 +33,18 @@ from deit_plugin.utils.cli import positive_int
 from . import report
 from .protocol import ROOT
 from .runs import plan, student_checkpoint, train_all
+
+
+def check_mmcv_ops() -> None:
+    """Stop before anything runs when mmcv has no compiled ops (mmcv-lite): mmdet needs them.
+
+    Raises:
+        SystemExit: ``mmcv.ops`` cannot be imported (the message names ``make env-det``).
+    """
+    try:
+        import mmcv.ops  # noqa: F401
+    except ImportError as err:
+        raise SystemExit(str(err)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    check_mmcv_ops()
     py = sys.executable
     threads = args.threads or (1 if args.jobs > 1 else None)
     extra = ['--threads', str(threads)] if threads else []

@@ -1,7 +1,6 @@
 """Running the detection-transfer runs: the student they start from, which runs are still to do
 (a run whose work dir holds ``done.json`` is reused), several runs at a time, and each run's
 final metrics."""
-import concurrent.futures
 import json
 import os.path as osp
 import sys
@@ -10,6 +9,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from deit_plugin.utils import last_checkpoint, read_scalars, run_logged
 
+from ..jobs import Job, run_jobs
 from .protocol import INITS, ROOT, SUBSETS, run_name, train_command, write_run_config
 
 
@@ -86,14 +86,8 @@ def plan(work_dir: str, backbone_ckpt: str, seeds: List[int], epochs: int, subse
     return results, todo
 
 
-def train_one(item: Todo, data: str, extra: List[str], jobs: int) -> dict:
-    """Train one run (its output to ``train.log`` in its work dir when ``jobs > 1``) and write
-    its final metrics, wall time and seed to ``done.json``."""
-    what = (f'RetinaNet, {item.init} backbone, {item.subset} training set, {item.epochs} '
-            f'epochs, seed {item.seed}')
-    log = osp.join(item.run_dir, 'train.log') if jobs > 1 else None
-    seconds = run_logged(train_command(item.cfg_path, item.run_dir, data, extra), what, ROOT,
-                         log)
+def finish_one(item: Todo, seconds: float, jobs: int) -> dict:
+    """Write a finished run's final metrics, wall time and seed to ``done.json``."""
     metrics = final_bbox_map(osp.join(ROOT, item.run_dir))
     metrics['seconds'] = seconds
     metrics['jobs'] = jobs
@@ -105,19 +99,47 @@ def train_one(item: Todo, data: str, extra: List[str], jobs: int) -> dict:
 
 def train_all(todo: List[Todo], results: Dict[str, Dict[str, List[dict]]], data: str,
               extra: List[str], jobs: int) -> float:
-    """Train the runs of ``todo``, ``jobs`` at a time, adding their metrics to ``results``
-    (sorted by seed at the end); returns the wall time in minutes."""
+    """Train the runs of ``todo``, ``jobs`` at a time, each into ``train.log`` in its work dir
+    with a progress line while it runs, adding their metrics to ``results`` (sorted by seed at
+    the end); returns the wall time in minutes.
+
+    Raises:
+        SystemExit: a run failed (the others are finished first; names its log).
+    """
     t_det = time.time()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(train_one, item, data, extra, jobs): item for item in todo}
-        for k, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            item, metrics = futures[future], future.result()
+    finished = []
+
+    def on_exit(item: Todo):
+        def collect(code: int, seconds: float) -> None:
+            if code != 0:
+                return
+            metrics = finish_one(item, seconds, jobs)
             results[item.subset][item.init].append(metrics)
-            print(f'[{k}/{len(todo)}] {item.init} backbone, {item.subset} set: bbox mAP '
-                  f'{metrics["bbox_mAP"]:.3f} ({metrics["seconds"]:.0f} s; '
+            finished.append(item)
+            print(f'[{len(finished)}/{len(todo)}] {item.init} backbone, {item.subset} set: '
+                  f'bbox mAP {metrics["bbox_mAP"]:.3f} ({seconds:.0f} s; '
                   f'{(time.time() - t_det) / 60:.1f} min since the first run)', flush=True)
+        return collect
+
+    lanes = []
+    for item in todo:
+        print(f'\n=== RetinaNet, {item.init} backbone, {item.subset} training set, '
+              f'{item.epochs} epochs, seed {item.seed}', flush=True)
+        lanes.append([Job(item.name, train_command(item.cfg_path, item.run_dir, data, extra),
+                          osp.join(item.run_dir, 'train.log'), threads_of(extra),
+                          epochs=item.epochs, on_exit=on_exit(item))])
+    codes, _ = run_jobs(lanes, ROOT, max_parallel=jobs)
+    failed = [item for item, c in zip(todo, codes) if c and c[0] != 0]
+    if failed:
+        raise SystemExit('failed: ' + ', '.join(f'{item.name} (see {item.run_dir}/train.log)'
+                                                for item in failed))
     det_minutes = (time.time() - t_det) / 60
     for subset in SUBSETS:
         for init in INITS:
             results[subset][init].sort(key=lambda r: r['seed'])
     return det_minutes
+
+
+def threads_of(extra: List[str]) -> Optional[int]:
+    """The ``--threads`` value in a tool's extra arguments, or None."""
+    return int(extra[extra.index('--threads') + 1]) if '--threads' in extra else None

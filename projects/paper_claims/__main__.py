@@ -5,7 +5,8 @@
         [--report-only]
 
 Every run is a ``tools/train.py`` subprocess (``--jobs`` at a time, ``--threads`` torch threads
-each); finished runs leave ``result.json`` and are skipped when the study is started again, an
+each, its output in ``train.log`` of its work dir, a live line per running run on the console:
+``projects/jobs.py``); finished runs leave ``result.json`` and are skipped when the study is started again, an
 interrupted run resumes from its last checkpoint. ``--publish DIR`` copies the report and every
 finished run's result into DIR (kept in the repository); runs found there count as done.
 """

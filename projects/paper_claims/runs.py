@@ -8,7 +8,8 @@ import time
 from typing import List, Optional, Sequence
 
 from deit_plugin.utils.logs import read_resumed_scalars
-from deit_plugin.utils.runs import run_parallel
+
+from ..jobs import Job, run_jobs, run_one
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -76,19 +77,20 @@ class Run:
 
 
 def run_batch(runs: Sequence[Run], threads: int, batches_log: str) -> None:
-    """Train ``runs`` in parallel (``threads`` torch threads each); write each result.json."""
+    """Train ``runs`` in parallel (``threads`` torch threads each), with a progress line per
+    run; write each result.json."""
     start = time.time()
     for run in runs:
         os.makedirs(run.work_dir, exist_ok=True)
-    codes, seconds = run_parallel([run.command(threads) for run in runs],
-                                  [osp.join(run.work_dir, 'train.log') for run in runs], ROOT,
-                                  append=True)
+    jobs = [Job(run.name, run.command(threads), osp.join(run.work_dir, 'train.log'), threads)
+            for run in runs]
+    codes, seconds = run_jobs([[job] for job in jobs], ROOT, append=True)
     failed = []
     for run, code, secs in zip(runs, codes, seconds):
-        if code != 0:
+        if code[0] != 0:
             failed.append(run)
         else:
-            run.finish(secs, threads, len(runs))
+            run.finish(secs[0], threads, len(runs))
     with open(batches_log, 'a') as f:
         f.write(json.dumps(dict(runs=[r.name for r in runs], seconds=time.time() - start,
                                 finished=time.strftime('%Y-%m-%d %H:%M:%S'))) + '\n')
@@ -99,33 +101,28 @@ def run_batch(runs: Sequence[Run], threads: int, batches_log: str) -> None:
 
 def schedule(runs: Sequence[Run], jobs: int, threads: int, batches_log: str,
              what: str) -> None:
-    """Train the runs that are not done, ``jobs`` at a time, with a progress bar."""
-    from tqdm import tqdm
+    """Train the runs that are not done, ``jobs`` at a time (a batch ends when its last run
+    does), with a line per running run."""
     todo = [r for r in runs if not r.done()]
     print(f'\n=== {what}: {len(runs)} runs, {len(runs) - len(todo)} already done', flush=True)
-    if not todo:
-        return
-    with tqdm(total=len(todo), desc=what, unit='run', file=sys.stdout) as bar:
-        for i in range(0, len(todo), jobs):
-            batch = todo[i:i + jobs]
-            bar.set_postfix_str(', '.join(r.name for r in batch))
-            run_batch(batch, threads, batches_log)
-            bar.update(len(batch))
+    for i in range(0, len(todo), jobs):
+        batch = todo[i:i + jobs]
+        print(f'--- {what}: runs {i + 1}-{i + len(batch)} of {len(todo)}', flush=True)
+        run_batch(batch, threads, batches_log)
 
 
 def test_checkpoint(config: str, ckpt: str, opts: Sequence[str], threads: int,
                     out_json: str) -> dict:
-    """Metrics of ``ckpt`` on the config's test split (``tools/test.py``), cached in
-    ``out_json``."""
+    """Metrics of ``ckpt`` on the config's test split (``tools/test.py``, its output next to
+    ``out_json`` as ``.log``), cached in ``out_json``."""
     if not osp.isfile(out_json):
         cmd = [sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
                osp.dirname(out_json), '--metrics-json', out_json, '--threads', str(threads),
                *cfg_options(opts)]
-        done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-        if done.returncode != 0:
-            raise SystemExit(f'{" ".join(cmd)} failed (exit {done.returncode}); its last '
-                             f'output:\n{done.stdout[-3000:]}')
+        log = osp.splitext(out_json)[0] + '.log'
+        code, _ = run_one(Job(f'test {osp.basename(ckpt)}', cmd, log, threads), ROOT)
+        if code != 0:
+            raise SystemExit(f'{" ".join(cmd)} failed (exit {code}); see {log}')
     with open(out_json) as f:
         return json.load(f)
 

@@ -57,19 +57,28 @@ def test_report_prints_the_difference_of_the_two_students(run_demo, tmp_path, mo
                    minutes=9.5, step_seconds={'teacher_train': 300.0})
     (work / 'results.json').write_text(json.dumps(results))
     monkeypatch.setattr(run_demo, 'study_result', lambda: {0: 2.0, 1: 4.0, 2: 3.0})
-    run_demo.report(str(work))
+    titles = run_demo.report(str(work))
     table = (work / 'results.md').read_text()
+    # the figure: this run's top-1 with the study's gain, the study's test curves along
+    # training (published in the repository), this run's training loss
+    assert titles[0] == ('gain from the teacher: +3.25 points\n(study 5k-40: +3.00 ± 1.00, '
+                         '3 seeds)')
+    assert titles[1].startswith('along training (study arm 5k-40')
+    assert titles[2].startswith('this run: training loss')
     assert '| **gain from distillation** (this run) | | | **+3.25** |' in table
     assert '+3.00 ± 1.00 (+2.00 / +4.00 / +3.00)' in table
     # with one seed there is no spread to show
     monkeypatch.setattr(run_demo, 'study_result', lambda: {0: 2.03})
-    run_demo.report(str(work))
+    # without the students' logs (a report from the published numbers alone): no loss panel
+    for sub in ('student', 'student_no_teacher'):
+        (work / sub / '20260101_000000' / 'vis_data' / 'scalars.json').unlink()
+    assert len(run_demo.report(str(work))) == 2
     one = (work / 'results.md').read_text()
     assert '| +2.03 (one seed so far) |' in one and '±' not in one
     assert '**84.25**' in table and '**81.00**' in table and '88.00' in table
     # a demo from before precision and machine were recorded: float32, said so
     assert 'whole demo: 9.5 min (`make demo`; float32 training, machine not recorded)' in table
-    assert osp.getsize(work / 'student_curves.png') > 10_000
+    assert osp.getsize(work / 'results.png') > 10_000
 
 
 def test_demo_refuses_a_work_dir_that_holds_an_earlier_demo(run_demo, tmp_path):
@@ -108,9 +117,11 @@ def fake_tools(run_demo, monkeypatch):
     the list the commands are appended to, in the order they run."""
     ran = []
 
-    def fake(cmd):
-        cmd = cmd() if callable(cmd) else cmd
+    def fake(job):
+        cmd = job.cmd() if callable(job.cmd) else job.cmd
         ran.append(cmd)
+        # the scheduler's thread count is the tool's
+        assert cmd[cmd.index('--threads') + 1] == str(job.threads)
         out = osp.join(ROOT, cmd[cmd.index('--work-dir') + 1])
         os.makedirs(out, exist_ok=True)
         if cmd[1] == 'tools/train.py' and cmd[2] == run_demo.TEACHER_CFG:
@@ -124,13 +135,12 @@ def fake_tools(run_demo, monkeypatch):
                 json.dump({'accuracy/top1': 89.0, **metrics(fused, fused - 1, fused - 0.5)}, f)
         return 0
 
-    def fake_lanes(lanes, root, append=False):
+    def fake_jobs(lanes, root, max_parallel=None):
         assert root == ROOT
-        return [[fake(cmd) for cmd, _ in lane] for lane in lanes], [[1.0] * len(lane)
-                                                                    for lane in lanes]
+        return [[fake(job) for job in lane] for lane in lanes], [[1.0] * len(lane)
+                                                                for lane in lanes]
 
-    monkeypatch.setattr(run_demo, 'run_lanes', fake_lanes)
-    monkeypatch.setattr(run_demo, 'run', lambda cmd, what, log=None: fake(cmd) or 1.0)
+    monkeypatch.setattr(run_demo, 'run_jobs', fake_jobs)
     monkeypatch.setattr(run_demo, 'report', lambda work_dir: None)
     return ran
 
