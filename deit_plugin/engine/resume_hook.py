@@ -1,5 +1,6 @@
 """Everything a resumed run needs to continue exactly: random states, data seed, data position."""
 import functools
+import itertools
 import random
 import warnings
 from typing import Optional
@@ -9,6 +10,7 @@ import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from torch.utils.data import BatchSampler
 
 from deit_plugin.datasets.sample_seeding import SeededBatchAugments
 from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
@@ -78,47 +80,50 @@ class _ResumedIterator:
         return getattr(self.__dict__['_iterator'], name)
 
 
+class _StartAfter:
+    """A sampler whose next pass starts after its first ``skip`` indices (once), for a
+    dataloader's ``batch_sampler.sampler``: the rest of an epoch, without loading the part
+    trained before the checkpoint."""
+
+    def __init__(self, sampler, skip: int) -> None:
+        self._sampler, self._skip = sampler, skip
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        return itertools.islice(iter(self._sampler), skip, None)
+
+    def __len__(self) -> int:
+        return len(self._sampler)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__['_sampler'], name)
+
+
 @HOOKS.register_module()
 class ResumeHook(Hook):
     """Makes a resumed run continue exactly where its checkpoint was written.
 
-    mmengine 0.10.7 checkpoints hold the model, optimizer, parameter schedulers and message
-    hub, but neither the random generators' states nor the position inside an epoch; on
-    resume the Runner re-seeds and restarts the epoch. This hook owns all of it:
+    mmengine 0.10.7 checkpoints hold neither the random generators' states nor the position
+    inside an epoch. This hook adds and restores both, and owns the data seed:
 
-    - **Random states.** ``checkpoint['random_states']`` holds python ``random``, numpy and
-      torch (CPU, and CUDA when in use) states of every rank, and the data seed. On resume
-      they are restored right before the first new batch is loaded, so drop-path, dropout,
-      Mixup/CutMix and main-process augmentation draw what the interrupted run would have.
-      Validation during training leaves them as they were (they are put back after it), so
-      results do not depend on ``val_interval``.
-    - **Data seed.** The sampler's seed (and mmengine's dataloader-worker seed) is the
-      checkpoint's on resume, which matters with ``randomness=dict(seed=None)``; a hook may
-      ask for another with :meth:`use_data_seed` (``deit_plugin.TeacherCacheHook`` gives its
-      cache's).
-    - **Position** (with per-sample seeded loading: ``deit_plugin.SeededSampler`` and
-      ``deit_plugin.SeededDataset``). ``checkpoint['train_position']`` records data seed,
-      epoch, batch within the epoch, batch size, world size and batches per epoch. A
-      mid-epoch checkpoint of an epoch-based loop continues that epoch at the next batch
-      (mmengine alone restarts the epoch); an iteration-based loop starts the sampler at the
-      next batch instead of loading and discarding every batch trained before. Batch
-      augmentation (the data preprocessor's ``batch_augments``) is seeded from ``(data seed,
-      epoch, iteration, rank)`` and the dataloader gets its own ``torch.Generator``, so
-      starting a data iterator draws nothing from the main process's generators.
+    - ``checkpoint['random_states']``: every rank's python, numpy and torch (CPU, CUDA when in
+      use) generator states and the data seed, restored right before the first new batch is
+      loaded. Validation puts the states back afterwards, so it never shifts the training
+      stream. Under DDP the ranks' states reach rank 0 through :meth:`collect`, which
+      ``deit_plugin.AtomicCheckpointHook`` calls before it saves.
+    - The sampler's (and mmengine's worker) seed is the checkpoint's on resume, or the one a
+      hook asks for with :meth:`use_data_seed`.
+    - With ``deit_plugin.SeededSampler``/``SeededDataset``: ``checkpoint['train_position']``;
+      a mid-epoch resume continues at the next batch without loading the ones before;
+      Mixup/CutMix are seeded per batch; the dataloader gets its own ``torch.Generator``.
+      Exact also with persistent workers.
+    - Without them, an epoch-based loop (torch's batching) still continues at the next batch,
+      with other augmentations than the interrupted run for the rest of that epoch; this and
+      persistent workers are logged as not exact.
 
-    Without the seeded wrappers two cases cannot be exact and are logged as warnings on
-    resume: persistent dataloader workers (their generators live outside any checkpoint)
-    and a mid-epoch checkpoint of an epoch-based loop (mmengine repeats that epoch). On GPUs,
-    bit-identical runs also need ``randomness=dict(deterministic=True)``.
-
-    In distributed training the Runner writes checkpoints on rank 0 only; every rank's states
-    reach it through :meth:`collect`, a collective that ``deit_plugin.AtomicCheckpointHook``
-    calls on every rank before it saves (with mmengine's ``CheckpointHook`` only rank 0's
-    states are saved, and a warning says so).
-
-    Priority 80, between mmengine's ``LOW`` (70) and ``VERY_LOW`` (90): ``before_train``
-    restores the states after every other hook's ``before_train`` (``DistillationHook``,
-    ``LOW``, included) and before ``CheckpointHook`` (``VERY_LOW``).
+    Priority 80, between mmengine's ``LOW`` (70, ``DistillationHook``) and ``VERY_LOW`` (90,
+    ``CheckpointHook``): it restores after every other hook's ``before_train``. See
+    docs/user_guides/resume_and_failures.md.
 
     Args:
         require_seeded_data (bool): Refuse a training sampler that is not
@@ -294,8 +299,12 @@ class ResumeHook(Hook):
             self._warn_about_what_cannot_be_restored(runner, loop)
         if self._by_epoch(runner):
             done = loop.iter - loop.epoch * len(loader)
-            if seeded and done > 0:
+            if done > 0 and seeded:
                 loader.sampler.start_at(loop.epoch, done * loader.batch_size)
+            elif done > 0 and self._positionable(loader):
+                batches = loader.batch_sampler
+                batches.sampler = _StartAfter(batches.sampler, done * loader.batch_size)
+            if done > 0 and (seeded or self._positionable(loader)):
                 runner.logger.info(f'{name}: continuing epoch {loop.epoch + 1} at batch '
                                    f'{done + 1} of {len(loader)}')
             if state is not None:
@@ -314,7 +323,11 @@ class ResumeHook(Hook):
             runner.logger.info(f'{name}: restored the random states of the checkpoint')
 
     @staticmethod
-    def _warn_about_what_cannot_be_restored(runner, loop) -> None:
+    def _positionable(loader) -> bool:
+        """Whether a plain sampler's epoch can start at a batch (torch's own batching)."""
+        return loader.batch_size is not None and isinstance(loader.batch_sampler, BatchSampler)
+
+    def _warn_about_what_cannot_be_restored(self, runner, loop) -> None:
         loader, name = loop.dataloader, 'deit_plugin.ResumeHook'
         if getattr(loader, 'num_workers', 0) > 0 and getattr(loader, 'persistent_workers',
                                                              False):
@@ -327,9 +340,11 @@ class ResumeHook(Hook):
         if not hasattr(loop, 'dataloader_iterator') and loop.iter != loop.epoch * len(loader):
             runner.logger.warning(
                 f'{name}: resuming an epoch-based loop from a mid-epoch checkpoint (iteration '
-                f'{loop.iter}, epoch {loop.epoch}) without per-sample seeded loading: mmengine '
-                f'repeats the whole epoch, so this is not an exact continuation. Use '
-                f'{_USAGE}, or resume from an end-of-epoch checkpoint.')
+                f'{loop.iter}, epoch {loop.epoch}) without per-sample seeded loading: '
+                + ('the rest of the epoch is augmented with other random numbers than in the '
+                   'interrupted run' if self._positionable(loader) else
+                   'mmengine repeats the whole epoch (a custom batch_sampler cannot be '
+                   'positioned)') + f', so this is not an exact continuation. Use {_USAGE}.')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if not self._active or not self._seeded(runner):

@@ -250,6 +250,28 @@ def test_a_signal_without_the_atomic_checkpoint_hook_is_refused_before_training(
     SafeStopHook(signals=()).before_train(fake_runner())  # loss checks alone need no saving
 
 
+def test_a_plain_sampler_continues_a_mid_epoch_checkpoint_at_the_next_batch():
+    """Without seeded loading (the recipes' ImageNet and COCO loaders) an epoch-based loop
+    resumed from a pre-emption checkpoint still continues at the next batch, without loading
+    the batches trained before; mmengine alone would train the whole epoch again."""
+    from torch.utils.data import DataLoader
+
+    from deit_plugin.engine import ResumeHook
+    from deit_plugin.engine.resume_hook import get_random_state
+    data = list(range(16))
+    loader = DataLoader(data, batch_size=4, sampler=DefaultSampler(data, shuffle=True, seed=0))
+    loader.sampler.set_epoch(1)
+    epoch = [b.tolist() for b in loader]
+    hook = ResumeHook()
+    runner = fake_runner(hook)
+    runner.train_loop, runner._resume = SimpleNamespace(dataloader=loader, iter=6, epoch=1), True
+    hook.after_load_checkpoint(runner, dict(meta=dict(epoch=1, iter=6), random_states=dict(
+        ranks=[get_random_state()], data_seed=0)))
+    hook.before_train(runner)  # 6 iterations done: 4 of epoch 1, 2 of epoch 2
+    assert [b.tolist() for b in loader] == epoch[2:]
+    assert [b.tolist() for b in loader] == epoch  # the next pass is whole again
+
+
 RECIPES = sorted(
     osp.relpath(p, osp.join(ROOT, 'configs'))
     for pattern in ('deit_*.py', 'custom/*.py', 'det/*.py')
