@@ -481,8 +481,8 @@ def test_iteration_loop_preempted_with_a_second_signal_while_saving(tmp_path, mo
 @pytest.mark.slow
 def test_ddp_ranks_agree_on_the_stop_and_resume_bit_identical(epoch_setup):
     """2 CPU processes (torchrun, gloo): only rank 1 gets SIGTERM, during iteration 3 (0-based
-    2: epoch 2, batch 1 of 2); both ranks stop after it (one flag all-reduce), rank 0 writes one checkpoint
-    with both ranks' random states. Resuming under DDP ends bit-identical to an uninterrupted
+    2: epoch 2, batch 1 of 2); both ranks stop after it (one all-reduce per iteration), rank 0
+    writes one checkpoint with both ranks' random states. Resuming under DDP ends bit-identical to an uninterrupted
     DDP run."""
     from tool_modules import free_port
     per_epoch = PER_EPOCH // 2  # 64 images, 16 per rank and step
