@@ -87,7 +87,7 @@ class SafeStopHook(Hook):
     :meth:`deit_plugin.AtomicCheckpointHook.save_resumable` (atomically, with everything a
     resume needs), points ``last_checkpoint`` at it, and raises :class:`TrainingPreempted`
     (a ``SystemExit``: the process exits with ``exit_code``). Further signals meanwhile are
-    recorded and logged, never acted on. The handlers are installed at ``before_run`` and
+    recorded and logged, never acted on. The handlers are installed at ``before_train`` and
     put back after training; dataloader workers started after that inherit them, so a signal
     sent to every process of the job does not kill the workers the last iteration needs.
 
@@ -141,14 +141,6 @@ class SafeStopHook(Hook):
         for other in runner.hooks:
             if isinstance(other, SafeStopHook) and other is not self:
                 self._adopt(other)
-        if not self.signals:
-            return
-        if threading.current_thread() is not threading.main_thread():
-            runner.logger.warning('deit_plugin.SafeStopHook: not in the main thread, where '
-                                  'Python delivers signals: no signal handlers installed.')
-            return
-        for sig in self.signals:
-            self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         # only record: the handler runs between two bytecodes of whatever the main thread does
@@ -160,13 +152,21 @@ class SafeStopHook(Hook):
         self._previous = {}
 
     def before_train(self, runner) -> None:
-        if self._active and self.signals and self._checkpointer(runner) is None:
+        if not (self._active and self.signals):
+            return
+        if self._checkpointer(runner) is None:
             raise ValueError(
                 "deit_plugin.SafeStopHook saves a checkpoint on a signal through "
                 "deit_plugin.AtomicCheckpointHook, which the run does not have: set "
                 "default_hooks.checkpoint=dict(type='deit_plugin.AtomicCheckpointHook') (or "
                 "inherit configs/_base_/default_runtime.py), or signals=() to only check the "
                 "loss.")
+        if threading.current_thread() is not threading.main_thread():
+            runner.logger.warning('deit_plugin.SafeStopHook: not in the main thread, where '
+                                  'Python delivers signals: no signal handlers installed.')
+            return
+        for sig in self.signals:  # training only: tools/test.py keeps the default actions
+            self._previous[sig] = signal.signal(sig, self._handle)
 
     def after_train(self, runner) -> None:
         self._restore_handlers()

@@ -208,7 +208,7 @@ def test_one_collective_per_iteration_decides_both_stops(monkeypatch, elsewhere)
 def test_old_hook_names_map_to_the_new_hooks_and_one_of_each_acts():
     """Configs written for the earlier hooks keep working next to the runtime base's hooks:
     the first hook of a kind acts, with the settings of all of that kind; the others idle."""
-    from deit_plugin.engine import ResumeHook, SafeStopHook
+    from deit_plugin.engine import AtomicCheckpointHook, ResumeHook, SafeStopHook
     from deit_plugin.registry import HOOKS
     with pytest.warns(DeprecationWarning, match='RandomStateHook is deprecated: it is '
                       'deit_plugin.ResumeHook'):
@@ -218,14 +218,17 @@ def test_old_hook_names_map_to_the_new_hooks_and_one_of_each_acts():
     assert [type(h).__mro__[1] for h in old] == [ResumeHook, ResumeHook, SafeStopHook,
                                                  SafeStopHook]
     stop, resume = SafeStopHook(signals=(), check_loss=False), ResumeHook()
-    runner = fake_runner(stop, resume, *old, sampler=DefaultSampler(list(range(4))))
+    runner = fake_runner(stop, resume, *old, AtomicCheckpointHook(),
+                         sampler=DefaultSampler(list(range(4))))
     try:
         for hook in runner.hooks:
             hook.before_run(runner)
         assert stop.signals == [signal.SIGUSR2] and stop.check_loss
+        stop.before_train(runner)
         assert signal.getsignal(signal.SIGUSR2) == stop._handle
     finally:
         stop.after_run(runner)
+    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL
     nan = dict(loss=torch.tensor(float('nan')))
     for idle in old[2:]:
         idle.after_train_iter(runner, 0, outputs=nan)  # idle: no verdict of its own
