@@ -25,6 +25,4 @@ custom_hooks = [
     dict(type='deit_plugin.DistillationHook'),
     # official model EMA, decay 0.99996 per iteration
     dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL'),
-    dict(type='deit_plugin.RandomStateHook'),  # exact resume: random states in checkpoints
-    dict(type='deit_plugin.FiniteLossHook'),  # stop at a NaN/Inf loss term, before saving
 ]

@@ -19,8 +19,8 @@ install_checkpoint_file_checks()
 from .datasets import FashionMNISTIdx  # noqa: E402
 from .engine import (AtomicCheckpointHook, ChannelsLastHook, CPUAmpOptimWrapper,  # noqa: E402
                      DeiTLayerDecayOptimWrapperConstructor, DistillationHook, FiniteLossHook,
-                     RandomStateHook, StudentOptimWrapperConstructor,
-                     TeacherCacheHook)
+                     RandomStateHook, ResumeHook, SafeStopHook,
+                     StudentOptimWrapperConstructor, TeacherCacheHook)
 from .evaluation import DistillationMetric  # noqa: E402
 from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
                      DistilledVisionTransformer, HardDistillationLoss, SimpleFeaturePyramid,
@@ -33,5 +33,5 @@ __all__ = [
     'DistillationMetric', 'allow_mmengine_checkpoint_globals', 'AtomicCheckpointHook',
     'FiniteLossHook', 'RandomStateHook', 'install_checkpoint_file_checks', 'FashionMNISTIdx',
     'SimpleFeaturePyramid', 'DeiTLayerDecayOptimWrapperConstructor', 'register_config_package',
-    'TeacherCacheHook'
+    'TeacherCacheHook', 'ResumeHook', 'SafeStopHook'
 ]

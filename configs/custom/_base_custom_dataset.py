@@ -8,7 +8,6 @@ num_classes = 10
 # size are resized/upsampled to it (the patch size stays 16). DeiT-B⚗↑384 fine-tunes at 384.
 img_size = 224
 
-custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 data_preprocessor = dict(
     num_classes=num_classes,
     mean=[123.675, 116.28, 103.53],  # ImageNet RGB mean/std: both start from ImageNet weights

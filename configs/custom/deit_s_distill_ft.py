@@ -16,7 +16,7 @@
 # a teacher; this plugin does it. Not kept: the model EMA. The official code trains an EMA copy
 # but evaluates the raw weights; mmengine's EMAHook would evaluate and save the EMA, which at
 # 0.99996 per iteration stays close to the ImageNet weights over a short fine-tune.
-_base_ = ['./_base_custom_dataset.py', 'mmpretrain::_base_/default_runtime.py']
+_base_ = ['./_base_custom_dataset.py', 'deit_plugin::_base_/default_runtime.py']
 
 model = dict(
     type='deit_plugin.DistillationClassifier',
@@ -69,10 +69,5 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=10)
 auto_scale_lr = dict(base_batch_size=64)
 
-custom_hooks = [
-    dict(type='deit_plugin.DistillationHook'),
-    dict(type='deit_plugin.RandomStateHook'),
-    dict(type='deit_plugin.FiniteLossHook'),
-]
-default_hooks = dict(checkpoint=dict(type='deit_plugin.AtomicCheckpointHook', interval=10,
-                                     max_keep_ckpts=2, save_best='auto'))
+custom_hooks = [dict(type='deit_plugin.DistillationHook')]
+default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=2, save_best='auto'))

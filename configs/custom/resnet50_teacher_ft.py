@@ -4,7 +4,7 @@
 #   python tools/train.py configs/custom/resnet50_teacher_ft.py --work-dir work_dirs/custom_teacher
 # Schedule: mmpretrain's own fine-tuning recipe (configs/resnet/resnet50_8xb8_cub.py): SGD lr
 # 0.01 at batch 64, momentum 0.9, nesterov, wd 5e-4, 5 warmup epochs, cosine, 100 epochs.
-_base_ = ['./_base_custom_dataset.py', 'mmpretrain::_base_/default_runtime.py']
+_base_ = ['./_base_custom_dataset.py', 'deit_plugin::_base_/default_runtime.py']
 
 model = dict(
     type='ImageClassifier',
@@ -29,5 +29,4 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)
 auto_scale_lr = dict(base_batch_size=64)
 # keeps only the last checkpoint, epoch_100.pth, which the student's teacher_ckpt names
-default_hooks = dict(checkpoint=dict(type='deit_plugin.AtomicCheckpointHook', interval=1,
-                                     max_keep_ckpts=1))
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1))

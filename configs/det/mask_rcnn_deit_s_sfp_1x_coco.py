@@ -14,7 +14,7 @@
 # schedule.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py', 'mmdet::_base_/datasets/coco_instance.py',
-    '../_base_/schedules/coco_1x_adamw_layer_decay.py', 'mmdet::_base_/default_runtime.py'
+    '../_base_/schedules/coco_1x_adamw_layer_decay.py', '../_base_/det_runtime.py'
 ]
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 

@@ -20,7 +20,7 @@
 # every padded input at run time.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py', 'mmdet::_base_/datasets/coco_detection.py',
-    '../_base_/schedules/coco_1x_adamw_layer_decay.py', 'mmdet::_base_/default_runtime.py'
+    '../_base_/schedules/coco_1x_adamw_layer_decay.py', '../_base_/det_runtime.py'
 ]
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 

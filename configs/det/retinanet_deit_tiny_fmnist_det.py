@@ -10,7 +10,7 @@
 # Changes from mmdet's RetinaNet, all for 64 px images and a 2-core CPU budget: anchors from
 # stride 4 (octave_base_scale 4 -> 16 px), 2 stacked convs of 64 channels in the head instead
 # of 4 of 256, AdamW without layer decay (random-init weights would be slowed down by it).
-_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py', 'mmdet::_base_/default_runtime.py']
+_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py', '../_base_/det_runtime.py']
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 
 classes = ('t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker',
@@ -126,6 +126,6 @@ test_cfg = dict(type='TestLoop')
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

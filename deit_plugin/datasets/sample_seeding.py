@@ -108,7 +108,7 @@ class SeededBatchAugments:
     Mixup, CutMix) so that each call draws from :func:`batch_seed` of the current step.
 
     Set the step with :meth:`set_step` before each training iteration
-    (``deit_plugin.ExactResumeHook`` does). Calling it before any step was set is an error,
+    (``deit_plugin.ResumeHook`` does). Calling it before any step was set is an error,
     not a silent unseeded draw.
 
     Args:
@@ -131,8 +131,8 @@ class SeededBatchAugments:
         """The seed the next call uses."""
         if self._step is None:
             raise RuntimeError('SeededBatchAugments called before set_step(epoch, iteration): '
-                               'register deit_plugin.ExactResumeHook (it sets the step before '
-                               'every training iteration).')
+                               'register deit_plugin.ResumeHook (it sets the step before every '
+                               'training iteration).')
         return batch_seed(self.seed, *self._step, rank=self.rank)
 
     def __call__(self, *args, **kwargs):

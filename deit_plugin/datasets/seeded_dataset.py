@@ -1,8 +1,8 @@
 """Per-sample seeded data loading for mmengine dataloaders, and a sampler that can start
 in the middle of an epoch.
 
-Use both wrappers together in a training dataloader (and ``deit_plugin.ExactResumeHook`` in
-``custom_hooks``)::
+Use both wrappers together in a training dataloader (``deit_plugin.ResumeHook``, which
+``configs/_base_/default_runtime.py`` adds, then positions and seeds the run)::
 
     train_dataloader = dict(
         sampler=dict(type='deit_plugin.SeededSampler',
@@ -95,9 +95,6 @@ class SeededSampler(Sampler):
         seed (int, optional): The data seed (given by the Runner); passed to the wrapped
             sampler. Defaults to None (the sampler draws one, the same on every rank).
     """
-
-    #: Tells RandomStateHook that augmentation does not depend on process generators.
-    seeds_samples = True
 
     def __init__(self, dataset: SeededDataset, sampler: Union[dict, Sampler],
                  seed: Optional[int] = None) -> None:

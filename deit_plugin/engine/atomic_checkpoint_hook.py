@@ -8,6 +8,7 @@ from mmengine.hooks import CheckpointHook
 
 from deit_plugin.checkpoint import ATOMIC_BACKEND, atomic_write, stale_parts
 from deit_plugin.registry import HOOKS
+from .resume_hook import ResumeHook
 
 
 class _DeferredRemovals:
@@ -56,7 +57,44 @@ class AtomicCheckpointHook(CheckpointHook):
     ``.part`` files of an interrupted write are removed, with a log line, when training starts.
     Only local directories are changed; with ``backend_args`` for another storage (or
     ``file_client_args``) the hook behaves exactly like ``CheckpointHook``.
+
+    Before each save (on every rank) it lets ``deit_plugin.ResumeHook`` collect every rank's
+    random states (:meth:`ResumeHook.collect`). :meth:`save_resumable` writes a checkpoint
+    outside the schedule (``deit_plugin.SafeStopHook`` on a pre-emption signal).
     """
+
+    @staticmethod
+    def _collect_resume_states(runner) -> None:
+        for hook in runner.hooks:
+            if isinstance(hook, ResumeHook):
+                hook.collect(runner)
+
+    def _pointer(self, runner, path: str) -> None:
+        """Point ``<work_dir>/last_checkpoint`` at ``path``, atomically (rank 0)."""
+        if is_main_process():
+            atomic_write(str(path), osp.join(runner.work_dir, 'last_checkpoint'))
+
+    def save_resumable(self, runner, filename: str) -> str:
+        """Write ``<out_dir>/<filename>`` now, after the current iteration, with optimizer and
+        parameter schedulers, and point ``last_checkpoint`` at it. Call it on every rank (it
+        gathers every rank's random states); rank 0 writes. Outside ``max_keep_ckpts``: the
+        file is never deleted by this hook.
+
+        Args:
+            runner (Runner): The runner, during training (after ``before_train``).
+            filename (str): The file name, e.g. ``'iter_1234.pth'``.
+
+        Returns:
+            str: The checkpoint's path.
+        """
+        self._collect_resume_states(runner)
+        runner.save_checkpoint(
+            self.out_dir, filename, file_client_args=self.file_client_args,
+            save_optimizer=True, save_param_scheduler=True, by_epoch=False,
+            backend_args=self.backend_args)
+        path = self.file_backend.join_path(self.out_dir, filename)
+        self._pointer(runner, path)
+        return path
 
     def before_train(self, runner) -> None:
         local = (self.file_client_args is None and self.backend_args is None
@@ -74,15 +112,14 @@ class AtomicCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         backend, deferred = self.file_backend, _DeferredRemovals(self.file_backend)
         self.file_backend = deferred
+        self._collect_resume_states(runner)
         try:
             super()._save_checkpoint_with_step(runner, step, meta)
         finally:
             self.file_backend = backend
-        if (getattr(self, '_atomic', False) and self.last_ckpt is not None
-                and is_main_process()):
-            pointer = osp.join(runner.work_dir, 'last_checkpoint')
-            if osp.isfile(pointer):
-                atomic_write(str(self.last_ckpt), pointer)
+        if getattr(self, '_atomic', False) and self.last_ckpt is not None and \
+                osp.isfile(osp.join(runner.work_dir, 'last_checkpoint')):
+            self._pointer(runner, self.last_ckpt)
         deferred.flush()
 
     def _save_best_checkpoint(self, runner, metrics) -> None:

@@ -6,28 +6,29 @@ from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
 from deit_plugin.models.teacher_slot import unwrap
 from deit_plugin.registry import HOOKS
 from deit_plugin.teacher_cache.identity import run_identity
-from .exact_resume_hook import ExactResumeHook
+from .resume_hook import ResumeHook
 
 
 @HOOKS.register_module()
 class TeacherCacheHook(Hook):
-    """Checks the cache of ``model.teacher_cache`` against the run, sets the run's data seed to
-    the recorded one, and tells the cache the step before each training iteration.
+    """Checks the cache of ``model.teacher_cache`` against the run, makes the recorded data
+    seed the run's, and tells the cache the step before each training iteration.
 
+    - ``before_run``: asks ``deit_plugin.ResumeHook`` (:meth:`ResumeHook.use_data_seed`) for
+      the cache's data seed: runs sharing a cache share the data stream (sample order,
+      augmentations, Mixup/CutMix) whatever their ``randomness.seed``, which keeps deciding
+      the model's initialisation, drop-path and dropout.
     - ``before_train``: refuses a cache recorded for other data, augmentation, teacher weights
       (fingerprint), batch size or world size, with one message naming every difference, and
-      one that does not cover the run's epochs. Then sets the training sampler's data seed to
-      the cache's: runs sharing a cache share the data stream (sample order, augmentations,
-      Mixup/CutMix) whatever their ``randomness.seed``, which keeps deciding the model's
-      initialisation, drop-path and dropout.
+      one that does not cover the run's epochs.
     - ``before_train_iter``: gives the cache the epoch and iteration (a resumed run included).
     - ``after_train_epoch``: with ``check_fraction > 0``, logs the live-teacher comparison.
 
     Needs an epoch-based loop, ``deit_plugin.SeededSampler``/``SeededDataset`` and
-    ``deit_plugin.ExactResumeHook`` (it seeds Mixup/CutMix per batch as the record pass did).
+    ``deit_plugin.ResumeHook`` (it seeds Mixup/CutMix per batch as the record pass did).
 
     Priority ``VERY_LOW``: after ``DistillationHook`` (``LOW``) has loaded the teacher, whose
-    fingerprint is checked, and after ``ExactResumeHook`` has positioned a resumed run.
+    fingerprint is checked, and after ``ResumeHook`` (80) has positioned a resumed run.
     """
 
     priority = 'VERY_LOW'
@@ -41,6 +42,15 @@ class TeacherCacheHook(Hook):
                              'the hook.')
         return cache
 
+    def before_run(self, runner) -> None:
+        resume = next((h for h in runner.hooks if isinstance(h, ResumeHook)), None)
+        if resume is None:
+            raise ValueError("model.teacher_cache needs deit_plugin.ResumeHook (it seeds "
+                             "Mixup/CutMix per batch as the record pass did): inherit "
+                             "configs/_base_/default_runtime.py or add "
+                             "dict(type='deit_plugin.ResumeHook') to custom_hooks.")
+        resume.use_data_seed(self._cache(runner).seed, "the teacher cache's")
+
     def before_train(self, runner) -> None:
         cache, loop = self._cache(runner), runner.train_loop
         if hasattr(loop, 'dataloader_iterator') or not hasattr(loop, 'max_epochs'):
@@ -51,18 +61,10 @@ class TeacherCacheHook(Hook):
             raise TypeError(f'model.teacher_cache needs per-sample seeded data loading, but '
                             f'the training sampler is {type(loader.sampler).__name__}: '
                             f'{_USAGE}.')
-        if not any(isinstance(hook, ExactResumeHook) for hook in runner.hooks):
-            raise ValueError("model.teacher_cache needs dict(type='deit_plugin."
-                             "ExactResumeHook') in custom_hooks (it seeds Mixup/CutMix per "
-                             "batch as the record pass did).")
         rank, world_size = get_dist_info()
         current = run_identity(runner.cfg, loader, unwrap(runner.model).teacher_fingerprint,
                                world_size)
         cache.verify(current, epochs=loop.max_epochs, batches_per_epoch=len(loader), rank=rank)
-        if loader.sampler.seed != cache.seed:
-            runner.logger.info(f'deit_plugin.TeacherCacheHook: data seed {loader.sampler.seed} '
-                               f'-> {cache.seed} (the teacher cache\'s)')
-            loader.sampler.seed = cache.seed
         runner.logger.info(
             f'deit_plugin.TeacherCacheHook: teacher outputs from {cache.dir} ('
             + ('all logits, exact' if cache.exact else

@@ -1,7 +1,7 @@
 """The bad-input table: each public entry point fed malformed inputs gives one clear error that
 names the problem and the fix (checked by message), never a traceback from deep inside torch.
 
-docs/user_guides/preemption.md lists every case with its message; keep the two in step.
+docs/user_guides/resume_and_failures.md lists every case with its message; keep the two in step.
 """
 import gzip
 import os.path as osp
@@ -155,7 +155,7 @@ CASES = {
 
 def doc_table():
     """(entry point, error) of each row of the bad-input table in the user guide, in order."""
-    with open(osp.join(ROOT, 'docs/user_guides/preemption.md'), encoding='utf-8') as f:
+    with open(osp.join(ROOT, 'docs/user_guides/resume_and_failures.md'), encoding='utf-8') as f:
         lines = f.read().split('## Bad inputs', 1)[1].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith('| entry point')) + 2
     rows = []

@@ -6,6 +6,7 @@ drop-path, EMA and validation every epoch; for iteration-based loops; under 2-pr
 The per-sample seeding this rests on (deit_plugin.datasets.sample_seeding / seeded_dataset) is
 tested first, without a Runner.
 """
+import glob
 import os
 import os.path as osp
 import random
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from reliability_utils import ROOT, STUDENT_CFG, save_initialised_teacher
 
 from deit_plugin.datasets import (FashionMNISTIdx, SeededDataset, SeededSampler, batch_seed,
                                   sample_seed, seeded_random)
-from deit_plugin.engine import PREEMPTED_EXIT_CODE, TrainingPreempted
+from deit_plugin.engine import PREEMPTED_EXIT_CODE, NonFiniteLossError, TrainingPreempted
 from deit_plugin.engine.workdir_lock import WorkDirBusyError
 
 from tool_modules import TESTS, load_tool
@@ -99,7 +101,7 @@ def test_seeded_sampler_yields_seeded_indices_and_starts_mid_epoch():
     with pytest.raises(RuntimeError, match="resume epoch 2 but the sampler is at epoch 1.*"
                        "DistSamplerSeedHook"):
         list(sampler)
-    sampler.seed = 4  # what RandomStateHook/ExactResumeHook do on resume
+    sampler.seed = 4  # what ResumeHook does on resume
     assert sampler.sampler.seed == 4 and list(sampler) != epoch1
 
 
@@ -155,6 +157,146 @@ def test_batches_are_the_same_whichever_process_loads_them():
         assert all(torch.equal(a, b) for a, b in zip(reference, epochs(**kwargs))), kwargs
 
 
+# -- the hooks without a Runner -------------------------------------------------------------------
+def fake_runner(*hooks, sampler=None):
+    from mmengine.logging import MessageHub, MMLogger
+    loop = SimpleNamespace(dataloader=SimpleNamespace(sampler=sampler))
+    return SimpleNamespace(hooks=list(hooks), iter=3, epoch=0, train_loop=loop,
+                           logger=MMLogger.get_current_instance(),
+                           message_hub=MessageHub.get_current_instance())
+
+
+@pytest.mark.parametrize('elsewhere', [(0., 1.), (1., 0.), (0., 0.)],
+                         ids=['signal_on_another_rank', 'nan_on_another_rank', 'nan_here'])
+def test_one_collective_per_iteration_decides_both_stops(monkeypatch, elsewhere):
+    """Under DDP one all-reduce of two flags (non-finite loss, signal) per iteration: a verdict
+    of any rank stops every rank, and a rank that saw nothing still joins the collective."""
+    from deit_plugin.engine import AtomicCheckpointHook, SafeStopHook, safe_stop_hook
+    reduced = []
+
+    def all_reduce(flags, op):
+        reduced.append(flags.clone())
+        flags += torch.tensor(elsewhere)
+
+    monkeypatch.setattr(safe_stop_hook, 'get_dist_info', lambda: (0, 2))
+    monkeypatch.setattr(safe_stop_hook, 'all_reduce', all_reduce)
+    monkeypatch.setattr(safe_stop_hook, 'barrier', lambda: None)
+    checkpointer = AtomicCheckpointHook()
+    saved = []
+    monkeypatch.setattr(checkpointer, 'save_resumable',
+                        lambda runner, name: saved.append(name) or f'/work/{name}')
+    hook = SafeStopHook(signals=())
+    runner = fake_runner(hook, checkpointer)
+    hook.signals = [signal.SIGTERM]  # as if installed; no handler is needed for the test
+    outputs = dict(loss_cls=torch.tensor(1.0), loss_dist=torch.tensor(0.5))
+    if elsewhere == (0., 0.):
+        outputs['loss_dist'] = torch.tensor(float('nan'))
+    expected = {(0., 1.): TrainingPreempted, (1., 0.): NonFiniteLossError,
+                (0., 0.): NonFiniteLossError}[elsewhere]
+    with pytest.raises(expected) as e:
+        hook.after_train_iter(runner, 3, outputs=outputs)
+    assert len(reduced) == 1 and reduced[0].tolist() == [float(elsewhere == (0., 0.)), 0.]
+    if expected is TrainingPreempted:
+        assert saved == ['iter_4.pth'] and e.value.checkpoint == '/work/iter_4.pth'
+        assert e.value.code == PREEMPTED_EXIT_CODE
+    elif elsewhere == (1., 0.):
+        assert str(e.value).startswith('another process saw a non-finite loss at iteration 4')
+    else:
+        assert 'loss_dist = nan (distillation loss)' in str(e.value) and not saved
+
+
+def test_old_hook_names_map_to_the_new_hooks_and_one_of_each_acts():
+    """Configs written for the earlier hooks keep working next to the runtime base's hooks:
+    the first hook of a kind acts, with the settings of all of that kind; the others idle."""
+    from deit_plugin.engine import AtomicCheckpointHook, ResumeHook, SafeStopHook
+    from deit_plugin.registry import HOOKS
+    with pytest.warns(DeprecationWarning, match='RandomStateHook is deprecated: it is '
+                      'deit_plugin.ResumeHook'):
+        old = [HOOKS.build(dict(type=f'deit_plugin.{name}')) for name in (
+            'RandomStateHook', 'ExactResumeHook', 'FiniteLossHook')]
+        old.append(HOOKS.build(dict(type='deit_plugin.PreemptionHook', signals=('SIGUSR2', ))))
+    assert [type(h).__mro__[1] for h in old] == [ResumeHook, ResumeHook, SafeStopHook,
+                                                 SafeStopHook]
+    stop, resume = SafeStopHook(signals=(), check_loss=False), ResumeHook()
+    runner = fake_runner(stop, resume, *old, AtomicCheckpointHook(),
+                         sampler=DefaultSampler(list(range(4))))
+    try:
+        for hook in runner.hooks:
+            hook.before_run(runner)
+        assert stop.signals == [signal.SIGUSR2] and stop.check_loss
+        stop.before_train(runner)
+        assert signal.getsignal(signal.SIGUSR2) == stop._handle
+    finally:
+        stop.after_run(runner)
+    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL
+    nan = dict(loss=torch.tensor(float('nan')))
+    for idle in old[2:]:
+        idle.after_train_iter(runner, 0, outputs=nan)  # idle: no verdict of its own
+    with pytest.raises(NonFiniteLossError):
+        stop.after_train_iter(runner, 0, outputs=nan)
+    checkpoint = dict(meta=dict(epoch=0, iter=4))
+    for idle in old[:2]:
+        idle.before_save_checkpoint(runner, checkpoint)
+    assert set(checkpoint) == {'meta'}
+    with pytest.raises(TypeError, match='needs per-sample seeded data loading, but the '
+                       'training sampler is DefaultSampler'):  # ExactResumeHook's requirement
+        resume.before_train(runner)
+
+
+def test_a_signal_without_the_atomic_checkpoint_hook_is_refused_before_training():
+    from deit_plugin.engine import SafeStopHook
+    hook = SafeStopHook()
+    with pytest.raises(ValueError, match="saves a checkpoint on a signal through "
+                       "deit_plugin.AtomicCheckpointHook, which the run does not have: set "
+                       "default_hooks.checkpoint=dict\\(type='deit_plugin.AtomicCheckpointHook'"):
+        hook.before_train(fake_runner(hook))
+    SafeStopHook(signals=()).before_train(fake_runner())  # loss checks alone need no saving
+
+
+def test_a_plain_sampler_continues_a_mid_epoch_checkpoint_at_the_next_batch():
+    """Without seeded loading (the recipes' ImageNet and COCO loaders) an epoch-based loop
+    resumed from a pre-emption checkpoint still continues at the next batch, without loading
+    the batches trained before; mmengine alone would train the whole epoch again."""
+    from torch.utils.data import DataLoader
+
+    from deit_plugin.engine import ResumeHook
+    from deit_plugin.engine.resume_hook import get_random_state
+    data = list(range(16))
+    loader = DataLoader(data, batch_size=4, sampler=DefaultSampler(data, shuffle=True, seed=0))
+    loader.sampler.set_epoch(1)
+    epoch = [b.tolist() for b in loader]
+    hook = ResumeHook()
+    runner = fake_runner(hook)
+    runner.train_loop, runner._resume = SimpleNamespace(dataloader=loader, iter=6, epoch=1), True
+    hook.after_load_checkpoint(runner, dict(meta=dict(epoch=1, iter=6), random_states=dict(
+        ranks=[get_random_state()], data_seed=0)))
+    hook.before_train(runner)  # 6 iterations done: 4 of epoch 1, 2 of epoch 2
+    assert [b.tolist() for b in loader] == epoch[2:]
+    assert [b.tolist() for b in loader] == epoch  # the next pass is whole again
+
+
+RECIPES = sorted(
+    osp.relpath(p, osp.join(ROOT, 'configs'))
+    for pattern in ('deit_*.py', 'custom/*.py', 'det/*.py')
+    for p in glob.glob(osp.join(ROOT, 'configs', pattern)) if '_base_' not in osp.basename(p))
+
+
+@pytest.mark.parametrize('name', RECIPES)
+def test_every_recipe_gets_preemption_safety_from_its_runtime_base(name):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
+    assert {k: cfg.default_hooks[k].get('type') for k in ('checkpoint', 'resume', 'safe_stop')} \
+        == dict(checkpoint='deit_plugin.AtomicCheckpointHook', resume='deit_plugin.ResumeHook',
+                safe_stop='deit_plugin.SafeStopHook')
+    listed = {h['type'] for h in cfg.get('custom_hooks', [])}
+    assert not listed & {f'deit_plugin.{n}' for n in (
+        'RandomStateHook', 'ExactResumeHook', 'FiniteLossHook', 'PreemptionHook')}
+
+
+def test_the_recipe_list_is_complete():
+    assert len(RECIPES) == 9 and 'custom/deit_s_distill_ft.py' in RECIPES
+
+
 # -- Runner: signal, checkpoint, exact resume ----------------------------------------------------
 EPOCHS, PER_EPOCH = 3, 4  # 64 images in batches of 16
 
@@ -180,14 +322,12 @@ param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin
                    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0,
                         end={EPOCHS}, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs={EPOCHS}, val_interval=1)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(max_keep_ckpts=2))
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(max_keep_ckpts=2),
+                     resume=dict(type='deit_plugin.ResumeHook'),
+                     safe_stop=dict(type='deit_plugin.SafeStopHook'))
 log_level = 'INFO'
 custom_hooks = [dict(type='deit_plugin.DistillationHook'),
                 dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL'),
-                dict(type='deit_plugin.RandomStateHook'),
-                dict(type='deit_plugin.FiniteLossHook'),
-                dict(type='deit_plugin.ExactResumeHook'),
-                dict(type='deit_plugin.PreemptionHook'),
                 dict(type='SignalAtIterationHook'){hooks_extra}]
 """)
     return str(path)
@@ -213,7 +353,6 @@ def assert_same_training_state(final, ref):
 
 
 def newest_log(work_dir):
-    import glob
     with open(sorted(glob.glob(osp.join(work_dir, '*', '*.log')))[-1]) as f:
         return f.read()
 
@@ -233,13 +372,13 @@ def epoch_setup(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_is_bit_identical(epoch_setup):
-    """tools/train.py (1 persistent worker) gets SIGTERM during a random mid-epoch iteration:
+    """tools/train.py (1 persistent worker) gets SIGTERM during iteration 6 (0-based 5: epoch 2,
+    batch 2, after an epoch checkpoint and a validation):
     while it waits there, a second tools/train.py on its work dir is refused with its PID;
     then it finishes the iteration, writes iter_<k+1>.pth, points last_checkpoint at it and
     exits with 75. `--resume` continues that epoch at the next batch: student, EMA and
     optimizer state end bit-identical to the uninterrupted run."""
-    mid_epoch = [k for k in range(EPOCHS * PER_EPOCH - 1) if (k + 1) % PER_EPOCH]
-    k = random.choice(mid_epoch)
+    k = PER_EPOCH + 1
     tmp, work_dir = epoch_setup['tmp'], str(epoch_setup['tmp'] / f'preempted_at_{k}')
     pause = tmp / f'pause_{k}'
     pause.mkdir()
@@ -344,13 +483,13 @@ def test_iteration_loop_preempted_with_a_second_signal_while_saving(tmp_path, mo
 
 @pytest.mark.slow
 def test_ddp_ranks_agree_on_the_stop_and_resume_bit_identical(epoch_setup):
-    """2 CPU processes (torchrun, gloo): only rank 1 gets SIGTERM, during a random mid-epoch
-    iteration; both ranks stop after it (one flag all-reduce), rank 0 writes one checkpoint
-    with both ranks' random states. Resuming under DDP ends bit-identical to an uninterrupted
+    """2 CPU processes (torchrun, gloo): only rank 1 gets SIGTERM, during iteration 3 (0-based
+    2: epoch 2, batch 1 of 2); both ranks stop after it (one all-reduce per iteration), rank 0
+    writes one checkpoint with both ranks' random states. Resuming under DDP ends bit-identical to an uninterrupted
     DDP run."""
     from tool_modules import free_port
     per_epoch = PER_EPOCH // 2  # 64 images, 16 per rank and step
-    k = random.choice([i for i in range(EPOCHS * per_epoch - 1) if (i + 1) % per_epoch])
+    k = per_epoch  # mid-epoch: (k + 1) % per_epoch != 0
     tmp = epoch_setup['tmp']
 
     def dist_train(work_dir, *extra, **env_extra):

@@ -246,19 +246,15 @@ def test_iteration_based_loop_resumes_exactly(fmnist_root, tmp_path):
 def test_resume_sets_the_sampler_and_worker_seed_back_to_the_checkpoints(fmnist_root):
     """With randomness=dict(seed=None) every run draws a new seed, and mmengine builds the
     train dataloader with it before resuming; the checkpoint's seed must win."""
-    from types import SimpleNamespace
-
-    from mmengine.logging import MMLogger
     from mmengine.runner import Runner
 
-    from deit_plugin.engine import RandomStateHook
+    from deit_plugin.engine.resume_hook import set_data_seed
     loader = Runner.build_dataloader(dict(
         batch_size=4, num_workers=1, sampler=dict(type='DefaultSampler', shuffle=True),
         dataset=dict(type='CustomDataset', data_root=fmnist_root, data_prefix='test',
                      pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])),
         seed=123)
-    runner = SimpleNamespace(logger=MMLogger.get_current_instance())
-    RandomStateHook._restore_data_seed(runner, loader, 7)
+    set_data_seed(loader, 7)  # what ResumeHook.before_train does with the checkpoint's seed
     assert loader.sampler.seed == 7
     assert loader.worker_init_fn.keywords['seed'] == 7
     first = list(iter(loader.sampler))

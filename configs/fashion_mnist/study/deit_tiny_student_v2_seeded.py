@@ -2,8 +2,9 @@
 # sample's augmentation is seeded by (data seed, epoch, index) and every batch's Mixup/CutMix by
 # (data seed, epoch, iteration), so two runs with the same data seed see the same batches
 # whatever their model seed (`randomness.seed`), and a resumed run continues the same stream
-# (docs/user_guides/preemption.md). It runs the teacher live; ./deit_tiny_student_v2_cached.py
-# replays its outputs from a teacher-output cache recorded for this data stream.
+# (docs/user_guides/resume_and_failures.md). It runs the teacher live;
+# ./deit_tiny_student_v2_cached.py replays its outputs from a teacher-output cache recorded for
+# this data stream.
 _base_ = ['./deit_tiny_student_v2.py']
 
 train_dataloader = dict(
