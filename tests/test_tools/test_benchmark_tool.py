@@ -2,9 +2,7 @@
 timm/official reference compute the same thing (so the speed comparison compares like with like),
 every row is reported, the cached teacher replays the live one, and the compiled steps compute
 what the eager ones do (one run, with 2-block DeiTs)."""
-import os.path as osp
 import statistics
-import subprocess
 import sys
 
 import pytest
@@ -13,7 +11,7 @@ import torch
 from deit_plugin.utils.runs import import_project
 from projects.benchmark import __main__ as benchmark
 from projects.benchmark.machine import kernel_report
-from tool_modules import ROOT
+from tool_modules import ROOT, run_as_script
 
 
 @pytest.mark.slow
@@ -141,10 +139,10 @@ def test_the_tool_imports_the_project_of_its_own_checkout(monkeypatch):
 
 
 @pytest.mark.slow
-def test_benchmark_tool_runs_the_project_with_its_options(tmp_path):
+def test_benchmark_tool_runs_the_project_with_its_options(tmp_path, monkeypatch, capsys):
     # from another directory: the tool finds projects/ of its own checkout
-    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), '--help'],
-                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert run_as_script('tools/benchmark.py', ['--help'], tmp_path, monkeypatch) == 0
+    out = capsys.readouterr().out
     out = ' '.join(out.split())  # argparse wraps the description to the terminal width
     assert out.startswith('usage: ')
     assert 'Speed of deit_plugin against the timm / official-DeiT reference' in out
