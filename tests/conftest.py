@@ -1,5 +1,6 @@
 import os
 import os.path as osp
+import time
 
 import pytest
 import torch
@@ -16,6 +17,37 @@ def _mmpretrain_scope():
     init_default_scope('mmpretrain')
     yield
     DefaultScope._instance_dict.clear()
+
+
+class _RunnerClock:
+    """``time`` as mmengine's runner module sees it, except that ``time()`` (read once per Runner,
+    for its timestamp) never returns a second an earlier Runner of this process started in: it
+    waits for the next second only then."""
+
+    def __init__(self):
+        self.last_second = None
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def time(self) -> float:
+        now = time.time()
+        if self.last_second is not None and int(now) <= self.last_second:
+            time.sleep(self.last_second + 1 - now)
+            now = time.time()
+        self.last_second = int(now)
+        return now
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _one_second_per_runner():
+    """mmengine names a Runner's logger, message hub and log folder by the second it starts
+    (``Runner.setup_env``); two Runners of one second would share them. Every Runner built in
+    the test process gets a second of its own, so tests need no ``sleep`` between runs."""
+    import mmengine.runner.runner as runner_module
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner_module, 'time', _RunnerClock())
+        yield
 
 
 @pytest.fixture(scope='session')

@@ -2,7 +2,7 @@
 
     python tools/benchmark.py [--quick] [--batch 16] [--repeats 10] [--threads 2]
                               [--repeat-rows N] [--compile] [--profile fp32 bf16]
-                              [--attn-impl auto] [--adamw fused]
+                              [--attn-impl auto] [--adamw fused] [--depth N]
                               [--json out.json] [--markdown out.md]
 
 Both sides get the same weights (timm's ``deit_*_distilled_patch16_224``, converted with
@@ -86,6 +86,11 @@ def parse_args(argv=None):
                         help='inference comparisons. Defaults to tiny small.')
     parser.add_argument('--student', default='tiny', choices=list(ARCHS),
                         help='student of the training step. Defaults to tiny.')
+    parser.add_argument('--depth', type=int,
+                        help='transformer blocks of every DeiT (plugin and reference) instead '
+                        "of the arch's 12: a smaller model to check that both sides compute "
+                        'the same thing, whose times describe no published model. Defaults to '
+                        "the arch's depth.")
     parser.add_argument('--teacher', default=TEACHER,
                         help=f'teacher config of the training step. Defaults to {TEACHER}.')
     parser.add_argument('--attn-impl', default='auto', choices=['sdpa', 'matmul', 'auto'],
@@ -125,6 +130,8 @@ def parse_args(argv=None):
     if min(args.repeats, args.repeat_rows, args.record_batches, args.profile_steps) < 1:
         parser.error('--repeats, --repeat-rows, --record-batches and --profile-steps must be '
                      '>= 1')
+    if args.depth is not None and args.depth < 1:
+        parser.error(f'--depth must be >= 1 (or left out for the arch\'s 12), got {args.depth}')
     if args.skip_train and (args.compile or args.profile):
         parser.error('--compile and --profile measure training steps: drop --skip-train')
     return args
@@ -139,8 +146,9 @@ def main(argv=None) -> dict:
     # the optim-wrapper constructor logs every parameter group at INFO
     MMLogger.get_instance('deit_plugin_benchmark', log_level='WARNING')
     result = dict(torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch,
-                  img_size=args.img_size, repeats=args.repeats, warmup=args.warmup,
-                  repeat_rows=args.repeat_rows, attn_impl=args.attn_impl, adamw=args.adamw,
+                  img_size=args.img_size, depth=args.depth, repeats=args.repeats,
+                  warmup=args.warmup, repeat_rows=args.repeat_rows, attn_impl=args.attn_impl,
+                  adamw=args.adamw,
                   compile_backend=args.compile_backend if args.compile else None,
                   command='python tools/benchmark.py ' + ' '.join(argv if argv is not None
                                                                   else sys.argv[1:]),

@@ -9,20 +9,28 @@ from deit_plugin.converters import convert_deit_state_dict
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 ARCHS = {'tiny': ('deit-tiny', 192), 'small': ('deit-small', 384), 'base': ('deit-base', 768)}
+HEADS = {'tiny': 3, 'small': 6, 'base': 12}
 TEACHER = 'mmpretrain::resnet/resnet50_8xb32_in1k.py'
 QUICK_TEACHER = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
 
 
-def timm_deit(arch: str, img_size: int, seed: int):
+def timm_deit(arch: str, img_size: int, seed: int, depth: Optional[int] = None):
+    """timm's distilled DeiT-``arch``; ``depth`` blocks instead of its 12 if given."""
     import timm
     torch.manual_seed(seed)
+    kwargs = {} if depth is None else dict(depth=depth)
     return timm.create_model(f'deit_{arch}_distilled_patch16_224', pretrained=False,
-                             img_size=img_size)
+                             img_size=img_size, **kwargs)
 
 
 def plugin_cfg(arch: str, img_size: int, distillation: str, teacher: Optional[str] = None,
-               teacher_ckpt: Optional[str] = None, attn_impl: str = 'sdpa') -> dict:
+               teacher_ckpt: Optional[str] = None, attn_impl: str = 'sdpa',
+               depth: Optional[int] = None) -> dict:
+    """The plugin's DeiT-``arch``⚗ classifier; ``depth`` blocks instead of its 12 if given."""
     arch_name, dims = ARCHS[arch]
+    if depth is not None:
+        arch_name = dict(embed_dims=dims, num_layers=depth, num_heads=HEADS[arch],
+                         feedforward_channels=4 * dims)
     cfg = dict(
         type='deit_plugin.DistillationClassifier',
         data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=1000, mean=IMAGENET_MEAN,

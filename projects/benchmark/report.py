@@ -45,11 +45,14 @@ def _range(blocks) -> str:
 def summarise(result: dict) -> List[str]:
     ceiling, kernels = result['ceiling_gflops'], result['kernels']
     blocks = result['repeat_rows']
+    depth = (f", {result['depth']} blocks per DeiT (not the arch's 12)" if result.get('depth')
+             else '')
     lines = [
         f"torch {result['torch']}, {result['threads']} threads, batch {result['batch']}, "
-        f"{result['img_size']} px, median of {result['repeats']} runs after {result['warmup']} "
-        f"warm-up" + (f', each row measured {blocks} times (median of the {blocks} medians)'
-                      if blocks > 1 else '') +
+        f"{result['img_size']} px{depth}, median of {result['repeats']} runs after "
+        f"{result['warmup']} warm-up"
+        + (f', each row measured {blocks} times (median of the {blocks} medians)'
+           if blocks > 1 else '') +
         f"; matmul ceiling {ceiling['fp32']:.0f} GFLOP/s fp32, "
         f"{ceiling['bf16']:.0f} GFLOP/s bf16 (bf16 / fp32 = "
         f"{ceiling['bf16'] / ceiling['fp32']:.2f}); 1-min load average "

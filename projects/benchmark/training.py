@@ -40,14 +40,14 @@ class TrainingPair:
 
         from deit_plugin.models.distill_classifier import load_teacher_config
         self.args = args
-        self.student_ref = timm_deit(args.student, args.img_size, seed=0)
+        self.student_ref = timm_deit(args.student, args.img_size, seed=0, depth=args.depth)
         self.student_ref.set_distilled_training(True)
         self.student_ref.train()
         self.students_ref = {'live': self.student_ref,
                              'none': copy.deepcopy(self.student_ref)}
         teacher_ckpt = osp.join(workdir, 'teacher.pth')
         self.cfg = plugin_cfg(args.student, args.img_size, 'hard', args.teacher, teacher_ckpt,
-                              args.attn_impl)
+                              args.attn_impl, args.depth)
         # the teacher's weights: the config's model at its own init, saved as a checkpoint
         teacher_cfg, _ = load_teacher_config(args.teacher)
         torch.manual_seed(2)
@@ -60,8 +60,8 @@ class TrainingPair:
         self.teacher_ref = copy.deepcopy(self.model.teacher).to(
             memory_format=torch.contiguous_format).eval()
         self.models = {'live': self.model, 'none': build_plugin(
-            plugin_cfg(args.student, args.img_size, 'none', attn_impl=args.attn_impl),
-            self.student_ref).train()}
+            plugin_cfg(args.student, args.img_size, 'none', attn_impl=args.attn_impl,
+                       depth=args.depth), self.student_ref).train()}
 
         torch.manual_seed(3)
         self.raw = torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size),

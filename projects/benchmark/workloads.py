@@ -15,9 +15,9 @@ from .training import TrainingPair
 def bench_inference(arch: str, args, progress: tqdm) -> List[dict]:
     """Eval inference of DeiT-``arch``, plugin (``mode='tensor'``) against timm, ``no_grad``,
     fp32 and bf16 autocast; stops if the two give different fp32 logits."""
-    reference = timm_deit(arch, args.img_size, seed=0).eval()
-    model = build_plugin(plugin_cfg(arch, args.img_size, 'none', attn_impl=args.attn_impl),
-                         reference).eval()
+    reference = timm_deit(arch, args.img_size, seed=0, depth=args.depth).eval()
+    model = build_plugin(plugin_cfg(arch, args.img_size, 'none', attn_impl=args.attn_impl,
+                                    depth=args.depth), reference).eval()
     torch.manual_seed(1)
     x = normalise(torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size),
                                 dtype=torch.uint8))

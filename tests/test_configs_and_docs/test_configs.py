@@ -48,26 +48,14 @@ def test_imagenet_configs_follow_the_official_recipe(name, arch, width):
 
 
 @pytest.mark.slow
-def test_deit_s_distill_builds_with_the_regnety_160_teacher():
-    cfg = load('deit_s_distill.py')
-    model = MODELS.build(model_with_data_preprocessor(cfg))
-    assert type(model.teacher).__name__ == 'TimmClassifier'
-    assert model.teacher.model.num_classes == 1000
-    # same ImageNet normalisation and RGB order on both sides: no conversion
-    assert not model.renormalise and not model.flip_channels_for_teacher
-    assert model.teacher_channels_last
-    n_teacher = sum(p.numel() for p in model.teacher.parameters())
-    assert 80e6 < n_teacher < 86e6  # RegNetY-16GF: 83.6M parameters
-    assert osp.basename(cfg.model.teacher_ckpt) == 'regnety_160-a5fe301d.pth'
-
-
-@pytest.mark.slow
-def test_regnety_160_teacher_loads_the_official_file_format_and_matches_timm(tmp_path):
-    """regnety_160-a5fe301d.pth holds timm-named weights under 'model' (timm's regnet
-    _filter_fn unwraps exactly that); our teacher must give timm's logits on those weights."""
+def test_deit_s_distill_builds_the_regnety_160_teacher_and_loads_the_official_file(tmp_path):
+    """configs/deit_s_distill.py builds the RegNetY-16GF teacher through timm; the official
+    regnety_160-a5fe301d.pth holds timm-named weights under 'model' (timm's regnet _filter_fn
+    unwraps exactly that); our teacher must give timm's logits on those weights."""
     import timm
     import torch
     cfg = load('deit_s_distill.py')
+    assert osp.basename(cfg.model.teacher_ckpt) == 'regnety_160-a5fe301d.pth'
     torch.manual_seed(0)
     ref = timm.create_model('regnety_160', pretrained=False).eval()
     with torch.no_grad():  # non-trivial BN statistics so that eval mode matters
@@ -78,6 +66,13 @@ def test_regnety_160_teacher_loads_the_official_file_format_and_matches_timm(tmp
     ckpt = tmp_path / 'regnety_160-a5fe301d.pth'
     torch.save({'model': ref.state_dict()}, ckpt)
     model = MODELS.build(dict(model_with_data_preprocessor(cfg), teacher_ckpt=str(ckpt)))
+    assert type(model.teacher).__name__ == 'TimmClassifier'
+    assert model.teacher.model.num_classes == 1000
+    # same ImageNet normalisation and RGB order on both sides: no conversion
+    assert not model.renormalise and not model.flip_channels_for_teacher
+    assert model.teacher_channels_last
+    n_teacher = sum(p.numel() for p in model.teacher.parameters())
+    assert 80e6 < n_teacher < 86e6  # RegNetY-16GF: 83.6M parameters
     model.load_teacher_checkpoint()
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():

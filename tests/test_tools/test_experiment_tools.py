@@ -1,12 +1,10 @@
 """The detection demo's runs (projects/det_transfer, run by tools/run_det_demo.py), without
 training anything."""
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 from mmengine.config import Config
-from tool_modules import ROOT
+from tool_modules import ROOT, run_as_script
 
 from projects.det_transfer import protocol as det_demo
 
@@ -52,10 +50,10 @@ def test_plan_writes_every_config_reuses_finished_runs_longest_first(tmp_path, c
 
 
 @pytest.mark.slow
-def test_det_demo_tool_runs_the_project_with_its_options(tmp_path):
+def test_det_demo_tool_runs_the_project_with_its_options(tmp_path, monkeypatch, capsys):
     # from another directory: the tool finds projects/ of its own checkout
-    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'run_det_demo.py'), '--help'],
-                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert run_as_script('tools/run_det_demo.py', ['--help'], tmp_path, monkeypatch) == 0
+    out = capsys.readouterr().out
     out = ' '.join(out.split())  # argparse wraps the description to the terminal width
     assert 'does the distilled DeiT student help a detector?' in out
     for option in ('--work-dir', '--demo-dir', '--subset-epochs', '--seeds', '--lr', '--jobs',
