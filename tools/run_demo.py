@@ -29,12 +29,15 @@ import os.path as osp
 import sys
 import time
 
-from deit_plugin.utils import last_checkpoint as _last_checkpoint
-from deit_plugin.utils import read_scalars, run_logged
 from deit_plugin.checkpoint import CheckpointError, check_published
-from deit_plugin.utils.runs import run_lanes
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support.logs import read_scalars  # noqa: E402
+from tools._support.runs import last_checkpoint as _last_checkpoint  # noqa: E402
+from tools._support.runs import run_lanes, run_logged  # noqa: E402
+
 TEACHER_CFG = 'configs/fashion_mnist/study/resnet_cifar_teacher_v2.py'
 STUDENT_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2.py'
 # TEACHER_CFG trained by tools/train.py at one thread (the study's 5k CNN teacher), its best
@@ -51,7 +54,7 @@ def run(cmd, what, log=None):
 
 def run_lanes_logged(lanes):
     """Runs lanes of ``(command, log, what)`` side by side (the commands of a lane one after the
-    other, see ``deit_plugin.utils.runs.run_lanes``); returns the wall time."""
+    other, see ``tools._support.runs.run_lanes``); returns the wall time."""
     for i, lane in enumerate(lanes):
         print(f'\n=== {"at the same time: " if i else ""}' +
               '; then '.join(what for _, _, what in lane), flush=True)

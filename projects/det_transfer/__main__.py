@@ -24,7 +24,7 @@ import os.path as osp
 import sys
 import time
 
-from deit_plugin.utils import run_logged
+from tools._support.runs import run_logged
 
 from . import report
 from .protocol import ROOT

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Sequence, Tuple
 
 from deit_plugin.checkpoint import sha256_of
-from deit_plugin.utils.logs import read_resumed_scalars
+from tools._support.logs import read_resumed_scalars
 
 from .runs import ROOT, Run
 

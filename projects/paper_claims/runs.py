@@ -7,8 +7,8 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-from deit_plugin.utils.logs import read_resumed_scalars
-from deit_plugin.utils.runs import run_parallel
+from tools._support.logs import read_resumed_scalars
+from tools._support.runs import run_parallel
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

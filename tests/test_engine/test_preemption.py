@@ -24,7 +24,7 @@ from reliability_utils import ROOT, STUDENT_CFG, save_initialised_teacher
 from deit_plugin.datasets import (FashionMNISTIdx, SeededDataset, SeededSampler, batch_seed,
                                   sample_seed, seeded_random)
 from deit_plugin.engine import PREEMPTED_EXIT_CODE, TrainingPreempted
-from deit_plugin.engine.workdir_lock import WorkDirBusyError
+from tools._support.workdir_lock import WorkDirBusyError
 
 from tool_modules import TESTS, load_tool
 

@@ -1,8 +1,8 @@
-"""deit_plugin.utils.runs.run_parallel and run_lanes: the drivers' way to run tools side by
+"""tools._support.runs.run_parallel and run_lanes: the drivers' way to run tools side by
 side."""
 import sys
 
-from deit_plugin.utils.runs import run_lanes, run_parallel
+from tools._support.runs import run_lanes, run_parallel
 
 
 def test_each_command_gets_its_exit_code_log_and_own_wall_time(tmp_path):

@@ -1,14 +1,11 @@
-"""Running the project's tools from a driver script (the demos), and the drivers from
-``tools/``."""
-import importlib
-import importlib.util
+"""Running the project's tools from a driver script (the demos and the studies)."""
 import os
 import os.path as osp
 import subprocess
-import sys
 import time
-from types import ModuleType
 from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+from deit_plugin.checkpoint import last_checkpoint_file, read_last_checkpoint
 
 
 def run_logged(cmd: List[str], what: str, root: str, log: Optional[str] = None) -> float:
@@ -120,33 +117,13 @@ def run_lanes(lanes: Sequence[Sequence[Tuple[Union[List[str], Callable[[], List[
 
 
 def last_checkpoint(work_dir: str, root: str) -> str:
-    """The checkpoint named by ``<work_dir>/last_checkpoint``, relative to ``root``."""
-    with open(osp.join(root, work_dir, 'last_checkpoint')) as f:
-        return osp.relpath(f.read().strip(), root)
-
-
-def import_project(root: str, module: str) -> ModuleType:
-    """Import ``projects.<module>`` from the repository at ``root``.
-
-    The experiment drivers in ``projects/`` are not installed with deit_plugin; a script in
-    ``tools/`` imports them from its own checkout this way, without changing ``sys.path``.
-
-    Args:
-        root (str): The repository root (the directory holding ``projects/``).
-        module (str): The module below ``projects``, e.g. ``'benchmark.__main__'``.
+    """The checkpoint named by ``<work_dir>/last_checkpoint``, relative to ``root``.
 
     Raises:
-        ImportError: another ``projects`` package is imported already.
+        FileNotFoundError: the work dir has no ``last_checkpoint`` (the run saved nothing).
     """
-    init = osp.join(root, 'projects', '__init__.py')
-    package = sys.modules.get('projects')
-    if package is None:
-        spec = importlib.util.spec_from_file_location('projects', init)
-        package = importlib.util.module_from_spec(spec)
-        sys.modules['projects'] = package
-        spec.loader.exec_module(package)
-    elif osp.realpath(getattr(package, '__file__', None) or '') != osp.realpath(init):
-        raise ImportError(f"a 'projects' package from {getattr(package, '__file__', None)} is "
-                          f'imported already, not {init}: run the tool from its own checkout '
-                          f'(or python -m projects.{module.split(".")[0]} in {root}).')
-    return importlib.import_module(f'projects.{module}')
+    target = read_last_checkpoint(osp.join(root, work_dir))
+    if target is None:
+        raise FileNotFoundError(f'{last_checkpoint_file(osp.join(root, work_dir))} does not '
+                                f'exist: the run in {work_dir} saved no checkpoint.')
+    return osp.relpath(target, root)
