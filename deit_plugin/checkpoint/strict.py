@@ -43,7 +43,8 @@ def load_state_dict_strictly(module: nn.Module, state_dict: Mapping[str, Any], s
     try:
         result = module.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # torch refuses shape mismatches even with strict=False
-        problems = [line.strip() for line in str(err).strip().splitlines()[1:] if line.strip()]
+        problems = [line.strip().rstrip('.') for line in str(err).strip().splitlines()[1:]
+                    if line.strip()]
         raise WrongCheckpointKind(f'{head}; {"; ".join(problems) or str(err).strip()}. '
                                   f'{fix}') from None
     problems = []
