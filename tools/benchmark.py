@@ -10,14 +10,16 @@ docs/experiments/benchmark.md); this script runs it with the same options
 (``python -m projects.benchmark`` from the repository root does the same).
 """
 import os.path as osp
-
-from deit_plugin.utils.runs import import_project
+import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support import import_project  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    return import_project(ROOT, 'benchmark.__main__').main(argv)
+    return import_project('benchmark.__main__').main(argv)
 
 
 if __name__ == '__main__':

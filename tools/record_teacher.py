@@ -11,6 +11,8 @@ Then train with ``model.teacher_cache=dict(dir=DIR)`` and ``deit_plugin.TeacherC
 """
 import argparse
 import os
+import os.path as osp
+import sys
 
 import torch
 import torch.distributed as torch_dist
@@ -19,9 +21,13 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import MMLogger
 
 import deit_plugin  # noqa: F401  (registers the plugin)
-from deit_plugin.config_checks import check_config_file
 from deit_plugin.teacher_cache import record_teacher
-from deit_plugin.utils.cli import positive_int
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support.cli import positive_int  # noqa: E402
+from tools._support.config_checks import check_config_file  # noqa: E402
 
 
 def parse_args(argv=None):

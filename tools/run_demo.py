@@ -29,13 +29,16 @@ import os.path as osp
 import sys
 import time
 
-from deit_plugin.utils import last_checkpoint as _last_checkpoint
-from deit_plugin.utils import read_scalars
 from deit_plugin.checkpoint import CheckpointError, check_published
-from deit_plugin.utils.runs import import_project
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-_jobs = import_project(ROOT, 'jobs')
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support import import_project  # noqa: E402
+from tools._support.logs import read_scalars  # noqa: E402
+from tools._support.runs import last_checkpoint as _last_checkpoint  # noqa: E402
+
+_jobs = import_project('jobs')
 Job, run_jobs = _jobs.Job, _jobs.run_jobs
 TEACHER_CFG = 'configs/fashion_mnist/study/resnet_cifar_teacher_v2.py'
 STUDENT_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2.py'

@@ -7,14 +7,16 @@ docs/experiments/detection_transfer.md); this script runs it with the same optio
 (``python -m projects.det_transfer`` from the repository root does the same).
 """
 import os.path as osp
-
-from deit_plugin.utils.runs import import_project
+import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support import import_project  # noqa: E402
 
 
 def main(argv=None) -> None:
-    import_project(ROOT, 'det_transfer.__main__').main(argv)
+    import_project('det_transfer.__main__').main(argv)
 
 
 if __name__ == '__main__':

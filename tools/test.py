@@ -6,17 +6,22 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.evaluator import DumpResults
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
-from deit_plugin.dist_utils import prepare_cpu_distributed
-from deit_plugin.utils.cli import positive_int
-from deit_plugin.utils.model_loading import load_state_strictly
+from deit_plugin.checkpoint import CheckpointError, load_checkpoint_strictly
+from deit_plugin.utils import unwrap_model
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support.cli import positive_int  # noqa: E402
+from tools._support.dist_utils import prepare_cpu_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -66,8 +71,10 @@ def main(argv=None):
     # mmengine loads load_from non-strictly and only logs a mismatch: a wrong checkpoint would be
     # evaluated with partly random weights. Check that every key fits first (the Runner then
     # loads the same weights again, with its hooks).
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    load_state_strictly(model, args.checkpoint)
+    try:
+        load_checkpoint_strictly(unwrap_model(runner.model), args.checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()

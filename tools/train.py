@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config, DictAction
@@ -13,12 +14,15 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
-from deit_plugin.checkpoint import check_checkpoint_file
-from deit_plugin.checkpoint.faults import resolve_auto_resume
-from deit_plugin.config_checks import check_config_file, check_train_config
-from deit_plugin.dist_utils import prepare_cpu_distributed
-from deit_plugin.engine.workdir_lock import WorkDirLock
-from deit_plugin.utils.cli import positive_int
+from deit_plugin.checkpoint import check_checkpoint_file, resolve_auto_resume
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support.cli import positive_int  # noqa: E402
+from tools._support.config_checks import check_config_file, check_train_config  # noqa: E402
+from tools._support.dist_utils import prepare_cpu_distributed  # noqa: E402
+from tools._support.workdir_lock import WorkDirLock  # noqa: E402
 
 
 def parse_args(argv=None):

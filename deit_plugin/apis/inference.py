@@ -27,26 +27,14 @@ from mmengine.model import BaseModel
 from mmpretrain.apis import ImageClassificationInferencer, get_model
 from mmpretrain.structures import DataSample
 
-from deit_plugin.utils.model_loading import load_state_strictly
+from deit_plugin.checkpoint import load_checkpoint_strictly
+from deit_plugin.utils.config import load_config
 
 ConfigType = Union[str, Path, Config]
 
 # pipeline steps that bring an image to a fixed model input size
 SIZING_TRANSFORMS = ('Resize', 'ResizeEdge', 'RandomResize', 'RandomResizedCrop', 'CenterCrop',
                      'RandomCrop', 'EfficientNetCenterCrop', 'EfficientNetRandomCrop')
-
-
-def _load_config(config: ConfigType) -> Config:
-    if isinstance(config, Config):
-        return copy.deepcopy(config)
-    config = str(config)
-    if '::' in config:
-        from mmengine.hub import get_config
-        return get_config(config)
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config {config!r} does not exist: give a config file or a '
-                                f"'deit_plugin::<dir>/<file>.py' name.")
-    return Config.fromfile(config)
 
 
 def student_config(config: ConfigType) -> Config:
@@ -57,7 +45,7 @@ def student_config(config: ConfigType) -> Config:
         config (str | Path | Config): A config file, a ``deit_plugin::<dir>/<file>.py`` name
             or a loaded config.
     """
-    cfg = _load_config(config)
+    cfg = load_config(config)
     model = cfg.model
     if model.get('type') in ('deit_plugin.DistillationClassifier', 'DistillationClassifier'):
         model.teacher = None
@@ -102,12 +90,8 @@ def _check_fit(model: torch.nn.Module, checkpoint: str) -> None:
     """mmpretrain's ``get_model`` loads non-strictly (a mismatch is only logged): check that
     every key of the student fits, so that a wrong checkpoint cannot predict with partly
     random weights."""
-    if '://' in str(checkpoint):
-        return
-    try:
-        load_state_strictly(model, str(checkpoint))
-    except SystemExit as err:
-        raise ValueError(str(err)) from None
+    if '://' not in str(checkpoint):
+        load_checkpoint_strictly(model, str(checkpoint))
 
 
 def _load_image_type(pipeline_cfg: List[dict]) -> str:

@@ -6,14 +6,18 @@ during that write leaves a truncated file under the checkpoint's real name.
 it, then ``os.replace``-s it onto the final name (atomic on POSIX and Windows), so a checkpoint
 name only ever holds a complete file. ``deit_plugin.AtomicCheckpointHook`` selects this backend.
 """
+import errno
 import glob
 import io
 import os
 import os.path as osp
+import shutil
 from typing import Any, Dict, List, Union
 
 import torch
 from mmengine.fileio import LocalBackend, register_backend
+
+from .errors import CheckpointWriteError
 
 ATOMIC_BACKEND = 'deit_plugin_atomic_local'
 PART_SUFFIX = '.part'
@@ -37,7 +41,7 @@ def atomic_write(data: Union[bytes, str], path: str, encoding: str = 'utf-8') ->
 
     Until the rename, ``path`` keeps its previous content (or does not exist). A failed write
     removes the ``.part`` file and re-raises; a refusal of the storage (disk full, I/O error)
-    as :class:`deit_plugin.checkpoint.faults.CheckpointWriteError` naming the bytes needed
+    as :class:`deit_plugin.checkpoint.CheckpointWriteError` naming the bytes needed
     and the free space.
 
     Args:
@@ -60,10 +64,40 @@ def atomic_write(data: Union[bytes, str], path: str, encoding: str = 'utf-8') ->
         if osp.exists(tmp):
             os.remove(tmp)
         if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
-            from .faults import write_failure
             raise write_failure(path, len(payload), e) from e
         raise
     _fsync_dir(directory)
+
+
+def _human(nbytes: float) -> str:
+    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if abs(nbytes) < 1024 or unit == 'TiB':
+            return f'{nbytes:.0f} {unit}' if unit == 'B' else f'{nbytes:.1f} {unit}'
+        nbytes /= 1024
+    return ''  # unreachable
+
+
+def write_failure(path: str, nbytes: int, error: OSError) -> CheckpointWriteError:
+    """The error to raise when writing ``nbytes`` to ``path`` failed with ``error`` (the
+    partial file already removed): what failed, the bytes needed, the free space, the fix."""
+    directory = osp.dirname(osp.abspath(path))
+    try:
+        free = shutil.disk_usage(directory).free
+        space = f'{free} bytes ({_human(free)}) free on its file system'
+    except OSError:
+        space = 'free space unknown'
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = 'free space (or raise the quota) there, or set the checkpoint out_dir elsewhere'
+    elif error.errno == errno.EIO:
+        fix = 'the storage reported an I/O error: check the disk or file server'
+    else:
+        fix = 'check the directory\'s permissions and file system'
+    return CheckpointWriteError(
+        error.errno, f'writing checkpoint {path} failed: {reason}. It needs {nbytes} bytes '
+        f'({_human(nbytes)}); {space}. The previous checkpoint and last_checkpoint are '
+        f'unchanged and the partial file was removed. Fix: {fix}, then resume with '
+        f'`tools/train.py CONFIG --resume`.')
 
 
 def write_checkpoint(obj: Dict[str, Any], path: str) -> None:

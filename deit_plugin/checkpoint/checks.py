@@ -14,7 +14,7 @@ import io
 import os.path as osp
 import pickle
 import zipfile
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict
 
 import torch
 
@@ -122,34 +122,6 @@ def install_checkpoint_file_checks() -> None:
     if current is None or hasattr(current, '__wrapped__'):
         return
     CheckpointLoader.register_scheme(prefixes='', loader=checked_loader(current), force=True)
-
-
-def find_resume_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint that ``--resume`` (auto) should continue from, or None to start fresh.
-
-    mmengine's ``find_latest_checkpoint`` returns whatever ``<work_dir>/last_checkpoint`` holds.
-    Here that path is checked (:func:`check_checkpoint_file`): a missing or broken pointer
-    target is an error naming both files, never a silent restart.
-
-    Args:
-        work_dir (str): The run's work directory.
-    """
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        target = f.read().strip()
-    if not target:
-        raise CheckpointTruncatedError(
-            f'{pointer} is empty (the process writing it was killed): resume from a checkpoint '
-            f'by path, `--resume <checkpoint>` ({_list_checkpoints(work_dir)}).')
-    if not osp.isfile(target) and osp.isfile(osp.join(work_dir, osp.basename(target))):
-        raise CheckpointNotFoundError(
-            f'{pointer} names {target}, which does not exist, but '
-            f'{osp.join(work_dir, osp.basename(target))} does (was the work dir moved?): '
-            f'resume with `--resume {osp.join(work_dir, osp.basename(target))}`.')
-    check_checkpoint_file(target)
-    return target
 
 
 def read_checkpoint(path: str, *, unsafe_load: bool = False, progress: bool = True

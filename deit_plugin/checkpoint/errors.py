@@ -20,3 +20,11 @@ class CheckpointUnreadableError(CheckpointError):
 
 class WrongCheckpointKind(CheckpointError):
     """A readable checkpoint of another kind of model than the one expected."""
+
+
+class CheckpointWriteError(OSError, CheckpointError):
+    """Writing a checkpoint failed (disk full, I/O error, ...); nothing was replaced.
+
+    Also an ``OSError`` with the ``errno`` of the refused write (``OSError`` comes first among
+    the bases so that its ``errno`` and message are kept).
+    """

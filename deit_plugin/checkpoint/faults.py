@@ -1,55 +1,19 @@
-"""Storage faults around checkpoints: a write the disk refuses, a ``last_checkpoint`` that
-names a file which is gone or broken."""
-import errno
+"""What ``--resume`` (auto) continues from when ``last_checkpoint`` names a file which is gone
+or broken. (A write the disk refuses is :class:`deit_plugin.checkpoint.CheckpointWriteError`.)"""
 import glob
 import logging
-import os
 import os.path as osp
 import re
-import shutil
 from typing import List, Optional, Tuple
 
 from mmengine.logging import print_log
 
-from .errors import CheckpointError
+from .checks import _list_checkpoints, check_checkpoint_file
+from .errors import CheckpointError, CheckpointNotFoundError, CheckpointTruncatedError
+from .last_checkpoint import last_checkpoint_file, read_last_checkpoint
 
 #: Names written by (Atomic)CheckpointHook and PreemptionHook: the resumable checkpoints.
 _RESUMABLE = re.compile(r'^(epoch|iter)_\d+\.pth$')
-
-
-class CheckpointWriteError(OSError):
-    """Writing a checkpoint failed (disk full, I/O error, ...); nothing was replaced."""
-
-
-def _human(nbytes: float) -> str:
-    for unit in ('B', 'KiB', 'MiB', 'GiB', 'TiB'):
-        if abs(nbytes) < 1024 or unit == 'TiB':
-            return f'{nbytes:.0f} {unit}' if unit == 'B' else f'{nbytes:.1f} {unit}'
-        nbytes /= 1024
-    return ''  # unreachable
-
-
-def write_failure(path: str, nbytes: int, error: OSError) -> CheckpointWriteError:
-    """The error to raise when writing ``nbytes`` to ``path`` failed with ``error`` (the
-    partial file already removed): what failed, the bytes needed, the free space, the fix."""
-    directory = osp.dirname(osp.abspath(path))
-    try:
-        free = shutil.disk_usage(directory).free
-        space = f'{free} bytes ({_human(free)}) free on its file system'
-    except OSError:
-        space = 'free space unknown'
-    reason = os.strerror(error.errno) if error.errno else str(error)
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = 'free space (or raise the quota) there, or set the checkpoint out_dir elsewhere'
-    elif error.errno == errno.EIO:
-        fix = 'the storage reported an I/O error: check the disk or file server'
-    else:
-        fix = 'check the directory\'s permissions and file system'
-    return CheckpointWriteError(
-        error.errno, f'writing checkpoint {path} failed: {reason}. It needs {nbytes} bytes '
-        f'({_human(nbytes)}); {space}. The previous checkpoint and last_checkpoint are '
-        f'unchanged and the partial file was removed. Fix: {fix}, then resume with '
-        f'`tools/train.py CONFIG --resume`.')
 
 
 def resumable_checkpoints(work_dir: str) -> List[str]:
@@ -64,7 +28,6 @@ def newest_valid_checkpoint(work_dir: str, exclude: Tuple[str, ...] = ()
     """The newest resumable checkpoint in ``work_dir`` that passes
     :func:`deit_plugin.checkpoint.check_checkpoint_file`, and the ``(path, reason)`` of
     each newer one it skipped."""
-    from .checks import check_checkpoint_file
     skipped = []
     excluded = {osp.abspath(p) for p in exclude}
     for path in resumable_checkpoints(work_dir):
@@ -79,6 +42,33 @@ def newest_valid_checkpoint(work_dir: str, exclude: Tuple[str, ...] = ()
     return None, skipped
 
 
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint that ``--resume`` (auto) should continue from, or None to start fresh.
+
+    mmengine's ``find_latest_checkpoint`` returns whatever ``<work_dir>/last_checkpoint`` holds.
+    Here that path is checked (:func:`check_checkpoint_file`): a missing or broken pointer
+    target is an error naming both files, never a silent restart.
+
+    Args:
+        work_dir (str): The run's work directory.
+    """
+    pointer = last_checkpoint_file(work_dir)
+    target = read_last_checkpoint(work_dir)
+    if target is None:
+        return None
+    if not target:
+        raise CheckpointTruncatedError(
+            f'{pointer} is empty (the process writing it was killed): resume from a checkpoint '
+            f'by path, `--resume <checkpoint>` ({_list_checkpoints(work_dir)}).')
+    if not osp.isfile(target) and osp.isfile(osp.join(work_dir, osp.basename(target))):
+        raise CheckpointNotFoundError(
+            f'{pointer} names {target}, which does not exist, but '
+            f'{osp.join(work_dir, osp.basename(target))} does (was the work dir moved?): '
+            f'resume with `--resume {osp.join(work_dir, osp.basename(target))}`.')
+    check_checkpoint_file(target)
+    return target
+
+
 def resolve_auto_resume(work_dir: str) -> Optional[str]:
     """What ``--resume`` (auto) continues from.
 
@@ -91,13 +81,11 @@ def resolve_auto_resume(work_dir: str) -> Optional[str]:
         CheckpointError: the pointer is broken and no valid checkpoint is left in the work
             dir (the error about the pointer).
     """
-    from .checks import find_resume_checkpoint
-    pointer = osp.join(work_dir, 'last_checkpoint')
+    pointer = last_checkpoint_file(work_dir)
     try:
         found = find_resume_checkpoint(work_dir)
     except (OSError, CheckpointError) as e:
-        with open(pointer) as f:
-            target = f.read().strip()
+        target = read_last_checkpoint(work_dir)
         fallback, skipped = newest_valid_checkpoint(work_dir, exclude=(target, ) if target
                                                     else ())
         if fallback is None:

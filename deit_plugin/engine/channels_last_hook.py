@@ -1,9 +1,9 @@
 """Channels-last memory format for convolutional models trained by an mmengine Runner."""
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from deit_plugin.registry import HOOKS
+from deit_plugin.utils import unwrap_model
 
 
 @HOOKS.register_module()
@@ -20,5 +20,4 @@ class ChannelsLastHook(Hook):
     priority = 'VERY_HIGH'
 
     def before_run(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        model.to(memory_format=torch.channels_last)
+        unwrap_model(runner.model).to(memory_format=torch.channels_last)

@@ -4,10 +4,10 @@ from typing import Union
 
 import torch
 import torch.nn as nn
-from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 
 from deit_plugin.registry import OPTIM_WRAPPERS
+from deit_plugin.utils import unwrap_model
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -48,7 +48,7 @@ class CPUAmpOptimWrapper(OptimWrapper):
     @contextmanager
     def optim_context(self, model: nn.Module):
         """mmengine's context (gradient accumulation without sync) plus bf16 autocast."""
-        module = model.module if is_model_wrapper(model) else model
+        module = unwrap_model(model)
         param = next(module.parameters(), None)
         if param is not None and param.device.type != 'cpu':
             raise RuntimeError(

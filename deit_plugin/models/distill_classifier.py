@@ -15,7 +15,7 @@ from deit_plugin.checkpoint import (CheckpointNotFoundError, WrongCheckpointKind
                                     checkpoint_kind, revise_keys, unwrap_state_dict)
 from deit_plugin.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
-from .input_checks import check_image_batch, check_labels
+from .input_checks import check_image_batch
 from .teacher_precision import check_teacher_precision, teacher_autocast
 from .teacher_slot import TEACHER_PREFIX, teacher_fingerprint
 
@@ -357,7 +357,6 @@ class DistillationClassifier(ImageClassifier):
         teacher's forward is faster.
         """
         self._check_batch(inputs)
-        check_labels(data_samples, inputs.shape[0], self.head.num_classes, type(self).__name__)
         if self.teacher_cache is not None:
             teacher_logits = self.teacher_cache.teacher_logits(
                 data_samples, lambda: self.teacher_logits(inputs)).to(inputs.device)

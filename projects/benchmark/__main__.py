@@ -57,7 +57,7 @@ import tempfile
 import torch
 from tqdm import tqdm
 
-from deit_plugin.utils.cli import positive_int
+from tools._support.cli import positive_int
 
 from .machine import kernel_report, matmul_ceiling
 from .models import ARCHS, QUICK_TEACHER, TEACHER

@@ -27,8 +27,8 @@ import os.path as osp
 import sys
 import time
 
-from deit_plugin.utils import run_logged
-from deit_plugin.utils.cli import positive_int
+from tools._support.cli import positive_int
+from tools._support.runs import run_logged
 
 from . import report
 from .protocol import ROOT

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from deit_plugin.utils import last_checkpoint, read_scalars, run_logged
+from tools._support.logs import read_scalars
+from tools._support.runs import last_checkpoint, run_logged
 
 from ..jobs import Job, run_jobs
 from .protocol import INITS, ROOT, SUBSETS, run_name, train_command, write_run_config

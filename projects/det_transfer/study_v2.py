@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from deit_plugin.utils.cli import positive_int
+from tools._support.cli import positive_int
 from projects.paper_claims.runs import ROOT, run_tool, schedule
 
 from . import protocol_v2 as protocol

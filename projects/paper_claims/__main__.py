@@ -19,10 +19,10 @@ import signal
 import sys
 import time
 
-from deit_plugin.utils.cli import positive_int
+from tools._support.cli import positive_int
 
 from . import protocol, report
-from .runs import ROOT, run_tool, schedule, test_checkpoint
+from .runs import run_tool, schedule, test_checkpoint
 
 
 def published_files(run):

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Sequence, Tuple
 
 from deit_plugin.checkpoint import sha256_of
-from deit_plugin.utils.logs import read_resumed_scalars
+from tools._support.logs import read_resumed_scalars
 
-from .runs import ROOT, Run
+from .runs import Run
 
 PROTOCOL = '2.0'  # the version of every arm that does not name its own
 STUDY = 'configs/fashion_mnist/study'

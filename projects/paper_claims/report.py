@@ -268,7 +268,7 @@ def plot_curves(arm: Arm, by_seed: Dict[str, Dict[int, dict]], out_png: str) -> 
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from deit_plugin.utils.logs import read_resumed_scalars
+    from tools._support.logs import read_resumed_scalars
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     for cond in arm.condition_list:
         res = by_seed.get(cond.tag)

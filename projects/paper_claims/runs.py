@@ -7,7 +7,7 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-from deit_plugin.utils.logs import read_resumed_scalars
+from tools._support.logs import read_resumed_scalars
 
 from ..jobs import Job, run_jobs, run_one
 

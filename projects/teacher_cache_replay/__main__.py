@@ -24,14 +24,13 @@ import json
 import os
 import os.path as osp
 import re
-import shutil
 import statistics
 import sys
 from typing import Dict, List, Optional
 
-from deit_plugin.utils.cli import positive_int
-from deit_plugin.utils.logs import read_resumed_scalars
 from projects.paper_claims.runs import ROOT, Run, run_tool, schedule
+from tools._support.cli import positive_int
+from tools._support.logs import read_resumed_scalars
 
 LIVE_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2_seeded.py'
 CACHED_CFG = 'configs/fashion_mnist/study/deit_tiny_student_v2_cached.py'

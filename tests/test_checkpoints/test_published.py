@@ -51,7 +51,7 @@ def test_the_demo_teacher_is_the_published_file_and_scores_its_held_out_accuracy
     held-out training images is the 93.0 that chose it (epoch 88 of 100)."""
     from mmengine.registry import init_default_scope
 
-    from deit_plugin.utils.model_loading import batches, build_loader, load_config, load_model
+    from tools._support.model_loading import batches, build_loader, load_config, load_model
     path = osp.join(ROOT, DEMO_TEACHER)
     check_published(path)
     meta = read_checkpoint(path)['meta']

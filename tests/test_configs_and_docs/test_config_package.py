@@ -120,6 +120,8 @@ def test_configs_resolve_after_pip_install_outside_the_checkout(tmp_path):
     assert packaged.is_file() and not packaged.is_symlink()
     assert (installed / 'model-index.yml').is_file()
     assert (installed / 'configs' / 'metafile.yml').is_file()
+    # the tools' helpers and the experiment drivers stay in the checkout
+    assert not (target / 'tools').exists() and not (target / 'projects').exists()
 
     user = tmp_path / 'user_project'
     user.mkdir()

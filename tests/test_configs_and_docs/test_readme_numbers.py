@@ -130,7 +130,7 @@ def test_the_python_version_is_setup_cfgs(readme):
 
 
 def test_the_count_of_refused_inputs_is_the_bad_input_table(readme):
-    page = read('docs/user_guides/preemption.md')
+    page = read('docs/user_guides/resume_and_failures.md')
     section = page[page.index('## Bad inputs'):]
     section = section[:section.index('\n## ', 1)]
     cases = len(table_rows(section)) - 2  # header and separator

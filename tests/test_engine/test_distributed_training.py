@@ -14,7 +14,7 @@ from mmpretrain.registry import MODELS
 from tool_modules import ROOT, free_port
 
 from deit_plugin.utils.config import model_with_data_preprocessor
-from deit_plugin.utils.logs import read_scalars
+from tools._support.logs import read_scalars
 
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')

@@ -26,7 +26,7 @@ from reliability_utils import ROOT, STUDENT_CFG, save_initialised_teacher
 from deit_plugin.datasets import (FashionMNISTIdx, SeededDataset, SeededSampler, batch_seed,
                                   sample_seed, seeded_random)
 from deit_plugin.engine import PREEMPTED_EXIT_CODE, NonFiniteLossError, TrainingPreempted
-from deit_plugin.engine.workdir_lock import WorkDirBusyError
+from tools._support.workdir_lock import WorkDirBusyError
 
 from tool_modules import TESTS, load_tool
 
@@ -294,7 +294,8 @@ def test_every_recipe_gets_preemption_safety_from_its_runtime_base(name):
 
 
 def test_the_recipe_list_is_complete():
-    assert len(RECIPES) == 9 and 'custom/deit_s_distill_ft.py' in RECIPES
+    assert len(RECIPES) == 11 and 'custom/deit_s_distill_ft.py' in RECIPES \
+        and 'det/retinanet_deit_s_win_sfp_1x_coco.py' in RECIPES
 
 
 # -- Runner: signal, checkpoint, exact resume ----------------------------------------------------

@@ -11,7 +11,7 @@ from mmengine.runner import Runner
 from tool_modules import ROOT, load_tool
 
 from deit_plugin.models.teacher_slot import teacher_fingerprint
-from deit_plugin.utils.logs import read_scalars
+from tools._support.logs import read_scalars
 
 test_tool = load_tool('test.py')
 train_tool = load_tool('train.py')

@@ -19,9 +19,10 @@ from reliability_utils import ROOT, STUDENT_CFG, save_initialised_teacher
 from test_preemption import PYTHONPATH, write_config
 
 from deit_plugin.checkpoint import faults as checkpoint_faults
-from deit_plugin.checkpoint.faults import CheckpointWriteError, resolve_auto_resume
+from deit_plugin.checkpoint import CheckpointWriteError
+from deit_plugin.checkpoint.faults import resolve_auto_resume
 from deit_plugin.engine.teacher_drift import TeacherChangedError
-from deit_plugin.engine.workdir_lock import WorkDirBusyError, WorkDirLock
+from tools._support.workdir_lock import WorkDirBusyError, WorkDirLock
 
 from tool_modules import load_tool
 
@@ -167,7 +168,7 @@ def test_one_run_per_work_dir_and_a_killed_holder_frees_it(tmp_path):
     work = str(tmp_path / 'work')
     holder = subprocess.Popen(
         [sys.executable, '-c', 'import sys, time\n'
-         'from deit_plugin.engine.workdir_lock import WorkDirLock\n'
+         'from tools._support.workdir_lock import WorkDirLock\n'
          f'WorkDirLock({work!r}).acquire()\nprint("locked", flush=True)\ntime.sleep(300)'],
         env=dict(os.environ, PYTHONPATH=PYTHONPATH), stdout=subprocess.PIPE, text=True)
     try:

@@ -170,7 +170,7 @@ def test_ddp_wraps_the_student_only(tmp_path):
 
 def test_cpu_multi_process_needs_the_pytorch_launcher(monkeypatch):
     from mmengine.config import ConfigDict
-    from deit_plugin.dist_utils import prepare_cpu_distributed
+    from tools._support.dist_utils import prepare_cpu_distributed
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(RuntimeError, match='torchrun'):
         prepare_cpu_distributed(ConfigDict(launcher='slurm'))

@@ -10,7 +10,7 @@ from mmpretrain.registry import MODELS
 from tool_modules import ROOT, load_tool
 
 from deit_plugin.utils.config import model_with_data_preprocessor
-from deit_plugin.utils.model_loading import build_loader, load_config, load_model
+from tools._support.model_loading import build_loader, load_config, load_model
 
 agreement = load_tool('analysis/agreement.py')
 plot_logs = load_tool('analysis/plot_logs.py')

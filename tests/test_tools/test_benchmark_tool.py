@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from deit_plugin.utils.runs import import_project
 from projects.benchmark import __main__ as benchmark
 from projects.benchmark.machine import kernel_report
 from tool_modules import ROOT, run_as_script
+from tools._support import import_project
 
 
 @pytest.mark.slow
@@ -130,12 +130,12 @@ def test_kernel_report_parses_onednn_verbose_log(monkeypatch):
 
 def test_the_tool_imports_the_project_of_its_own_checkout(monkeypatch):
     # tools/benchmark.py runs projects/benchmark through import_project; the same module here
-    assert import_project(ROOT, 'benchmark.__main__') is benchmark
+    assert import_project('benchmark.__main__') is benchmark
     # a 'projects' package of another checkout would run that checkout's code: refused
     monkeypatch.setitem(sys.modules, 'projects', type(sys)('projects'))
     sys.modules['projects'].__file__ = '/elsewhere/projects/__init__.py'
     with pytest.raises(ImportError, match='/elsewhere/projects'):
-        import_project(ROOT, 'benchmark.__main__')
+        import_project('benchmark.__main__')
 
 
 @pytest.mark.slow

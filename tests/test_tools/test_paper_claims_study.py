@@ -10,7 +10,7 @@ import pytest
 from mmengine.config import Config, DictAction
 
 from projects.paper_claims import protocol, report
-from deit_plugin.utils.logs import read_resumed_scalars
+from tools._support.logs import read_resumed_scalars
 from projects.paper_claims.runs import ROOT, Run
 
 

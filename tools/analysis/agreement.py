@@ -11,12 +11,18 @@ PREFIX.md (table) and PREFIX.json.
 import argparse
 import json
 import os
+import os.path as osp
+import sys
 from typing import Dict, Optional
 
 import torch
 
-from deit_plugin.utils.cli import non_negative_int, positive_int
-from deit_plugin.utils.model_loading import batches, build_loader, load_config, load_model
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support.cli import non_negative_int, positive_int  # noqa: E402
+from tools._support.model_loading import (batches, build_loader, load_config,  # noqa: E402
+                                          load_model)
 
 NAMES = ('ground truth', 'teacher', 'class head', 'dist. head', 'fused')
 

@@ -18,6 +18,7 @@ share is what is missing from 1 (printed per head).
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Dict, Optional
 
 import numpy as np
@@ -26,8 +27,12 @@ import torch.nn.functional as F
 
 import deit_plugin  # noqa: F401  (registers the plugin and its `deit_plugin::` configs)
 from deit_plugin.apis import DistilledInferencer
-from deit_plugin.utils.cli import positive_int
-from deit_plugin.utils.tokens import layer_names, token_cosines
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support.cli import positive_int  # noqa: E402
+from tools._support.tokens import layer_names, token_cosines  # noqa: E402
 
 
 def attention_weights(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,13 @@ RUN is a work dir (its newest run is read), a run's timestamp dir, or a json log
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import Dict, List, Optional, Sequence
 
-from deit_plugin.utils.logs import find_scalars, read_scalars
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support.logs import find_scalars, read_scalars  # noqa: E402
 
 DEFAULT_KEYS = ('loss', 'loss_cls', 'loss_dist', 'agreement', 'accuracy/top1',
                 'distill/fused_top1')

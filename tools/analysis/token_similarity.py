@@ -14,14 +14,19 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from deit_plugin.utils.cli import non_negative_int, positive_int
-from deit_plugin.utils.model_loading import batches, build_loader, load_config, load_model
-from deit_plugin.utils.tokens import layer_names, token_cosines
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
+    sys.path.insert(0, ROOT)
+from tools._support.cli import non_negative_int, positive_int  # noqa: E402
+from tools._support.model_loading import (batches, build_loader, load_config,  # noqa: E402
+                                          load_model)
+from tools._support.tokens import layer_names, token_cosines  # noqa: E402
 
 
 def measure(config: str, checkpoint: str, split: str = 'test', max_images: int = 0,

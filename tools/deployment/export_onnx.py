@@ -26,8 +26,8 @@ from mmengine.config import Config
 
 import deit_plugin  # noqa: F401  (registers the plugin)
 from deit_plugin.registry import MODELS
+from deit_plugin.checkpoint import CheckpointError, load_checkpoint_strictly
 from deit_plugin.utils.config import model_with_data_preprocessor
-from deit_plugin.utils.model_loading import load_state_strictly
 
 
 class FusedEvalModel(nn.Module):
@@ -74,7 +74,7 @@ def build_eval_model(config: str, checkpoint: str) -> Tuple[FusedEvalModel, dict
     classifier = MODELS.build(model_cfg)
     # every key must fit: a checkpoint of another model would export partly random weights,
     # and the onnxruntime check below would not notice (it compares with the same model)
-    load_state_strictly(classifier, checkpoint)
+    load_checkpoint_strictly(classifier, checkpoint)
     classifier.eval()
     pre = classifier.data_preprocessor
     meta = dict(
@@ -129,7 +129,10 @@ def check(model: FusedEvalModel, shape, out: str, batch: int, atol: float) -> fl
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    model, meta, shape = build_eval_model(args.config, args.checkpoint)
+    try:
+        model, meta, shape = build_eval_model(args.config, args.checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
     print(f'exporting {type(model.backbone).__name__} + {type(model.head).__name__} '
           f'(fusion={meta["fusion"]}), input (B, {shape[0]}, {shape[1]}, {shape[2]})')
     export(model, shape, args.out, args.opset, meta)

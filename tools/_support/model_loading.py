@@ -4,7 +4,7 @@ Shared by the analysis tools (``tools/analysis``): mmengine ``Config`` (``custom
 honoured), the registries (``default_scope`` of the config), the top-level ``data_preprocessor``
 merged into the model, the checkpoint loaded strictly (a checkpoint that does not fit names its
 missing and unexpected keys), and the teacher's own checkpoint loaded for
-``deit_plugin.DistillationClassifier``.
+``deit_plugin.DistillationClassifier``. A problem ends the tool (``SystemExit``) with its message.
 """
 import copy
 import os.path as osp
@@ -14,10 +14,10 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint
 
-from deit_plugin.checkpoint import checkpoint_kind, revise_keys, unwrap_state_dict
+from deit_plugin.checkpoint import CheckpointError, load_checkpoint_strictly
 from deit_plugin.models.teacher_slot import get_teacher
+from deit_plugin.utils.config import load_config as _load_config
 from deit_plugin.utils.config import model_with_data_preprocessor
 
 SPLITS = {'test': 'test_dataloader', 'val': 'val_dataloader', 'train': 'train_dataloader'}
@@ -25,43 +25,12 @@ SPLITS = {'test': 'test_dataloader', 'val': 'val_dataloader', 'train': 'train_da
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """``Config.fromfile`` plus ``--cfg-options``; sets the config's default registry scope."""
-    if not osp.isfile(config):
-        raise SystemExit(f'config {config!r} does not exist.')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    try:
+        cfg = _load_config(config, cfg_options)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
-
-
-def load_state_strictly(model: torch.nn.Module, checkpoint: str) -> None:
-    """Load ``checkpoint`` into ``model``; every key must match.
-
-    The weights may sit under ``state_dict`` (mmengine), ``model`` (official/timm) or be a bare
-    state dict; a DDP ``module.`` prefix is removed. A student checkpoint without teacher keys
-    keeps the teacher as it is (the classifier fills them in).
-
-    Raises:
-        SystemExit: the checkpoint does not fit, naming every missing and unexpected key (and
-            shape mismatches): analysing a model with partly random weights would mislead.
-    """
-    state = revise_keys(unwrap_state_dict(_load_checkpoint(checkpoint, map_location='cpu')))
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise SystemExit(f'checkpoint {checkpoint} does not fit {type(model).__name__}: '
-                         f'{err}') from None
-    if result.missing_keys or result.unexpected_keys:
-        lines = [f'checkpoint {checkpoint} does not fit {type(model).__name__} '
-                 f'({checkpoint_kind(state)}):']
-        if result.missing_keys:
-            lines.append(f'  missing keys ({len(result.missing_keys)}): '
-                         + ', '.join(result.missing_keys))
-        if result.unexpected_keys:
-            lines.append(f'  unexpected keys ({len(result.unexpected_keys)}): '
-                         + ', '.join(result.unexpected_keys))
-        lines.append('Give the checkpoint written by training this config.')
-        raise SystemExit('\n'.join(lines))
 
 
 def load_model(cfg: Config, checkpoint: str, need_teacher: bool = False) -> torch.nn.Module:
@@ -77,7 +46,10 @@ def load_model(cfg: Config, checkpoint: str, need_teacher: bool = False) -> torc
     if not osp.isfile(checkpoint):
         raise SystemExit(f'checkpoint {checkpoint!r} does not exist.')
     model = MODELS.build(model_with_data_preprocessor(cfg))
-    load_state_strictly(model, checkpoint)
+    try:
+        load_checkpoint_strictly(model, checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
     if need_teacher:
         if get_teacher(model) is None:
             raise SystemExit(f'{type(model).__name__} has no teacher: set model.teacher and '

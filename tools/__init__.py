@@ -1,0 +1,1 @@
+"""The command-line tools (``python tools/<tool>.py``); not part of the installed package."""
