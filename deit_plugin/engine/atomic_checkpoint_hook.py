@@ -1,12 +1,12 @@
 """mmengine's CheckpointHook with writes that a killed process cannot half-finish."""
 import os
-import os.path as osp
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from deit_plugin.checkpoint import ATOMIC_BACKEND, atomic_write, stale_parts
+from deit_plugin.checkpoint import (ATOMIC_BACKEND, has_last_checkpoint,
+                                    stale_parts, write_last_checkpoint)
 from deit_plugin.registry import HOOKS
 from .resume_hook import ResumeHook
 
@@ -72,7 +72,7 @@ class AtomicCheckpointHook(CheckpointHook):
     def _pointer(self, runner, path: str) -> None:
         """Point ``<work_dir>/last_checkpoint`` at ``path``, atomically (rank 0)."""
         if is_main_process():
-            atomic_write(str(path), osp.join(runner.work_dir, 'last_checkpoint'))
+            write_last_checkpoint(runner.work_dir, str(path))
 
     def save_resumable(self, runner, filename: str) -> str:
         """Write ``<out_dir>/<filename>`` now, after the current iteration, with optimizer and
@@ -118,7 +118,7 @@ class AtomicCheckpointHook(CheckpointHook):
         finally:
             self.file_backend = backend
         if getattr(self, '_atomic', False) and self.last_ckpt is not None and \
-                osp.isfile(osp.join(runner.work_dir, 'last_checkpoint')):
+                has_last_checkpoint(runner.work_dir):
             self._pointer(runner, self.last_ckpt)
         deferred.flush()
 

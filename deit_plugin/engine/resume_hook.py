@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from torch.utils.data import BatchSampler
 
 from deit_plugin.datasets.sample_seeding import SeededBatchAugments
 from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
 from deit_plugin.registry import HOOKS
+from deit_plugin.utils import unwrap_model
 
 #: Checkpoint keys: every rank's generator states and the data seed; the position in the data.
 STATE_KEY = 'random_states'
@@ -264,7 +264,7 @@ class ResumeHook(Hook):
                              f'train_dataloader.batch_size (a custom batch_sampler cannot be '
                              f'positioned).')
         loader.generator = torch.Generator().manual_seed(int(loader.sampler.seed) % 2**63)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         preprocessor = getattr(model, 'data_preprocessor', None)
         augments = getattr(preprocessor, 'batch_augments', None)
         if augments is not None:

@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from deit_plugin.checkpoint import has_last_checkpoint
 from tools._support.logs import read_scalars
 from tools._support.runs import last_checkpoint, run_logged
 
@@ -28,7 +29,7 @@ class Todo(NamedTuple):
 
 def student_checkpoint(demo_dir: str, threads: Optional[int]) -> str:
     """The main demo's student checkpoint; runs the main demo when there is none."""
-    if not osp.isfile(osp.join(ROOT, demo_dir, 'student', 'last_checkpoint')):
+    if not has_last_checkpoint(osp.join(ROOT, demo_dir, 'student')):
         extra = ['--threads', str(threads)] if threads else []
         run_logged([sys.executable, 'tools/run_demo.py', '--work-dir', demo_dir, *extra],
                    'no distilled student yet: run the main demo (tools/run_demo.py) first', ROOT)

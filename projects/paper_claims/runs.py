@@ -7,6 +7,7 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
+from deit_plugin.checkpoint import has_last_checkpoint, read_last_checkpoint
 from tools._support.logs import read_resumed_scalars
 
 from ..jobs import Job, run_jobs, run_one
@@ -42,11 +43,10 @@ class Run:
 
     def has_checkpoint(self) -> bool:
         """Whether mmengine left a ``last_checkpoint`` file (a run to resume or to measure)."""
-        return osp.isfile(osp.join(self.work_dir, 'last_checkpoint'))
+        return has_last_checkpoint(self.work_dir)
 
     def last_checkpoint(self) -> str:
-        with open(osp.join(self.work_dir, 'last_checkpoint')) as f:
-            return f.read().strip()
+        return read_last_checkpoint(self.work_dir)
 
     def command(self, threads: int) -> List[str]:
         cmd = [sys.executable, 'tools/train.py', self.config, '--work-dir', self.work_dir,
