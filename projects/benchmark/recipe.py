@@ -112,7 +112,7 @@ def _build(config: str, precision: str, device: str, cache_dir: str = None):
     for hook in cfg.get('custom_hooks', None) or []:
         if hook.get('type', '').split('.')[-1] == 'EMAHook':
             ema = MODELS.build(dict(type=hook.get('ema_type', 'ExponentialMovingAverage'),
-                                    momentum=hook.get('momentum', 0.0002), module=model))
+                                    momentum=hook.get('momentum', 0.0002), model=model))
     return cfg, model, optim_wrapper, ema
 
 
