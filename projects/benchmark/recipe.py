@@ -96,7 +96,12 @@ def _build(config: str, precision: str, device: str, cache_dir: str = None):
     if cache_dir is not None:
         model_cfg['teacher_cache'] = dict(dir=cache_dir)
     torch.manual_seed(0)
-    model = MODELS.build(model_cfg).to(device).train()
+    model = MODELS.build(model_cfg)
+    if getattr(model, 'teacher', None) is not None:  # its random weights, as a checkpoint
+        model.teacher_ckpt = osp.join(tempfile.mkdtemp(prefix='recipe_bench_'), 'teacher.pth')
+        torch.save(model.teacher.state_dict(), model.teacher_ckpt)
+        model.load_teacher_checkpoint()
+    model = model.to(device).train()
     wrapper_cfg = dict(cfg.optim_wrapper)
     if precision == 'bf16':
         wrapper_cfg['type'] = ('AmpOptimWrapper' if device == 'cuda'
@@ -212,7 +217,7 @@ def run_one(config: str, precision: str, mode: str, args) -> dict:
             ema.update_parameters(model)
         _sync(device)
         steps.append(middle - start)
-        emas.append(time.perf_counter() - middle)
+        emas.append(time.perf_counter() - middle if ema is not None else 0.0)
         if not torch.isfinite(torch.as_tensor(log_vars['loss'])):
             raise RuntimeError(f'{config}: non-finite loss {log_vars}')
     timed = slice(args.warmup, iterations)
