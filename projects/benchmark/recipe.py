@@ -167,7 +167,6 @@ def _record_cache(config: str, batch: int, iterations: int, device: str, out: st
 
 def run_one(config: str, precision: str, mode: str, args) -> dict:
     """One (config, precision, mode) in this process; returns its row."""
-    from mmengine.model import is_model_wrapper  # noqa: F401  (mmengine imported first)
     device = args.device
     torch.set_num_threads(args.threads)
     iterations = args.warmup + args.steps
