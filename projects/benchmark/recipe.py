@@ -24,7 +24,7 @@ with random weights (the teacher's checkpoint is not needed to time it), and run
   and its peak (``ru_maxrss``); on CUDA, ``torch.cuda.max_memory_allocated``.
 
 Mode ``cached`` first records the teacher's top-10 logits of the batches it replays (the work
-of ``tools/record_teacher.py``, not timed) and builds the model with
+of ``tools/record_teacher.py``, in a process of its own, not timed) and builds the model with
 ``model.teacher_cache=dict(dir=...)``. Precisions: ``fp32``; ``bf16`` (CPU:
 ``deit_plugin.CPUAmpOptimWrapper``, CUDA: ``AmpOptimWrapper(dtype='bfloat16')``); ``fp16``
 (CUDA only: ``AmpOptimWrapper``, dynamic loss scale).
@@ -68,6 +68,7 @@ def parse_args(argv=None):
     parser.add_argument('--json', help='write the rows to this JSON file')
     parser.add_argument('--markdown', help='write the table to this Markdown file')
     parser.add_argument('--one', help=argparse.SUPPRESS)  # config;precision;mode -> JSON
+    parser.add_argument('--record', help=argparse.SUPPRESS)  # config;cache dir
     return parser.parse_args(argv)
 
 
@@ -171,9 +172,11 @@ def run_one(config: str, precision: str, mode: str, args) -> dict:
     torch.set_num_threads(args.threads)
     iterations = args.warmup + args.steps
     cache_dir = None
-    if mode == 'cached':
+    if mode == 'cached':  # recorded by another process: this one's memory is the step's
         cache_dir = tempfile.mkdtemp(prefix='recipe_bench_cache_')
-        _record_cache(config, args.batch, iterations, device, cache_dir)
+        subprocess.run([sys.executable, '-m', 'projects.benchmark.recipe', config,
+                        *_passed(args), '--record', f'{config};{cache_dir}'], cwd=ROOT,
+                       env=_env(), check=True, stdout=subprocess.DEVNULL)
     cfg, model, optim_wrapper, ema = _build(config, precision, device, cache_dir)
     data = _batch(model, args.batch)
     _sync(device)
@@ -257,6 +260,16 @@ def markdown(rows: List[Dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def _passed(args) -> List[str]:
+    return ['--batch', str(args.batch), '--steps', str(args.steps), '--warmup',
+            str(args.warmup), '--threads', str(args.threads), '--device', args.device]
+
+
+def _env() -> Dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (ROOT, os.environ.get('PYTHONPATH')) if p))
+
+
 def main(argv=None) -> List[dict]:
     args = parse_args(argv)
     cuda = torch.cuda.is_available()
@@ -264,15 +277,17 @@ def main(argv=None) -> List[dict]:
         print('recipe benchmark: no CUDA device, GPU rows skipped.')
         return []
     args.device = args.device or ('cuda' if cuda else 'cpu')
+    if args.record:
+        config, cache_dir = args.record.split(';')
+        torch.set_num_threads(args.threads)
+        _record_cache(config, args.batch, args.warmup + args.steps, args.device, cache_dir)
+        return []
     if args.one:
         config, precision, mode = args.one.split(';')
         print(json.dumps(run_one(config, precision, mode, args)))
         return []
     rows = []
-    passed = ['--batch', str(args.batch), '--steps', str(args.steps), '--warmup',
-              str(args.warmup), '--threads', str(args.threads), '--device', args.device]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (ROOT, os.environ.get('PYTHONPATH')) if p))
+    passed, env = _passed(args), _env()
     for config in args.configs:
         for precision in args.precision:
             for mode in args.modes:
