@@ -41,7 +41,11 @@ paper-claims: env data
 demo-det: env-det data
 	$(PY) tools/run_det_demo.py
 
-# speed of the plugin against the timm/official reference (tools/benchmark.py; ~4 min on 2 cores)
+# speed of the plugin against the timm/official reference (tools/benchmark.py; ~4 min on 2 cores);
+# with CUDA also the GPU rows: the real-size step of two ImageNet recipes (nothing without CUDA)
 .PHONY: bench
 bench: env
 	$(PY) tools/benchmark.py --json work_dirs/benchmark/benchmark.json --markdown work_dirs/benchmark/benchmark.md
+	$(PY) tools/benchmark.py recipe configs/deit_s_distill.py configs/deit_b_distill_384_ft.py \
+		--if-cuda --device cuda --precision fp32 fp16 bf16 --batch 32 \
+		--json work_dirs/benchmark/recipe_gpu.json --markdown work_dirs/benchmark/recipe_gpu.md

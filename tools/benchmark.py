@@ -8,7 +8,14 @@
 The benchmark is ``projects/benchmark`` (what it measures: its ``__main__`` module and
 docs/experiments/benchmark.md); this script runs it with the same options
 (``python -m projects.benchmark`` from the repository root does the same).
+
+    python tools/benchmark.py recipe CONFIG [CONFIG ...] [options]
+
+measures a recipe config's real-size training step instead: student and teacher time, images/s
+and peak memory, with the live teacher and the teacher-output cache
+(``projects/benchmark/recipe.py``).
 """
+import sys
 import os.path as osp
 import sys
 
@@ -19,6 +26,9 @@ from tools._support import import_project  # noqa: E402
 
 
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['recipe']:
+        return import_project('benchmark.recipe').main(argv[1:])
     return import_project('benchmark.__main__').main(argv)
 
 

@@ -15,6 +15,8 @@ from mmengine.runner import Runner
 
 import deit_plugin  # noqa: F401  (registers the plugin; checkpoint loading under torch>=2.6)
 from deit_plugin.checkpoint import check_checkpoint_file, resolve_auto_resume
+from deit_plugin.checkpoint.fit import check_checkpoint_fits
+from deit_plugin.utils import unwrap_model
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
@@ -37,6 +39,9 @@ def parse_args(argv=None):
     parser.add_argument('--allow-teacher-change', action='store_true',
                         help='resume although the teacher checkpoint differs from the one the '
                         'student checkpoint records (refused otherwise)')
+    parser.add_argument('--allow-distillation-change', action='store_true',
+                        help='resume although the distillation mode, alpha or tau differ from '
+                        'those the student checkpoint records (refused otherwise)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed-precision training: mmengine AmpOptimWrapper (float16) on '
                         'CUDA, deit_plugin.CPUAmpOptimWrapper (bfloat16 autocast) without CUDA')
@@ -116,14 +121,16 @@ def merge_args(cfg, args):
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    if args.allow_teacher_change:
+    for flag in ('allow_teacher_change', 'allow_distillation_change'):
+        if not getattr(args, flag):
+            continue
         hooks = [h for h in cfg.get('custom_hooks', None) or []
                  if h.get('type') == 'deit_plugin.DistillationHook']
         if not hooks:
-            raise SystemExit('--allow-teacher-change: the config has no '
+            raise SystemExit(f'--{flag.replace("_", "-")}: the config has no '
                              "dict(type='deit_plugin.DistillationHook') in custom_hooks.")
         for hook in hooks:
-            hook['allow_teacher_change'] = True
+            hook[flag] = True
 
     def set_default_dataloader_cfg(cfg, field):
         if cfg.get(field, None) is None:
@@ -135,10 +142,11 @@ def merge_args(cfg, args):
         if args.no_persistent_workers:
             dataloader_cfg['persistent_workers'] = False
 
-    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        set_default_dataloader_cfg(cfg, field)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # after --cfg-options, so that persistent_workers follows a num_workers set there
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        set_default_dataloader_cfg(cfg, field)
     return cfg
 
 
@@ -150,6 +158,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     check_train_config(cfg, args.config)
+    check_batch_sizes(cfg)
+    check_work_dir_writable(cfg.work_dir)
     prepare_cpu_distributed(cfg)
     if launcher_rank(args.launcher) != 0:
         return train(cfg)
@@ -163,8 +173,58 @@ def launcher_rank(launcher: str) -> int:
     return int(os.environ.get(variable.get(launcher, ''), 0))
 
 
+class WorkDirNotWritable(PermissionError, RuntimeError):
+    """The work dir cannot be created or written."""
+
+
+def check_batch_sizes(cfg) -> None:
+    """Each dataloader's ``batch_size`` is a whole number of at least 1 (0 makes PyTorch's
+    sampler fail deep inside the first epoch)."""
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(field, None)
+        if loader is None:
+            continue
+        size = loader.get('batch_size', 1)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(
+                f'{field}.batch_size must be a whole number of at least 1, got {size!r}: set '
+                f'it in the config or with --cfg-options {field}.batch_size=<images per '
+                f'process>.')
+
+
+def check_work_dir_writable(work_dir: str) -> None:
+    """Create ``work_dir`` and write a file in it, so that a read-only location stops the run
+    before the model is built, with one message, not in mmengine's logger setup."""
+    probe = osp.join(work_dir, f'.write_test.{os.getpid()}')
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        with open(probe, 'w'):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise WorkDirNotWritable(
+            f'work dir {osp.abspath(work_dir)} cannot be written ({err.strerror}): logs and '
+            f'checkpoints go there. Pass --work-dir <a folder you can write> (or set work_dir '
+            f'in the config).') from None
+
+
+def check_load_checkpoint(runner: Runner) -> None:
+    """Refuse a ``load_from`` or resumed checkpoint that does not fit the model, naming every
+    mismatch (mmengine loads both non-strictly and only logs one)."""
+    from mmengine.runner import find_latest_checkpoint
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = runner._load_from
+    if path is None and runner._resume:
+        path = find_latest_checkpoint(runner.work_dir)
+    if path is None:
+        return
+    check_checkpoint_fits(unwrap_model(runner.model), path, _load_checkpoint(path, map_location='cpu'),
+                          resume=bool(runner._resume), logger=runner.logger)
+
+
 def train(cfg):
     runner = Runner.from_cfg(cfg)
+    check_load_checkpoint(runner)
     runner.train()
     return runner
 

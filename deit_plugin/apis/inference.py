@@ -8,8 +8,10 @@ softmax scores and top class (``cls_*`` and ``dist_*``).
 
 Two things mmpretrain's inferencer leaves to the config are made explicit here:
 
-- it reads every image in colour; a config whose ``LoadImageFromFile`` has
-  ``color_type='grayscale'`` (the Fashion-MNIST configs) is read in grayscale;
+- it reads every image in colour; here the model's input channel count decides: a model
+  built for 1 channel (the Fashion-MNIST students) reads images in grayscale, one built for 3
+  in colour, whatever the test pipeline says (in-memory datasets have no
+  ``LoadImageFromFile`` to say it);
 - a test pipeline without any resize or crop (data stored at the training size, as the
   28x28 Fashion-MNIST PNGs) gets a ``Resize`` to the backbone's ``img_size`` in front, with an
   info line in the log, so that any photo can be classified.
@@ -101,6 +103,15 @@ def _load_image_type(pipeline_cfg: List[dict]) -> str:
     return 'color'
 
 
+def model_in_channels(model: torch.nn.Module) -> Optional[int]:
+    """The channel count the model's first convolution (a ViT's patch embedding, a CNN's
+    stem) expects; None for a model without one. The teacher is not looked at."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and not name.startswith('teacher.'):
+            return module.in_channels
+    return None
+
+
 class DistilledInferencer(ImageClassificationInferencer):
     """mmpretrain's image-classification inferencer for deit_plugin students.
 
@@ -135,7 +146,14 @@ class DistilledInferencer(ImageClassificationInferencer):
 
     def _init_pipeline(self, cfg: Config) -> Callable:
         pipeline_cfg = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
-        self.color_type = _load_image_type(pipeline_cfg)
+        channels = model_in_channels(self.model)
+        if channels not in (None, 1, 3):
+            raise ValueError(
+                f'the model takes {channels}-channel images; DistilledInferencer reads image '
+                f'files in grayscale (1 channel) or colour (3): pass arrays through the model '
+                f'yourself.')
+        self.color_type = ({1: 'grayscale', 3: 'color'}[channels] if channels
+                           else _load_image_type(pipeline_cfg))
         names = [step.get('type', '').split('.')[-1] for step in pipeline_cfg]
         if not any(name in SIZING_TRANSFORMS for name in names):
             img_size = cfg.model.backbone.get('img_size', 224)

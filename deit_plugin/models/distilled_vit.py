@@ -103,6 +103,11 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                 f'img_size {sizes} is not a multiple of patch_size {patch_size}: '
                 f'choose an img_size divisible by {patch_size} (e.g. '
                 f'{tuple(s // patch_size * patch_size for s in sizes)}).')
+        if not 0.0 <= drop_path_rate < 1.0:  # block i drops with rate i/(L-1) * drop_path_rate
+            raise ValueError(
+                f'drop_path_rate must be in [0, 1), got {drop_path_rate}: it is the probability '
+                f'of dropping the last block\'s residual branch. Set backbone.drop_path_rate in '
+                f'[0, 1) (official recipe 0.1; 0 turns stochastic depth off).')
         if isinstance(out_indices, int):
             out_indices = [out_indices]
         self.pos_embed_antialias = pos_embed_antialias

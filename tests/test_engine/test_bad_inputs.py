@@ -79,6 +79,60 @@ def another_architecture_as_teacher(tmp):
     m.load_teacher_checkpoint()
 
 
+def checkpoint_of_another_width(tmp):
+    """The table's tiny student (width 16, 2 blocks) saved as a training checkpoint; the demo
+    config's student is 64 wide with 4 blocks."""
+    path = tmp / 'other_width.pth'
+    torch.save({'meta': {}, 'state_dict': {k: v for k, v in model().state_dict().items()
+                                           if not k.startswith('teacher.')}}, path)
+    return str(path)
+
+
+def train_with_load_from_of_another_width(tmp):
+    config = write(tmp, 'load_other.py', f"_base_ = ['{STUDENT_CFG}']\n"
+                   f"load_from = '{checkpoint_of_another_width(tmp)}'\n")
+    train_tool.main([config, '--work-dir', str(tmp / 'w')])
+
+
+def resume_with_another_width(tmp):
+    train_tool.main([STUDENT_CFG, '--work-dir', str(tmp / 'w'),
+                     '--resume', checkpoint_of_another_width(tmp)])
+
+
+def drop_path_rate_of(rate):
+    from mmpretrain.registry import MODELS
+    MODELS.build(dict(type='deit_plugin.DistilledVisionTransformer', arch='deit-tiny',
+                      img_size=32, patch_size=16, drop_path_rate=rate))
+
+
+def resume_with_soft_distillation(tmp):
+    """Settings recorded by a hard-distillation run, resumed with the paper's soft ones."""
+    from mmpretrain.registry import MODELS
+    from deit_plugin.engine.distillation_settings import (check_distillation_settings,
+                                                          distillation_settings)
+    head = dict(type='deit_plugin.DeiTDistillHead', num_classes=4, in_channels=16)
+    hard = distillation_settings(MODELS.build(head))
+    soft = distillation_settings(MODELS.build(dict(
+        head, distillation='soft', alpha=0.1,
+        distill_loss=dict(type='deit_plugin.SoftDistillationLoss', tau=3.0))))
+    check_distillation_settings(hard, soft, 'work_dirs/x/epoch_3.pth', allow=False)
+
+
+def read_only_work_dir(tmp):
+    """A folder without write permission; as root (which ignores permissions) sysfs, where
+    nobody may create folders."""
+    work_dir = tmp / 'read_only'
+    work_dir.mkdir()
+    work_dir.chmod(0o555)
+    try:
+        (work_dir / 'probe').touch()
+        (work_dir / 'probe').unlink()
+        work_dir = '/sys/deit_plugin_work_dir'
+    except OSError:
+        pass
+    train_tool.main([STUDENT_CFG, '--work-dir', str(work_dir)])
+
+
 #: name -> (entry point, call(tmp_path), message pattern: the problem and the fix)
 CASES = {
     # classifier forward (DistillationClassifier.loss / predict)
@@ -155,6 +209,31 @@ CASES = {
     'seeded_dataset_without_its_sampler': (
         'dataset', lambda tmp: SeededDataset(FashionMNISTIdx(indices=2))[0],
         r'indexed by \(index, seed\) pairs from deit_plugin.SeededSampler, got 0'),
+    # checkpoints given to tools/train.py, and what a resume may change
+    'load_from_of_another_width': (
+        'tools/train.py', train_with_load_from_of_another_width,
+        r'load_from \S+other_width.pth does not fit the DistillationClassifier of this config.*'
+        r'differ in shape \(\d+\): backbone.cls_token \(1, 1, 16\) in the checkpoint, '
+        r'\(1, 1, 64\) in the model.*missing from the checkpoint.*Fix: give a checkpoint of '
+        r'this model'),
+    'resume_of_another_width': (
+        'tools/train.py', resume_with_another_width,
+        r'--resume \S+other_width.pth does not fit .*without --resume'),
+    'resume_with_other_distillation': (
+        'resume', resume_with_soft_distillation,
+        r"distillation settings differ .*alpha 0.5 -> 0.1, distill_loss 'HardDistillationLoss' "
+        r"-> 'SoftDistillationLoss', distillation 'hard' -> 'soft'.*--allow-distillation-change"),
+    'drop_path_rate_out_of_range': (
+        'backbone', lambda tmp: drop_path_rate_of(2.0),
+        r'drop_path_rate must be in \[0, 1\), got 2.0: .*Set backbone.drop_path_rate'),
+    'batch_size_zero': (
+        'tools/train.py', lambda tmp: train_tool.main([
+            STUDENT_CFG, '--work-dir', str(tmp / 'w'),
+            '--cfg-options', 'train_dataloader.batch_size=0']),
+        r'train_dataloader.batch_size must be a whole number of at least 1, got 0'),
+    'read_only_work_dir': (
+        'tools/train.py', read_only_work_dir,
+        r'work dir \S+ cannot be written \(.*\): .*Pass --work-dir <a folder you can write>'),
 }
 
 
@@ -197,7 +276,7 @@ def test_bad_input_gives_one_clear_error(case, tmp_path):
 
 
 def test_the_guide_lists_every_case():
-    assert len(doc_table()) == len(CASES) == 20
+    assert len(doc_table()) == len(CASES) == 26
     assert {entry for entry, _ in doc_table()} == {
         'classifier forward', 'head loss', 'teacher checkpoint', 'converter', 'tools/train.py',
-        'dataset'}
+        'dataset', 'resume', 'backbone'}

@@ -20,6 +20,9 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=128,
     num_workers=0,  # dataloader workers slow this tiny pipeline down on 2 cores
+    # stated, because mmpretrain's own tools/train.py defaults it to True, which PyTorch
+    # refuses without workers; with num_workers > 0 set it to True for speed
+    persistent_workers=False,
     dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train',
                  pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
@@ -27,6 +30,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=256,
     num_workers=0,
+    persistent_workers=False,
     dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='test',
                  pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
