@@ -1,10 +1,9 @@
 """deit_plugin.FashionMNISTIdx: the real IDX files, read into memory, through the registry."""
-import os.path as osp
 
 import numpy as np
 import pytest
 from mmpretrain.registry import DATASETS
-from tool_modules import ROOT, load_tool
+from tool_modules import load_tool
 
 converter = load_tool('dataset_converters/fashion_mnist_to_custom.py')
 

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 from mmengine.config import Config
-from reliability_utils import ROOT, STUDENT_CFG, save_initialised_teacher
+from reliability_utils import STUDENT_CFG, save_initialised_teacher
 from test_preemption import PYTHONPATH, write_config
 
 from deit_plugin.checkpoint import faults as checkpoint_faults

@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.optim import build_optim_wrapper
 from model_builders import batch, student
 from tool_modules import ROOT, load_tool
 

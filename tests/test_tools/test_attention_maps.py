@@ -8,7 +8,7 @@ import torch
 
 from deit_plugin.registry import MODELS
 
-from tool_modules import ROOT, load_tool
+from tool_modules import load_tool
 
 attention_maps = load_tool('analysis/attention_maps.py')
 

@@ -10,7 +10,7 @@ import torch
 
 from projects.benchmark import __main__ as benchmark
 from projects.benchmark.machine import kernel_report
-from tool_modules import ROOT, run_as_script
+from tool_modules import run_as_script
 from tools._support import import_project
 
 
