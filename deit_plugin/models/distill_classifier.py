@@ -1,7 +1,7 @@
 """An mmpretrain ``ImageClassifier`` that owns a frozen teacher (DeiT distillation)."""
 import copy
 import os.path as osp
-from typing import List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -17,7 +17,7 @@ from deit_plugin.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
 from .input_checks import check_image_batch, check_labels
 from .teacher_precision import check_teacher_precision, teacher_autocast
-from .teacher_slot import TEACHER_PREFIX, teacher_fingerprint
+from .teacher_slot import TEACHER_PREFIX, get_teacher, teacher_fingerprint
 
 TeacherSpec = Union[str, dict, ConfigDict, nn.Module]
 
@@ -154,6 +154,7 @@ class DistillationClassifier(ImageClassifier):
             if predict_with_teacher:
                 raise ValueError('predict_with_teacher=True needs a teacher.')
             self.teacher = None
+            self.teacher_desc = None
             self.teacher_ckpt = None
             self.predict_with_teacher = False
             self.teacher_fingerprint: Optional[str] = None
@@ -168,14 +169,14 @@ class DistillationClassifier(ImageClassifier):
                 'model.teacher_ckpt is not set: a teacher without trained weights would teach '
                 'noise. Give the checkpoint of the teacher (e.g. work_dirs/<teacher>/epoch_N.pth).')
 
-        teacher_cfg, self._teacher_desc = load_teacher_config(teacher)
+        teacher_cfg, self.teacher_desc = load_teacher_config(teacher)
         self.teacher = (teacher_cfg if isinstance(teacher_cfg, nn.Module)
                         else MODELS.build(teacher_cfg))
         self.teacher_ckpt = teacher_ckpt
         self.predict_with_teacher = predict_with_teacher
         self.teacher_fingerprint = None
         self.teacher.requires_grad_(False)
-        self.teacher.eval()
+        self._keep_teacher_in_eval_mode()
         if teacher_channels_last is None:
             teacher_channels_last = any(isinstance(m, nn.Conv2d) for m in self.teacher.modules())
         self.teacher_channels_last = bool(teacher_channels_last)
@@ -186,7 +187,7 @@ class DistillationClassifier(ImageClassifier):
         teacher_classes = _num_classes(self.teacher)
         if teacher_classes is None:
             raise ValueError(
-                f'cannot tell how many classes the teacher ({self._teacher_desc}) predicts: its '
+                f'cannot tell how many classes the teacher ({self.teacher_desc}) predicts: its '
                 f'head has no `num_classes`.')
         if student_classes != teacher_classes:
             raise ValueError(
@@ -217,7 +218,7 @@ class DistillationClassifier(ImageClassifier):
                                 else (s_mean, s_std, s_rgb))
         if t_mean.numel() != channels:
             raise ValueError(
-                f'student inputs have {channels} channels but the teacher ({self._teacher_desc}) '
+                f'student inputs have {channels} channels but the teacher ({self.teacher_desc}) '
                 f'normalises {t_mean.numel()}: teacher and student must read the same images. '
                 f'Use a teacher trained on {channels}-channel images, or make the student read '
                 f'{t_mean.numel()}-channel images (pipeline color_type, backbone.in_channels and '
@@ -252,8 +253,7 @@ class DistillationClassifier(ImageClassifier):
                 f'the teacher\'s weights are not loaded (teacher_ckpt={self.teacher_ckpt!r}): add '
                 f"dict(type='deit_plugin.DistillationHook') to custom_hooks (it loads them after "
                 f'weight init and resume), or call model.load_teacher_checkpoint() first.')
-        if self.teacher.training:
-            self.teacher.eval()
+        self._keep_teacher_in_eval_mode()
         with torch.inference_mode(), teacher_autocast(self.teacher_precision,
                                                       inputs.device.type):
             inputs = self.teacher_inputs(inputs)
@@ -298,19 +298,77 @@ class DistillationClassifier(ImageClassifier):
             result = self.teacher.load_state_dict(state, strict=False)
         except RuntimeError as e:  # torch refuses shape mismatches even with strict=False
             raise WrongCheckpointKind(
-                f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
+                f'teacher checkpoint {path!r} does not fit the teacher ({self.teacher_desc}): '
                 f'{str(e).strip().splitlines()[-1].strip()}{fix}') from None
         if result.missing_keys or result.unexpected_keys:
             raise WrongCheckpointKind(
-                f'teacher checkpoint {path!r} does not fit the teacher ({self._teacher_desc}): '
+                f'teacher checkpoint {path!r} does not fit the teacher ({self.teacher_desc}): '
                 f'{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), '
                 f'{len(result.unexpected_keys)} unexpected (e.g. '
                 f'{result.unexpected_keys[:3]}){fix}')
         self.teacher.requires_grad_(False)
-        self.teacher.eval()
         self.teacher_fingerprint = teacher_fingerprint(self.teacher.state_dict())
         (logger or MMLogger.get_current_instance()).info(
-            f'deit_plugin: loaded teacher ({self._teacher_desc}) from {path}')
+            f'deit_plugin: loaded teacher ({self.teacher_desc}) from {path}')
+
+    def ensure_teacher_loaded(self, logger: Optional[MMLogger] = None) -> bool:
+        """Load ``teacher_ckpt`` unless the teacher holds it already; returns whether it
+        loaded now. Without a teacher: nothing to do."""
+        if self.teacher is None or self.teacher_loaded:
+            return False
+        self.load_teacher_checkpoint(logger)
+        return True
+
+    def share_teacher_with(self, copy: 'DistillationClassifier') -> None:
+        """Give ``copy`` (e.g. the averaged model of mmengine's ``EMAHook``, copied before the
+        teacher was loaded) this model's loaded teacher, bit for bit."""
+        if self.teacher is None:
+            return
+        copy.teacher.load_state_dict(self.teacher.state_dict())
+        copy.teacher_fingerprint = self.teacher_fingerprint
+
+    def check_teacher_not_optimised(self, params: Iterable[torch.Tensor]) -> None:
+        """Raise if any teacher parameter is among ``params`` (an optimizer's groups)."""
+        if self.teacher is None:
+            return
+        if {id(p) for p in params} & {id(p) for p in self.teacher.parameters()}:
+            raise RuntimeError(
+                "the teacher's parameters are in the optimizer's parameter groups: set "
+                "optim_wrapper.constructor='deit_plugin.StudentOptimWrapperConstructor'.")
+
+    def check_teacher_unchanged(self, copies: Optional[Dict[str, nn.Module]] = None) -> str:
+        """Raise if the teacher (or the teacher of a model in ``copies``, by name) no longer
+        holds the weights loaded from ``teacher_ckpt``; returns their fingerprint."""
+        expected = self.teacher_fingerprint
+        if expected is None:
+            raise RuntimeError(
+                f'the teacher no longer holds the weights of {self.teacher_ckpt}: a state dict '
+                f'with teacher.* keys was loaded into the model during training. It must stay '
+                f'frozen: check custom hooks that load checkpoints.')
+        teachers = {'teacher': self.teacher}
+        teachers.update({name: get_teacher(model) for name, model in (copies or {}).items()})
+        for name, teacher in teachers.items():
+            now = teacher_fingerprint(teacher.state_dict())
+            if now != expected:
+                raise RuntimeError(
+                    f'the {name} changed during training (fingerprint {expected} -> '
+                    f'{now}); it must stay frozen. Something trained or overwrote it: check '
+                    f'custom hooks and the optimizer constructor.')
+        return expected
+
+    def teacher_record(self) -> Optional[dict]:
+        """What a student checkpoint records about its teacher (``meta['deit_plugin']``):
+        ``teacher_ckpt``, ``teacher`` (its description) and ``teacher_fingerprint``. None
+        without a teacher."""
+        if self.teacher is None:
+            return None
+        return dict(teacher_ckpt=self.teacher_ckpt, teacher=self.teacher_desc,
+                    teacher_fingerprint=self.teacher_fingerprint)
+
+    @property
+    def has_teacher(self) -> bool:
+        """Whether the model was built with a teacher."""
+        return self.teacher is not None
 
     @property
     def teacher_loaded(self) -> bool:
@@ -345,9 +403,14 @@ class DistillationClassifier(ImageClassifier):
     def train(self, mode: bool = True) -> 'DistillationClassifier':
         """Switch the student's mode; the teacher always stays in eval mode."""
         super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()
+        self._keep_teacher_in_eval_mode()
         return self
+
+    def _keep_teacher_in_eval_mode(self) -> None:
+        # The one place that enforces it: `train()` (mmengine's loops call it on the whole
+        # model) and the teacher's forward both come here.
+        if self.teacher is not None and self.teacher.training:
+            self.teacher.eval()
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
         """Student losses; the teacher sees the same (mixed) batch.
