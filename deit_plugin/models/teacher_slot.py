@@ -54,13 +54,24 @@ def strip_teacher(state_dict: Dict[str, torch.Tensor]) -> int:
     return len(keys)
 
 
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def tensor_digests(state_dict: Dict[str, torch.Tensor]) -> Dict[str, str]:
+    """SHA-256 (first 16 hex digits) of each tensor's dtype and raw bytes, by name: tells which
+    tensors of a state dict changed."""
+    return {name: hashlib.sha256(str(t.dtype).encode() + _tensor_bytes(t)).hexdigest()[:16]
+            for name, t in state_dict.items()}
+
+
 def teacher_fingerprint(state_dict: Dict[str, torch.Tensor]) -> str:
     """SHA-256 (first 16 hex digits) over the names and raw bytes of every tensor, in name
     order; memory format (channels-last) does not change it, any bit of any weight does."""
     digest = hashlib.sha256()
     for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
+        tensor = state_dict[name]
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+        digest.update(_tensor_bytes(tensor))
     return digest.hexdigest()[:16]
