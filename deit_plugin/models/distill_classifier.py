@@ -85,15 +85,21 @@ def resolve_teacher(teacher: TeacherSpec
     if not isinstance(teacher, str):
         raise TypeError(f'teacher must be a config path, a model dict or a module, got '
                         f'{type(teacher).__name__}.')
-    if '::' in teacher:
-        from mmengine.hub import get_config
-        cfg = get_config(teacher)
-    else:
-        if not osp.isfile(teacher):
-            raise FileNotFoundError(
-                f'teacher config {teacher!r} does not exist: give a config file path, an '
-                f"'mmpretrain::<dir>/<name>.py' config, or a model dict.")
-        cfg = Config.fromfile(teacher)
+    if '::' not in teacher and not osp.isfile(teacher):
+        raise FileNotFoundError(
+            f'teacher config {teacher!r} does not exist: give a config file path, an '
+            f"'mmpretrain::<dir>/<name>.py' config, or a model dict.")
+    try:
+        if '::' in teacher:
+            from mmengine.hub import get_config
+            cfg = get_config(teacher)
+        else:
+            cfg = Config.fromfile(teacher)
+    except RuntimeError as e:  # e.g. a base of another config style (lazy import)
+        raise ValueError(
+            f'teacher config {teacher!r} cannot be read by mmengine ({str(e).splitlines()[0]}): '
+            f'give the teacher as a model dict (its `model`, with `data_preprocessor`), or a '
+            f'config file mmengine reads.') from e
     if 'model' not in cfg:
         raise ValueError(f'teacher config {teacher!r} has no `model`: is it a model config?')
     return model_with_data_preprocessor(cfg), f'config {teacher!r}', config_input_size(cfg)
@@ -189,8 +195,8 @@ class DistillationClassifier(ImageClassifier):
             each sample's ``teacher_pred_label`` (used by ``deit_plugin.DistillationMetric`` for
             teacher–student agreement). Defaults to False.
         teacher_channels_last (bool, optional): Run the teacher in channels-last memory format.
-            ``None`` (default) chooses it for teachers with 2-D convolutions (faster on CPU).
-            Numerically the same model.
+            ``None`` (default) chooses it for teachers with 2-D convolutions (faster on CPU)
+            whose forward runs in it. Numerically the same model.
         teacher_precision (str): ``'auto'`` (default) runs the teacher in the step's precision
             (bf16 under ``tools/train.py --amp``, as the official code runs its teacher inside
             the AMP autocast); ``'fp32'`` keeps the teacher in float32 under a bf16 student;
@@ -266,11 +272,6 @@ class DistillationClassifier(ImageClassifier):
         self._teacher_digests: Dict[str, str] = {}
         self.teacher.requires_grad_(False)
         self._keep_teacher_in_eval_mode()
-        if teacher_channels_last is None:
-            teacher_channels_last = any(isinstance(m, nn.Conv2d) for m in self.teacher.modules())
-        self.teacher_channels_last = bool(teacher_channels_last)
-        if self.teacher_channels_last:
-            self.teacher.to(memory_format=torch.channels_last)
 
         self._check_teacher_resolution()
         student_classes = getattr(self.head, 'num_classes', None)
@@ -278,6 +279,12 @@ class DistillationClassifier(ImageClassifier):
             self.teacher, getattr(self.backbone, 'in_channels', 3),
             self.teacher_trained_size or self.teacher_input_size or self._student_size()
             or (224, 224), self.teacher_desc)
+        self._channels_last_auto = teacher_channels_last is None
+        if teacher_channels_last is None:
+            teacher_channels_last = any(isinstance(m, nn.Conv2d) for m in self.teacher.modules())
+        self.teacher_channels_last = bool(teacher_channels_last)
+        if self.teacher_channels_last:
+            self.teacher.to(memory_format=torch.channels_last)
         if student_classes != teacher_classes:
             raise ValueError(
                 f'teacher predicts {teacher_classes} classes, student {student_classes}: '
@@ -363,14 +370,25 @@ class DistillationClassifier(ImageClassifier):
         self._keep_teacher_in_eval_mode()
         with torch.inference_mode(), teacher_autocast(self.teacher_precision,
                                                       inputs.device.type):
-            inputs = self.teacher_inputs(inputs)
-            if self.teacher_channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            out = self._run_teacher(inputs)
+            out = self._run_teacher(self.teacher_inputs(inputs))
         # inference tensors cannot be saved for backward (the soft loss would): a normal copy
         return out.float().clone()
 
     def _run_teacher(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.teacher_channels_last:
+            try:
+                return self._checked_forward(
+                    inputs.contiguous(memory_format=torch.channels_last))
+            except RuntimeError:
+                if not self._channels_last_auto:
+                    raise
+            # Chosen automatically, but this teacher cannot run channels-last (VGG flattens
+            # with view()): from now on it runs in the default format.
+            self.teacher.to(memory_format=torch.contiguous_format)
+            self.teacher_channels_last = False
+        return self._checked_forward(inputs)
+
+    def _checked_forward(self, inputs: torch.Tensor) -> torch.Tensor:
         trained = self.teacher_trained_size
         size = tuple(inputs.shape[-2:])
         if trained is None or size == trained:

@@ -319,3 +319,29 @@ def test_teacher_checkpoint_that_is_a_directory_names_the_files_in_it(tmp_path):
                                                 r"the checkpoint file itself \(it holds "
                                                 r"epoch_2.pth\)"):
         model.load_teacher_checkpoint()
+
+
+class ViewTeacher(torch.nn.Module):
+    """A convolutional teacher that flattens with view(), as mmpretrain's VGG does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = torch.nn.Linear(2 * 16 * 16, 4)
+
+    def forward(self, x, mode='tensor'):
+        y = self.conv(x)
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_a_teacher_that_cannot_run_channels_last_runs_in_the_default_format():
+    model = student(teacher=ViewTeacher())
+    assert model.teacher_channels_last  # chosen automatically: it has convolutions
+    x = torch.randn(2, 3, 16, 16)
+    logits = model.teacher_logits(x)
+    assert not model.teacher_channels_last
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model.teacher(x))
+    forced = student(teacher=ViewTeacher(), teacher_channels_last=True)
+    with pytest.raises(RuntimeError, match='view size is not compatible'):
+        forced.teacher_logits(x)
