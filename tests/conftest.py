@@ -90,3 +90,9 @@ def demo_student(fmnist_root, tmp_path_factory):
     train_tool.main([config, '--work-dir', str(work_dir), '--cfg-options', *opts])
     return dict(config=config, ckpt=str(work_dir / 'epoch_1.pth'), work_dir=str(work_dir),
                 teacher_ckpt=teacher_ckpt, data_root=fmnist_root)
+
+
+def pytest_addoption(parser):
+    parser.addoption('--zoo-all', action='store_true', default=False,
+                     help='tests/test_models/test_teacher_zoo.py: every mmpretrain family, not '
+                          'the CI subset')

@@ -17,7 +17,6 @@ and peak memory, with the live teacher and the teacher-output cache
 """
 import sys
 import os.path as osp
-import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout

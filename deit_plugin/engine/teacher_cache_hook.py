@@ -3,7 +3,7 @@ from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 
 from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
-from deit_plugin.models.teacher_slot import unwrap
+from deit_plugin.utils import unwrap_model as unwrap
 from deit_plugin.registry import HOOKS
 from deit_plugin.teacher_cache.identity import run_identity
 from .resume_hook import ResumeHook

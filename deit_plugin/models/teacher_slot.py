@@ -9,22 +9,18 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
-from mmengine.model import is_model_wrapper
+
+from deit_plugin.utils import unwrap_model
 
 TEACHER_ATTR = 'teacher'
 TEACHER_PREFIX = TEACHER_ATTR + '.'
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """``model.module`` for DDP-style wrappers, else ``model``."""
-    return model.module if is_model_wrapper(model) else model
 
 
 def get_teacher(model: Optional[nn.Module]) -> Optional[nn.Module]:
     """The teacher of ``model`` (wrapped or not), or None if it has none."""
     if model is None:
         return None
-    return getattr(unwrap(model), TEACHER_ATTR, None)
+    return getattr(unwrap_model(model), TEACHER_ATTR, None)
 
 
 def without_teacher(model: nn.Module) -> nn.Module:
@@ -33,7 +29,7 @@ def without_teacher(model: nn.Module) -> nn.Module:
     Parameter names keep their prefixes (``backbone.pos_embed``, ...), so ``paramwise_cfg``
     custom keys match as they would on the whole model.
     """
-    model = unwrap(model)
+    model = unwrap_model(model)
     if not hasattr(model, TEACHER_ATTR):
         return model
     return nn.ModuleDict(
@@ -54,13 +50,24 @@ def strip_teacher(state_dict: Dict[str, torch.Tensor]) -> int:
     return len(keys)
 
 
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def tensor_digests(state_dict: Dict[str, torch.Tensor]) -> Dict[str, str]:
+    """SHA-256 (first 16 hex digits) of each tensor's dtype and raw bytes, by name: tells which
+    tensors of a state dict changed."""
+    return {name: hashlib.sha256(str(t.dtype).encode() + _tensor_bytes(t)).hexdigest()[:16]
+            for name, t in state_dict.items()}
+
+
 def teacher_fingerprint(state_dict: Dict[str, torch.Tensor]) -> str:
     """SHA-256 (first 16 hex digits) over the names and raw bytes of every tensor, in name
     order; memory format (channels-last) does not change it, any bit of any weight does."""
     digest = hashlib.sha256()
     for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
+        tensor = state_dict[name]
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+        digest.update(_tensor_bytes(tensor))
     return digest.hexdigest()[:16]

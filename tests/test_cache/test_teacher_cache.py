@@ -287,7 +287,7 @@ def test_replay_sees_the_recorded_batches_and_trains_as_the_live_teacher(recorde
     max |delta logit| exactly 0 (all 10 logits stored as float32). The run ends with the weights
     of the same run with the live teacher. With another randomness.seed the data stream stays
     the cache's and only the initialisation changes."""
-    from deit_plugin.models.teacher_slot import unwrap
+    from deit_plugin.utils import unwrap_model as unwrap
     tmp = recorded['tmp']
     replay_cfg = write_config(tmp / 'replay.py', recorded['teacher'], recorded['cache'], 1.0)
     capture = CaptureTeacherInputs(monkeypatch)
@@ -330,7 +330,7 @@ def test_resume_mid_epoch_with_the_cache_is_bit_identical(recorded, monkeypatch)
     with pytest.raises(TrainingPreempted):
         train(config, tmp / 'preempted')
     monkeypatch.delenv('DEIT_TEST_SIGNAL_AT')
-    from deit_plugin.models.teacher_slot import unwrap
+    from deit_plugin.utils import unwrap_model as unwrap
     args = [config, '--work-dir', str(tmp / 'preempted'), '--resume', '--threads',
             str(torch.get_num_threads())]
     runner = train_tool.main(args)

@@ -133,6 +133,13 @@ def read_only_work_dir(tmp):
     train_tool.main([STUDENT_CFG, '--work-dir', str(work_dir)])
 
 
+def unreachable_teacher_url(tmp):
+    """Nothing listens on port 9 (discard) of 127.0.0.1; torch's download cache in ``tmp``."""
+    from unittest import mock
+    with mock.patch.dict('os.environ', TORCH_HOME=str(tmp / 'torch_home')):
+        student(teacher_ckpt='http://127.0.0.1:9/teacher.pth').load_teacher_checkpoint()
+
+
 #: name -> (entry point, call(tmp_path), message pattern: the problem and the fix)
 CASES = {
     # classifier forward (DistillationClassifier.loss / predict)
@@ -179,6 +186,14 @@ CASES = {
         'teacher checkpoint', another_architecture_as_teacher,
         r"does not fit the teacher.*distilled DeiT student's checkpoint.*Set "
         r'model.teacher_ckpt to a checkpoint written by training the teacher'),
+    'teacher_checkpoint_url_unreachable': (
+        'teacher checkpoint', unreachable_teacher_url,
+        r'could not read the teacher checkpoint http://127.0.0.1:9/teacher.pth \(URLError: '
+        r'.*\): check the address and the network, or download the file'),
+    'teacher_checkpoint_is_a_directory': (
+        'teacher checkpoint',
+        lambda tmp: student(teacher_ckpt=str(tmp)).load_teacher_checkpoint(),
+        r'is a directory: set model.teacher_ckpt to the checkpoint file itself'),
     # converters (official/timm DeiT -> plugin)
     'converter_given_a_resnet': (
         'converter', lambda tmp: convert_deit_state_dict(model().teacher.state_dict()),
@@ -276,7 +291,7 @@ def test_bad_input_gives_one_clear_error(case, tmp_path):
 
 
 def test_the_guide_lists_every_case():
-    assert len(doc_table()) == len(CASES) == 26
+    assert len(doc_table()) == len(CASES) == 28
     assert {entry for entry, _ in doc_table()} == {
         'classifier forward', 'head loss', 'teacher checkpoint', 'converter', 'tools/train.py',
         'dataset', 'resume', 'backbone'}

@@ -21,7 +21,7 @@ from test_preemption import PYTHONPATH, write_config
 from deit_plugin.checkpoint import faults as checkpoint_faults
 from deit_plugin.checkpoint import CheckpointWriteError
 from deit_plugin.checkpoint.faults import resolve_auto_resume
-from deit_plugin.engine.teacher_drift import TeacherChangedError
+from deit_plugin.engine.distillation_hook import TeacherChangedError
 from tools._support.workdir_lock import WorkDirBusyError, WorkDirLock
 
 from tool_modules import load_tool

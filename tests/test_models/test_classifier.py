@@ -186,3 +186,162 @@ def test_loading_a_state_dict_with_teacher_keys_unloads_the_teacher():
     assert not model.teacher_loaded  # the teacher no longer holds teacher_ckpt's weights only
     model.load_teacher_checkpoint()
     assert model.teacher_loaded
+
+
+def test_guard_checks_the_buffers_the_checkpoint_holds():
+    model = student()
+    model.check_teacher_unchanged()
+    running_mean = model.teacher.backbone.bn1.running_mean
+    running_mean.add_(1.0)  # what a teacher left in train mode would do
+    with pytest.raises(RuntimeError, match=r'the teacher changed during training .*1 tensors, '
+                                           r"e.g. \['backbone.bn1.running_mean'\]"):
+        model.check_teacher_unchanged()
+
+
+def test_buffers_the_teacher_recomputes_for_another_input_size_are_not_guarded(tmp_path):
+    """EVA-02's rotary embedding registers new buffers for a new patch grid (another shape)."""
+    model = student()
+    backbone = model.teacher.backbone
+    backbone.register_buffer('grid', torch.zeros(5))
+    path = tmp_path / 'teacher.pth'
+    torch.save({'state_dict': model.teacher.state_dict()}, path)
+    model.teacher_ckpt = str(path)
+    model.load_teacher_checkpoint()
+    fingerprint = model.teacher_fingerprint
+    backbone.register_buffer('grid', torch.ones(3))  # recomputed for another input size
+    assert model.check_teacher_unchanged() == fingerprint
+    backbone.register_buffer('grid', torch.ones(5))  # same shape, other values: overwritten
+    with pytest.raises(RuntimeError, match=r"changed during training.*\['backbone.grid'\]"):
+        model.check_teacher_unchanged()
+
+
+def test_buffers_the_teachers_load_hooks_recreate_are_not_missing_keys(tmp_path):
+    """SwinV2 deletes relative_position_index/relative_coords_table from any state dict it
+    loads and keeps the ones it built; they are neither missing nor guarded."""
+    model = student()
+    backbone = model.teacher.backbone
+    backbone.register_buffer('table', torch.arange(4.))
+
+    def drop_table(state_dict, prefix, *args):
+        state_dict.pop(prefix + 'table', None)
+    backbone._register_load_state_dict_pre_hook(drop_table)
+    path = tmp_path / 'teacher.pth'
+    torch.save({'state_dict': model.teacher.state_dict()}, path)
+    model.teacher_ckpt = str(path)
+    model.load_teacher_checkpoint()
+    assert 'backbone.table' not in model._teacher_defined
+    backbone.table.add_(1)
+    model.check_teacher_unchanged()
+
+
+def test_class_count_comes_from_the_teachers_output_when_its_head_has_none():
+    headless = teacher_cfg()
+    headless['head'] = dict(type='ClsHead')  # logits = the 32 pooled features
+    with pytest.raises(ValueError, match=r'teacher predicts 32 classes, student 4: '):
+        student(teacher=headless)
+
+
+def write_teacher_config(tmp_path, crop):
+    from mmengine.config import Config
+    path = tmp_path / 'teacher_cfg.py'
+    Config(dict(model=teacher_cfg(), test_pipeline=[
+        dict(type='LoadImageFromFile'), dict(type='ResizeEdge', scale=crop + 4),
+        dict(type='CenterCrop', crop_size=crop), dict(type='PackInputs')])).dump(str(path))
+    return str(path)
+
+
+def test_teacher_trained_at_another_size_gets_a_warning_naming_both(tmp_path):
+    config = write_teacher_config(tmp_path, 32)
+    with pytest.warns(UserWarning, match=r'trained at 32x32 px \(its test pipeline\), the '
+                                         r'student reads 16x16.*teacher_input_size=32'):
+        model = student(teacher=config)
+    assert model.teacher_trained_size == (32, 32)
+    seen = []
+    capture_inputs(model.teacher.backbone, seen)
+    model.teacher_logits(torch.randn(2, 3, 16, 16))
+    assert seen[0].shape == (2, 3, 16, 16)  # the official behaviour: the student's tensor
+
+
+def test_teacher_input_size_resizes_the_batch_for_the_teacher(tmp_path):
+    import warnings
+
+    import torch.nn.functional as F
+    config = write_teacher_config(tmp_path, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        model = student(teacher=config, teacher_input_size=32)
+    seen = []
+    capture_inputs(model.teacher.backbone, seen)
+    x = torch.randn(2, 3, 16, 16)
+    model.teacher_logits(x)
+    expected = F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False,
+                             antialias=True)
+    torch.testing.assert_close(seen[0], expected)
+    with pytest.raises(ValueError, match='teacher_input_size must be a positive int'):
+        student(teacher=config, teacher_input_size=0)
+
+
+def test_teacher_checkpoint_from_a_url_is_downloaded_to_the_cache(tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+    served = tmp_path / 'served'
+    served.mkdir()
+    donor = MODELS.build(teacher_cfg())
+    torch.manual_seed(5)
+    donor.init_weights()
+    torch.save({'meta': {}, 'state_dict': donor.state_dict()}, served / 'teacher.pth')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    url = f'http://127.0.0.1:{server.server_address[1]}'
+    try:
+        model = student(teacher_ckpt=f'{url}/teacher.pth')
+        model.load_teacher_checkpoint()
+        for k, v in donor.state_dict().items():
+            assert torch.equal(model.teacher.state_dict()[k], v), k
+        assert (tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'teacher.pth').is_file()
+        missing = student(teacher_ckpt=f'{url}/missing.pth')
+        with pytest.raises(FileNotFoundError, match=r'could not read the teacher checkpoint '
+                                                    r'http://.*/missing.pth \(HTTPError: .*404'
+                                                    r'.*download the file and set'):
+            missing.load_teacher_checkpoint()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_teacher_checkpoint_that_is_a_directory_names_the_files_in_it(tmp_path):
+    (tmp_path / 'epoch_2.pth').write_bytes(b'')
+    model = student(teacher_ckpt=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"is a directory: set model.teacher_ckpt to "
+                                                r"the checkpoint file itself \(it holds "
+                                                r"epoch_2.pth\)"):
+        model.load_teacher_checkpoint()
+
+
+class ViewTeacher(torch.nn.Module):
+    """A convolutional teacher that flattens with view(), as mmpretrain's VGG does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = torch.nn.Linear(2 * 16 * 16, 4)
+
+    def forward(self, x, mode='tensor'):
+        y = self.conv(x)
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_a_teacher_that_cannot_run_channels_last_runs_in_the_default_format():
+    model = student(teacher=ViewTeacher())
+    assert model.teacher_channels_last  # chosen automatically: it has convolutions
+    x = torch.randn(2, 3, 16, 16)
+    logits = model.teacher_logits(x)
+    assert not model.teacher_channels_last
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model.teacher(x))
+    forced = student(teacher=ViewTeacher(), teacher_channels_last=True)
+    with pytest.raises(RuntimeError, match='view size is not compatible'):
+        forced.teacher_logits(x)

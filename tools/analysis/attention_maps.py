@@ -21,7 +21,6 @@ import os.path as osp
 import sys
 from typing import Dict, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
