@@ -24,8 +24,14 @@ data:
 demo: env data
 	$(PY) tools/run_demo.py $(if $(TRAIN_TEACHER),--train-teacher) $(if $(AMP),--amp)
 
-test: env-det data
+test: env-det data lint
 	$(PY) -m pytest -q tests
+
+# flake8 + isort + yapf's work, done by ruff (settings: pyproject.toml [tool.ruff]); `make test` runs it
+.PHONY: lint
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean-demo:
 	rm -rf work_dirs/demo data/fashion_mnist

@@ -16,8 +16,10 @@ model = dict(
 # RandAugment m9-mstd0.5-inc1 (bicubic), random erasing 0.25 in pixel mode, eval resize
 # 224/0.875 = 256 bicubic + center crop: all in the inherited mmpretrain pipelines.
 # Repeated augmentation x3 (official RASampler).
-train_dataloader = dict(batch_size=128, sampler=dict(type='RepeatAugSampler', num_repeats=3,
-                                                     shuffle=True, _scope_='mmpretrain'))
+train_dataloader = dict(
+    batch_size=128,
+    sampler=dict(type='RepeatAugSampler', num_repeats=3, shuffle=True, _scope_='mmpretrain'),
+)
 val_evaluator = [dict(type='Accuracy', topk=(1, 5)), dict(type='deit_plugin.DistillationMetric')]
 test_evaluator = val_evaluator
 

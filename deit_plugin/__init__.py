@@ -8,6 +8,7 @@ path (see :mod:`deit_plugin.checkpoint.checks`).
 It also lets mmengine resolve ``deit_plugin::<dir>/<file>.py`` config names (see
 :mod:`deit_plugin.config_package`): import ``deit_plugin`` before parsing such a config.
 """
+
 from .checkpoint import allow_mmengine_checkpoint_globals, install_checkpoint_file_checks
 from .config_package import register_config_package
 from .version import __version__
@@ -17,21 +18,51 @@ allow_mmengine_checkpoint_globals()
 install_checkpoint_file_checks()
 
 from .datasets import FashionMNISTIdx  # noqa: E402
-from .engine import (AtomicCheckpointHook, ChannelsLastHook, CPUAmpOptimWrapper,  # noqa: E402
-                     DeiTLayerDecayOptimWrapperConstructor, DistillationHook, FiniteLossHook,
-                     RandomStateHook, ResumeHook, SafeStopHook,
-                     StudentOptimWrapperConstructor, TeacherCacheHook)
+from .engine import (  # noqa: E402
+    AtomicCheckpointHook,
+    ChannelsLastHook,
+    CPUAmpOptimWrapper,
+    DeiTLayerDecayOptimWrapperConstructor,
+    DistillationHook,
+    FiniteLossHook,
+    RandomStateHook,
+    ResumeHook,
+    SafeStopHook,
+    StudentOptimWrapperConstructor,
+    TeacherCacheHook,
+)
 from .evaluation import DistillationMetric  # noqa: E402
-from .models import (DeiTDistillHead, DistillationClassifier,  # noqa: E402
-                     DistilledVisionTransformer, HardDistillationLoss, SimpleFeaturePyramid,
-                     SoftDistillationLoss)
+from .models import (  # noqa: E402
+    DeiTDistillHead,
+    DistillationClassifier,
+    DistilledVisionTransformer,
+    HardDistillationLoss,
+    SimpleFeaturePyramid,
+    SoftDistillationLoss,
+)
 
 __all__ = [
-    '__version__', 'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
-    'SoftDistillationLoss', 'DistillationClassifier', 'DistillationHook',
-    'StudentOptimWrapperConstructor', 'ChannelsLastHook', 'CPUAmpOptimWrapper',
-    'DistillationMetric', 'allow_mmengine_checkpoint_globals', 'AtomicCheckpointHook',
-    'FiniteLossHook', 'RandomStateHook', 'install_checkpoint_file_checks', 'FashionMNISTIdx',
-    'SimpleFeaturePyramid', 'DeiTLayerDecayOptimWrapperConstructor', 'register_config_package',
-    'TeacherCacheHook', 'ResumeHook', 'SafeStopHook'
+    '__version__',
+    'DistilledVisionTransformer',
+    'DeiTDistillHead',
+    'HardDistillationLoss',
+    'SoftDistillationLoss',
+    'DistillationClassifier',
+    'DistillationHook',
+    'StudentOptimWrapperConstructor',
+    'ChannelsLastHook',
+    'CPUAmpOptimWrapper',
+    'DistillationMetric',
+    'allow_mmengine_checkpoint_globals',
+    'AtomicCheckpointHook',
+    'FiniteLossHook',
+    'RandomStateHook',
+    'install_checkpoint_file_checks',
+    'FashionMNISTIdx',
+    'SimpleFeaturePyramid',
+    'DeiTLayerDecayOptimWrapperConstructor',
+    'register_config_package',
+    'TeacherCacheHook',
+    'ResumeHook',
+    'SafeStopHook',
 ]

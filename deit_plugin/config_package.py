@@ -9,6 +9,7 @@ mmengine 0.10.7 resolves ``pkg::dir/file.py`` (in ``_base_`` lists and
 therefore needs ``deit_plugin`` imported before it is parsed -- ``custom_imports`` come too late,
 they are read from the parsed config.
 """
+
 import os.path as osp
 
 SCOPE = 'deit_plugin'
@@ -27,6 +28,7 @@ def register_config_package() -> None:
     mmengine's ``MODULE2PACKAGE`` (the one dict that ``mmengine.config``, ``mmengine.hub``,
     ``mmengine.registry`` and ``mmengine.infer`` read). Idempotent."""
     from mmengine.config import utils as config_utils
+
     config_utils.MODULE2PACKAGE.setdefault(SCOPE, LOCATOR)
 
 
@@ -37,5 +39,6 @@ def config_path(name: str) -> str:
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'deit_plugin has no config {name!r} (looked in {CONFIG_DIR}). Packaged configs are '
-            f'named by their path under configs/, e.g. fashion_mnist/deit_tiny_distill.py.')
+            f'named by their path under configs/, e.g. fashion_mnist/deit_tiny_distill.py.'
+        )
     return path

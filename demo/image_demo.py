@@ -6,6 +6,7 @@ Prints the top-k classes of the fused prediction (mean of the class and distilla
 default) and of each head. CONFIG may be a file or a ``deit_plugin::<dir>/<file>.py`` name; the
 teacher the config names is not needed.
 """
+
 import argparse
 import os.path as osp
 import sys
@@ -16,8 +17,11 @@ import numpy as np
 import deit_plugin  # noqa: F401  (first: registers the plugin and its `deit_plugin::` configs)
 from deit_plugin.apis import DistilledInferencer
 
-HEADS = (('fused', 'pred_scores'), ('class head', 'cls_pred_scores'),
-         ('distillation head', 'dist_pred_scores'))
+HEADS = (
+    ('fused', 'pred_scores'),
+    ('class head', 'cls_pred_scores'),
+    ('distillation head', 'dist_pred_scores'),
+)
 
 
 def parse_args(argv=None):

@@ -17,6 +17,7 @@ iteration, ETA and current loss. On a terminal the lines are redrawn in place ev
 otherwise (a CI log, ``| tee``) they are printed as plain lines every ``interval`` seconds, only
 when they changed.
 """
+
 import os
 import os.path as osp
 import re
@@ -53,9 +54,15 @@ class Job:
             exception it raises stops every job and propagates. Defaults to None.
     """
 
-    def __init__(self, name: str, cmd: Command, log: str, threads: Optional[int] = None,
-                 epochs: Optional[int] = None,
-                 on_exit: Optional[Callable[[int, float], None]] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cmd: Command,
+        log: str,
+        threads: Optional[int] = None,
+        epochs: Optional[int] = None,
+        on_exit: Optional[Callable[[int, float], None]] = None,
+    ) -> None:
         self.name, self.cmd, self.log, self.threads = name, cmd, log, threads
         self.epochs, self.on_exit = epochs, on_exit
 
@@ -121,8 +128,11 @@ class _Display:
                 self.stream.write(line[:width] + '\n')
             self.stream.flush()
             self.drawn = len(lines)
-        elif lines and (force or time.time() - self.last_print >= self.interval) \
-                and lines != self.last_lines:
+        elif (
+            lines
+            and (force or time.time() - self.last_print >= self.interval)
+            and lines != self.last_lines
+        ):
             for line in lines:
                 print(line, file=self.stream)
             self.stream.flush()
@@ -145,9 +155,15 @@ def _clock(seconds: float) -> str:
     return f'{m}:{s:02d}'
 
 
-def run_jobs(lanes: Sequence[Sequence[Job]], root: str, max_parallel: Optional[int] = None,
-             append: bool = False, stream: Optional[TextIO] = None, interval: float = 60.0,
-             poll: float = 1.0) -> Tuple[List[List[int]], List[List[float]]]:
+def run_jobs(
+    lanes: Sequence[Sequence[Job]],
+    root: str,
+    max_parallel: Optional[int] = None,
+    append: bool = False,
+    stream: Optional[TextIO] = None,
+    interval: float = 60.0,
+    poll: float = 1.0,
+) -> Tuple[List[List[int]], List[List[float]]]:
     """Run lanes of jobs side by side, each job into its log, with a progress line per job.
 
     A lane stops at its first failing job (the later ones are not started); the other lanes go
@@ -195,8 +211,10 @@ def run_jobs(lanes: Sequence[Sequence[Job]], root: str, max_parallel: Optional[i
             threads = ''
             if job.threads:
                 threads = f' ({job.threads} thread{"s" if job.threads > 1 else ""})'
-            out.append(f'  {job.name:<{width}}  {_clock(time.time() - t)}{threads}  '
-                       f'{progress_of(_tail(path), job.epochs)}')
+            out.append(
+                f'  {job.name:<{width}}  {_clock(time.time() - t)}{threads}  '
+                f'{progress_of(_tail(path), job.epochs)}'
+            )
         return out
 
     try:
@@ -215,8 +233,10 @@ def run_jobs(lanes: Sequence[Sequence[Job]], root: str, max_parallel: Optional[i
                 codes[lane].append(proc.returncode)
                 ends[lane].append(time.time() - start)
                 state = 'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'
-                display.message(f'[{_clock(time.time() - start)}] {state}: {job.name} '
-                                f'({_clock(seconds)}; output: {job.log})')
+                display.message(
+                    f'[{_clock(time.time() - start)}] {state}: {job.name} '
+                    f'({_clock(seconds)}; output: {job.log})'
+                )
                 if job.on_exit:
                     job.on_exit(proc.returncode, seconds)
                 if proc.returncode == 0 and index + 1 < len(lanes[lane]):

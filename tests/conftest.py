@@ -14,6 +14,7 @@ torch.set_num_threads(int(os.environ.get('DEIT_TEST_THREADS', '2')))
 @pytest.fixture(autouse=True)
 def _mmpretrain_scope():
     from mmengine.registry import DefaultScope, init_default_scope
+
     init_default_scope('mmpretrain')
     yield
     DefaultScope._instance_dict.clear()
@@ -45,6 +46,7 @@ def _one_second_per_runner():
     (``Runner.setup_env``); two Runners of one second would share them. Every Runner built in
     the test process gets a second of its own, so tests need no ``sleep`` between runs."""
     import mmengine.runner.runner as runner_module
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(runner_module, 'time', _RunnerClock())
         yield
@@ -71,6 +73,7 @@ def demo_student(fmnist_root, tmp_path_factory):
     to TensorBoard."""
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
+
     train_tool = load_tool('train.py')
     work_dir = tmp_path_factory.mktemp('demo_student')
     config = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
@@ -78,21 +81,38 @@ def demo_student(fmnist_root, tmp_path_factory):
     teacher = MODELS.build(dict(teacher_cfg.model, data_preprocessor=teacher_cfg.data_preprocessor))
     teacher_ckpt = str(work_dir / 'teacher.pth')
     torch.save(dict(state_dict=teacher.state_dict()), teacher_ckpt)
-    opts = [f'{loader}.dataset.data_root={fmnist_root}'
-            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    opts += ['train_dataloader.dataset.indices=256', 'train_dataloader.batch_size=32',
-             'val_dataloader.dataset.indices=64', 'test_dataloader.dataset.indices=64',
-             'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'param_scheduler.0.end=4',
-             'param_scheduler.1.end=1', 'default_hooks.logger.interval=2',
-             f'model.teacher_ckpt={teacher_ckpt}',
-             # the one-line switch of docs/user_guides/visualization.md
-             'visualizer.vis_backends.0.type=TensorboardVisBackend']
+    opts = [
+        f'{loader}.dataset.data_root={fmnist_root}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
+    opts += [
+        'train_dataloader.dataset.indices=256',
+        'train_dataloader.batch_size=32',
+        'val_dataloader.dataset.indices=64',
+        'test_dataloader.dataset.indices=64',
+        'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=1',
+        'param_scheduler.0.end=4',
+        'param_scheduler.1.end=1',
+        'default_hooks.logger.interval=2',
+        f'model.teacher_ckpt={teacher_ckpt}',
+        # the one-line switch of docs/user_guides/visualization.md
+        'visualizer.vis_backends.0.type=TensorboardVisBackend',
+    ]
     train_tool.main([config, '--work-dir', str(work_dir), '--cfg-options', *opts])
-    return dict(config=config, ckpt=str(work_dir / 'epoch_1.pth'), work_dir=str(work_dir),
-                teacher_ckpt=teacher_ckpt, data_root=fmnist_root)
+    return dict(
+        config=config,
+        ckpt=str(work_dir / 'epoch_1.pth'),
+        work_dir=str(work_dir),
+        teacher_ckpt=teacher_ckpt,
+        data_root=fmnist_root,
+    )
 
 
 def pytest_addoption(parser):
-    parser.addoption('--zoo-all', action='store_true', default=False,
-                     help='tests/test_models/test_teacher_zoo.py: every mmpretrain family, not '
-                          'the CI subset')
+    parser.addoption(
+        '--zoo-all',
+        action='store_true',
+        default=False,
+        help='tests/test_models/test_teacher_zoo.py: every mmpretrain family, not the CI subset',
+    )

@@ -5,6 +5,7 @@ Configured by environment variables so that the same config runs with and withou
 (name, default SIGTERM), ``DEIT_TEST_SIGNAL_RANK`` (only this rank; default every rank),
 ``DEIT_TEST_PAUSE_DIR`` (before signalling, write ``paused`` there and wait for ``go``).
 """
+
 import os
 import os.path as osp
 import signal
@@ -21,8 +22,7 @@ class SignalAtIterationHook(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         at = os.environ.get('DEIT_TEST_SIGNAL_AT')
         rank = os.environ.get('DEIT_TEST_SIGNAL_RANK')
-        if at is None or runner.iter != int(at) or (rank is not None and
-                                                    int(rank) != runner.rank):
+        if at is None or runner.iter != int(at) or (rank is not None and int(rank) != runner.rank):
             return
         pause = os.environ.get('DEIT_TEST_PAUSE_DIR')
         if pause:

@@ -4,6 +4,7 @@ script run as ``__main__`` in the test's process, and a free port for tests that
 Each tool is loaded from its file (``tools/<path>``) under a private module name; nothing is
 added to ``sys.path``.
 """
+
 import importlib.util
 import os.path as osp
 import runpy
@@ -45,8 +46,11 @@ def run_as_script(path: str, argv: list, cwd: str, monkeypatch) -> int:
     hidden = {osp.realpath(ROOT), osp.realpath(TESTS)}
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, 'argv', [script, *argv])
-    monkeypatch.setattr(sys, 'path', [osp.dirname(script)] + [
-        p for p in sys.path if p and osp.realpath(p) not in hidden])
+    monkeypatch.setattr(
+        sys,
+        'path',
+        [osp.dirname(script)] + [p for p in sys.path if p and osp.realpath(p) not in hidden],
+    )
     for name in [n for n in sys.modules if n == 'projects' or n.startswith('projects.')]:
         monkeypatch.delitem(sys.modules, name)
     try:

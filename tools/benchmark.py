@@ -15,8 +15,9 @@ measures a recipe config's real-size training step instead: student and teacher 
 and peak memory, with the live teacher and the teacher-output cache
 (``projects/benchmark/recipe.py``).
 """
-import sys
+
 import os.path as osp
+import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout

@@ -9,6 +9,7 @@
 Then train with ``model.teacher_cache=dict(dir=DIR)`` and ``deit_plugin.TeacherCacheHook``
 (docs/user_guides/teacher_cache.md). A killed pass continues where it stopped when run again.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -32,20 +33,37 @@ from tools._support.config_checks import check_config_file  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Record teacher outputs (teacher cache)')
-    parser.add_argument('config', help='the training config (distillation model, seeded '
-                        'training dataloader)')
+    parser.add_argument(
+        'config', help='the training config (distillation model, seeded training dataloader)'
+    )
     parser.add_argument('--epochs', type=int, required=True, help='epochs to record')
     parser.add_argument('--out', required=True, help='cache directory')
-    parser.add_argument('--topk', type=int, default=10,
-                        help='logits kept per sample (all, exactly, if classes <= K)')
-    parser.add_argument('--chunk-iters', type=int, default=500,
-                        help='batches per chunk file (what a killed pass loses at most)')
+    parser.add_argument(
+        '--topk',
+        type=int,
+        default=10,
+        help='logits kept per sample (all, exactly, if classes <= K)',
+    )
+    parser.add_argument(
+        '--chunk-iters',
+        type=int,
+        default=500,
+        help='batches per chunk file (what a killed pass loses at most)',
+    )
     parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value')
-    parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
-                        help='pytorch: one process per training process (torchrun)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch'],
+        default='none',
+        help='pytorch: one process per training process (torchrun)',
+    )
     return parser.parse_args(argv)
 
 
@@ -60,17 +78,27 @@ def main(argv=None) -> dict:
     if args.launcher == 'pytorch' and not torch_dist.is_initialized():
         torch_dist.init_process_group(
             backend='nccl' if torch.cuda.is_available() else 'gloo',
-            rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+        )
     logger = MMLogger.get_instance('record_teacher', log_level='INFO')
-    result = record_teacher(cfg, args.out, args.epochs, topk=args.topk,
-                            chunk_iters=args.chunk_iters, progress=not args.no_progress,
-                            logger=logger)
+    result = record_teacher(
+        cfg,
+        args.out,
+        args.epochs,
+        topk=args.topk,
+        chunk_iters=args.chunk_iters,
+        progress=not args.no_progress,
+        logger=logger,
+    )
     rank, world = get_dist_info()
     if rank == 0:
         per = result['bytes'] / max(result['rows'], 1)
-        print(f'{args.out}: {result["rows"]} sample-epochs on rank 0 in {result["bytes"]} bytes '
-              f'= {per:.1f} bytes per sample-epoch (K={args.topk}, '
-              f'{result["manifest"]["num_classes"]} classes)')
+        print(
+            f'{args.out}: {result["rows"]} sample-epochs on rank 0 in {result["bytes"]} bytes '
+            f'= {per:.1f} bytes per sample-epoch (K={args.topk}, '
+            f'{result["manifest"]["num_classes"]} classes)'
+        )
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
     return result

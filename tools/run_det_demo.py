@@ -6,6 +6,7 @@ The demo is ``projects/det_transfer`` (what it runs: its ``__main__`` module and
 docs/experiments/detection_transfer.md); this script runs it with the same options
 (``python -m projects.det_transfer`` from the repository root does the same).
 """
+
 import os.path as osp
 import sys
 

@@ -1,7 +1,8 @@
 """Train a model with mmengine's Runner (mmpretrain's ``tools/train.py`` interface).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v]
+python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v]
 """
+
 import argparse
 import logging
 import os
@@ -32,35 +33,66 @@ def parse_args(argv=None):
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from this checkpoint; without a path (or with "auto"), from the one the '
-        'work dir\'s last_checkpoint file names (if that file is missing or broken: the newest '
-        'valid epoch_N/iter_N.pth there, with a warning; none: start from scratch)')
-    parser.add_argument('--allow-teacher-change', action='store_true',
-                        help='resume although the teacher checkpoint differs from the one the '
-                        'student checkpoint records (refused otherwise)')
-    parser.add_argument('--allow-distillation-change', action='store_true',
-                        help='resume although the distillation mode, alpha or tau differ from '
-                        'those the student checkpoint records (refused otherwise)')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed-precision training: mmengine AmpOptimWrapper (float16) on '
-                        'CUDA, deit_plugin.CPUAmpOptimWrapper (bfloat16 autocast) without CUDA')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='do not evaluate checkpoints during training')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the lr by the real batch size (auto_scale_lr)')
-    parser.add_argument('--no-pin-memory', action='store_true',
-                        help='turn off pin_memory of every dataloader')
-    parser.add_argument('--no-persistent-workers', action='store_true',
-                        help='turn off persistent_workers of every dataloader')
-    parser.add_argument('--threads', type=positive_int, default=None,
-                        help='torch CPU threads (torch.set_num_threads); 1 can beat 2 for '
-                        'tiny models')
+        "work dir's last_checkpoint file names (if that file is missing or broken: the newest "
+        'valid epoch_N/iter_N.pth there, with a warning; none: start from scratch)',
+    )
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, key=value (xxx=yyy format)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+        '--allow-teacher-change',
+        action='store_true',
+        help='resume although the teacher checkpoint differs from the one the '
+        'student checkpoint records (refused otherwise)',
+    )
+    parser.add_argument(
+        '--allow-distillation-change',
+        action='store_true',
+        help='resume although the distillation mode, alpha or tau differ from '
+        'those the student checkpoint records (refused otherwise)',
+    )
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed-precision training: mmengine AmpOptimWrapper (float16) on '
+        'CUDA, deit_plugin.CPUAmpOptimWrapper (bfloat16 autocast) without CUDA',
+    )
+    parser.add_argument(
+        '--no-validate', action='store_true', help='do not evaluate checkpoints during training'
+    )
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the real batch size (auto_scale_lr)',
+    )
+    parser.add_argument(
+        '--no-pin-memory', action='store_true', help='turn off pin_memory of every dataloader'
+    )
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='turn off persistent_workers of every dataloader',
+    )
+    parser.add_argument(
+        '--threads',
+        type=positive_int,
+        default=None,
+        help='torch CPU threads (torch.set_num_threads); 1 can beat 2 for tiny models',
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value (xxx=yyy format)',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -77,8 +109,10 @@ def set_amp_optim_wrapper(cfg) -> None:
     where mmengine's wrapper refuses to run."""
     optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if optim_wrapper not in AMP_WRAPPERS:
-        raise SystemExit(f'--amp replaces the optim wrapper type, but the config sets a custom '
-                         f'one ({optim_wrapper!r}); use one of {AMP_WRAPPERS} or drop --amp.')
+        raise SystemExit(
+            f'--amp replaces the optim wrapper type, but the config sets a custom '
+            f'one ({optim_wrapper!r}); use one of {AMP_WRAPPERS} or drop --amp.'
+        )
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -107,10 +141,13 @@ def merge_args(cfg, args):
         # mmengine follows <work_dir>/last_checkpoint blindly; check its target first
         latest = resolve_auto_resume(cfg.work_dir)
         if latest is None:
-            print_log(f'--resume: no checkpoint to resume in {cfg.work_dir} (no last_checkpoint '
-                      f'file there), starting from scratch. Pass the same --work-dir as the '
-                      f'interrupted run, or --resume <checkpoint>.', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                f'--resume: no checkpoint to resume in {cfg.work_dir} (no last_checkpoint '
+                f'file there), starting from scratch. Pass the same --work-dir as the '
+                f'interrupted run, or --resume <checkpoint>.',
+                logger='current',
+                level=logging.WARNING,
+            )
             cfg.resume = False
         else:
             cfg.resume = True
@@ -124,11 +161,16 @@ def merge_args(cfg, args):
     for flag in ('allow_teacher_change', 'allow_distillation_change'):
         if not getattr(args, flag):
             continue
-        hooks = [h for h in cfg.get('custom_hooks', None) or []
-                 if h.get('type') == 'deit_plugin.DistillationHook']
+        hooks = [
+            h
+            for h in cfg.get('custom_hooks', None) or []
+            if h.get('type') == 'deit_plugin.DistillationHook'
+        ]
         if not hooks:
-            raise SystemExit(f'--{flag.replace("_", "-")}: the config has no '
-                             "dict(type='deit_plugin.DistillationHook') in custom_hooks.")
+            raise SystemExit(
+                f'--{flag.replace("_", "-")}: the config has no '
+                "dict(type='deit_plugin.DistillationHook') in custom_hooks."
+            )
         for hook in hooks:
             hook[flag] = True
 
@@ -189,7 +231,8 @@ def check_batch_sizes(cfg) -> None:
             raise ValueError(
                 f'{field}.batch_size must be a whole number of at least 1, got {size!r}: set '
                 f'it in the config or with --cfg-options {field}.batch_size=<images per '
-                f'process>.')
+                f'process>.'
+            )
 
 
 def check_work_dir_writable(work_dir: str) -> None:
@@ -205,7 +248,8 @@ def check_work_dir_writable(work_dir: str) -> None:
         raise WorkDirNotWritable(
             f'work dir {osp.abspath(work_dir)} cannot be written ({err.strerror}): logs and '
             f'checkpoints go there. Pass --work-dir <a folder you can write> (or set work_dir '
-            f'in the config).') from None
+            f'in the config).'
+        ) from None
 
 
 def check_load_checkpoint(runner: Runner) -> None:
@@ -213,13 +257,19 @@ def check_load_checkpoint(runner: Runner) -> None:
     mismatch (mmengine loads both non-strictly and only logs one)."""
     from mmengine.runner import find_latest_checkpoint
     from mmengine.runner.checkpoint import _load_checkpoint
+
     path = runner._load_from
     if path is None and runner._resume:
         path = find_latest_checkpoint(runner.work_dir)
     if path is None:
         return
-    check_checkpoint_fits(unwrap_model(runner.model), path, _load_checkpoint(path, map_location='cpu'),
-                          resume=bool(runner._resume), logger=runner.logger)
+    check_checkpoint_fits(
+        unwrap_model(runner.model),
+        path,
+        _load_checkpoint(path, map_location='cpu'),
+        resume=bool(runner._resume),
+        logger=runner.logger,
+    )
 
 
 def train(cfg):

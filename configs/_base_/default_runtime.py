@@ -10,6 +10,8 @@
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
-default_hooks = dict(checkpoint=dict(type='deit_plugin.AtomicCheckpointHook'),
-                     resume=dict(type='deit_plugin.ResumeHook'),
-                     safe_stop=dict(type='deit_plugin.SafeStopHook'))
+default_hooks = dict(
+    checkpoint=dict(type='deit_plugin.AtomicCheckpointHook'),
+    resume=dict(type='deit_plugin.ResumeHook'),
+    safe_stop=dict(type='deit_plugin.SafeStopHook'),
+)

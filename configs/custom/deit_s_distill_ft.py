@@ -25,14 +25,16 @@ model = dict(
         arch='deit-small',
         img_size={{_base_.img_size}},
         patch_size=16,
-        drop_path_rate=0.0),
+        drop_path_rate=0.0,
+    ),
     head=dict(
         type='deit_plugin.DeiTDistillHead',
         num_classes={{_base_.num_classes}},
         in_channels=384,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         distillation='hard',
-        alpha=0.5),
+        alpha=0.5,
+    ),
     teacher='{{fileDirname}}/resnet50_teacher_ft.py',
     teacher_ckpt='work_dirs/custom_teacher/epoch_100.pth',
     predict_with_teacher=True,  # validation reports teacher accuracy and agreement
@@ -42,9 +44,10 @@ model = dict(
 # fit and stay initialised (mmengine logs the size mismatch); the teacher keeps its own weights.
 load_from = 'checkpoints/deit_small_distilled_patch16_224_plugin.pth'
 
-train_dataloader = dict(sampler=dict(type='RepeatAugSampler', num_repeats=3, shuffle=True,
-                                     _scope_='mmpretrain'))
-val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='deit_plugin.DistillationMetric')]
+train_dataloader = dict(
+    sampler=dict(type='RepeatAugSampler', num_repeats=3, shuffle=True, _scope_='mmpretrain')
+)
+val_evaluator = [dict(type='Accuracy', topk=(1,)), dict(type='deit_plugin.DistillationMetric')]
 test_evaluator = val_evaluator
 
 # lr 0.01 at a total batch of 768, scaled linearly to this config's 64 (one process);
@@ -55,16 +58,34 @@ optim_wrapper = dict(
     constructor='deit_plugin.StudentOptimWrapperConstructor',
     optimizer=dict(type='SGD', lr=0.01 * 64 / 768, momentum=0.9, weight_decay=1e-4),
     paramwise_cfg=dict(
-        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-        custom_keys={'.cls_token': dict(decay_mult=0.0), '.dist_token': dict(decay_mult=0.0),
-                     '.pos_embed': dict(decay_mult=0.0)}),
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.dist_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+        },
+    ),
 )
 max_epochs = 1000
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        begin=0,
+        end=5,
+        convert_to_iter_based=True,
+    ),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=5,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=10)
 auto_scale_lr = dict(base_batch_size=64)

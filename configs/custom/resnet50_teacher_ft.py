@@ -8,10 +8,14 @@ _base_ = ['./_base_custom_dataset.py', 'deit_plugin::_base_/default_runtime.py']
 
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='ResNet', depth=50, num_stages=4, out_indices=(3, ), style='pytorch'),
+    backbone=dict(type='ResNet', depth=50, num_stages=4, out_indices=(3,), style='pytorch'),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes={{_base_.num_classes}}, in_channels=2048,
-              loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+    head=dict(
+        type='LinearClsHead',
+        num_classes={{_base_.num_classes}},
+        in_channels=2048,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+    ),
 )
 # The ImageNet weights come in through load_from, not a backbone init_cfg: the student builds
 # this model as its teacher and must not read the ImageNet file again. The 1000-class head does
@@ -20,10 +24,17 @@ load_from = 'checkpoints/resnet50_8xb32_in1k_20210831-ea4938fc.pth'
 
 train_dataloader = dict(dataset=dict(pipeline={{_base_.teacher_train_pipeline}}))
 optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True))
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
+)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=5,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=True,
+        begin=0,
+        end=5,
+        convert_to_iter_based=True,
+    ),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=5, end=100),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)

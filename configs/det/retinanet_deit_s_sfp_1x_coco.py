@@ -19,8 +19,10 @@
 # embeddings stay on the checkpoint's 14x14 grid (img_size=224) and are resized bicubically to
 # every padded input at run time.
 _base_ = [
-    'mmdet::_base_/models/retinanet_r50_fpn.py', 'mmdet::_base_/datasets/coco_detection.py',
-    '../_base_/schedules/coco_1x_adamw_layer_decay.py', '../_base_/det_runtime.py'
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    '../_base_/schedules/coco_1x_adamw_layer_decay.py',
+    '../_base_/det_runtime.py',
 ]
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 
@@ -34,14 +36,16 @@ model = dict(
         img_size=224,
         patch_size=16,
         out_type='featmap',
-        out_indices=(11, ),
+        out_indices=(11,),
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint, prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint, prefix='backbone.'),
+    ),
     neck=dict(
         _delete_=True,
         type='deit_plugin.SimpleFeaturePyramid',
         in_channels=384,
         out_channels=256,
         scale_factors=(2.0, 1.0, 0.5),
-        num_outs=5),
+        num_outs=5,
+    ),
 )

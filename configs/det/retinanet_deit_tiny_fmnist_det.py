@@ -13,8 +13,18 @@
 _base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py', '../_base_/det_runtime.py']
 custom_imports = dict(imports=['deit_plugin'], allow_failed_imports=False)
 
-classes = ('t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker',
-           'bag', 'ankle_boot')
+classes = (
+    't-shirt_top',
+    'trouser',
+    'pullover',
+    'dress',
+    'coat',
+    'sandal',
+    'shirt',
+    'sneaker',
+    'bag',
+    'ankle_boot',
+)
 img_size = 64
 embed_dims = 64
 max_epochs = 12
@@ -26,7 +36,8 @@ model = dict(
         mean=[72.94] * 3,
         std=[90.02] * 3,
         bgr_to_rgb=True,
-        pad_size_divisor=32),
+        pad_size_divisor=32,
+    ),
     backbone=dict(
         _delete_=True,
         _scope_='deit_plugin',
@@ -36,25 +47,28 @@ model = dict(
         patch_size=4,
         in_channels=3,
         out_type='featmap',
-        out_indices=(3, ),
+        out_indices=(3,),
         drop_path_rate=0.1,
         init_cfg=[
-            dict(type='TruncNormal', layer='Linear', std=.02),
-            dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
-        ]),
+            dict(type='TruncNormal', layer='Linear', std=0.02),
+            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
+        ],
+    ),
     neck=dict(
         _delete_=True,
         type='deit_plugin.SimpleFeaturePyramid',
         in_channels=embed_dims,
         out_channels=64,
         scale_factors=(1.0, 0.5, 0.25, 0.125),
-        num_outs=4),
+        num_outs=4,
+    ),
     bbox_head=dict(
         num_classes=len(classes),
         in_channels=64,
         stacked_convs=2,
         feat_channels=64,
-        anchor_generator=dict(octave_base_scale=4, strides=[4, 8, 16, 32])),
+        anchor_generator=dict(octave_base_scale=4, strides=[4, 8, 16, 32]),
+    ),
 )
 
 data_root = 'data/fmnist_det/'
@@ -71,8 +85,10 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
+    ),
 ]
 train_dataloader = dict(
     batch_size=16,
@@ -87,7 +103,9 @@ train_dataloader = dict(
         ann_file='annotations/train.json',
         data_prefix=dict(img='train/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=0),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader = dict(
     batch_size=32,
     num_workers=0,
@@ -101,24 +119,39 @@ val_dataloader = dict(
         ann_file='annotations/val.json',
         data_prefix=dict(img='val/'),
         test_mode=True,
-        pipeline=test_pipeline))
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
-val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/val.json',
-                     metric='bbox', format_only=False)
+val_evaluator = dict(
+    type='CocoMetric', ann_file=data_root + 'annotations/val.json', metric='bbox', format_only=False
+)
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(
-        norm_decay_mult=0.0, bias_decay_mult=0.0,
-        custom_keys={'.cls_token': dict(decay_mult=0.0), '.dist_token': dict(decay_mult=0.0),
-                     '.pos_embed': dict(decay_mult=0.0)}),
-    clip_grad=dict(max_norm=10.0, norm_type=2))
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.dist_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+        },
+    ),
+    clip_grad=dict(max_norm=10.0, norm_type=2),
+)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=max_epochs,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
@@ -126,6 +159,7 @@ test_cfg = dict(type='TestLoop')
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1),
+)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -10,8 +10,10 @@
 # 28x28 images: lr 2e-3 at batch 128 (the recipe's 5e-4*bs/512 rule gives 1.25e-4, far too low
 # for 1,400 steps), warmup 100 iterations, no Mixup/CutMix/RandAugment/erasing/EMA/drop-path.
 _base_ = [
-    '../_base_/models/deit_tiny_distilled_fmnist.py', '../_base_/datasets/fashion_mnist.py',
-    '../_base_/schedules/fashion_mnist_adamw.py', '../_base_/cpu_runtime.py'
+    '../_base_/models/deit_tiny_distilled_fmnist.py',
+    '../_base_/datasets/fashion_mnist.py',
+    '../_base_/schedules/fashion_mnist_adamw.py',
+    '../_base_/cpu_runtime.py',
 ]
 
 model = dict(
@@ -19,7 +21,7 @@ model = dict(
     teacher_ckpt='work_dirs/demo/teacher/epoch_2.pth',
     predict_with_teacher=True,
 )
-val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='deit_plugin.DistillationMetric')]
+val_evaluator = [dict(type='Accuracy', topk=(1,)), dict(type='deit_plugin.DistillationMetric')]
 test_evaluator = val_evaluator
 
 # the student constructor leaves the teacher out of the optimizer; no decay on the dist token

@@ -16,6 +16,7 @@ Two things mmpretrain's inferencer leaves to the config are made explicit here:
   28x28 Fashion-MNIST PNGs) gets a ``Resize`` to the backbone's ``img_size`` in front, with an
   info line in the log, so that any photo can be classified.
 """
+
 import copy
 import os.path as osp
 from pathlib import Path
@@ -35,8 +36,16 @@ from deit_plugin.utils.config import load_config
 ConfigType = Union[str, Path, Config]
 
 # pipeline steps that bring an image to a fixed model input size
-SIZING_TRANSFORMS = ('Resize', 'ResizeEdge', 'RandomResize', 'RandomResizedCrop', 'CenterCrop',
-                     'RandomCrop', 'EfficientNetCenterCrop', 'EfficientNetRandomCrop')
+SIZING_TRANSFORMS = (
+    'Resize',
+    'ResizeEdge',
+    'RandomResize',
+    'RandomResizedCrop',
+    'CenterCrop',
+    'RandomCrop',
+    'EfficientNetCenterCrop',
+    'EfficientNetRandomCrop',
+)
 
 
 def student_config(config: ConfigType) -> Config:
@@ -59,8 +68,11 @@ def student_config(config: ConfigType) -> Config:
     return cfg
 
 
-def init_student(config: ConfigType, checkpoint: Optional[str] = None,
-                 device: Union[str, torch.device, None] = None) -> BaseModel:
+def init_student(
+    config: ConfigType,
+    checkpoint: Optional[str] = None,
+    device: Union[str, torch.device, None] = None,
+) -> BaseModel:
     """Build the student of ``config`` (see :func:`student_config`) with mmpretrain's
     ``get_model`` and load ``checkpoint``; the class names come from the checkpoint's
     ``dataset_meta`` as in mmpretrain."""
@@ -81,9 +93,13 @@ def _resolve_checkpoint(cfg: Config, pretrained: Union[bool, str]) -> Union[bool
             raise ValueError(
                 'no student checkpoint: pretrained=True takes load_from from the config and it '
                 'has none. Pass pretrained=<the student .pth written by training this config> '
-                '(pretrained=False builds the model with random weights on purpose).')
-    if isinstance(pretrained, (str, Path)) and '://' not in str(pretrained) \
-            and not osp.isfile(pretrained):
+                '(pretrained=False builds the model with random weights on purpose).'
+            )
+    if (
+        isinstance(pretrained, (str, Path))
+        and '://' not in str(pretrained)
+        and not osp.isfile(pretrained)
+    ):
         raise FileNotFoundError(f'checkpoint {str(pretrained)!r} does not exist.')
     return pretrained
 
@@ -130,17 +146,20 @@ class DistilledInferencer(ImageClassificationInferencer):
     ``dist_pred_class``.
     """
 
-    def __init__(self,
-                 model: Union[ConfigType, BaseModel],
-                 pretrained: Union[bool, str] = True,
-                 device: Union[str, torch.device, None] = None,
-                 classes: Optional[List[str]] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        model: Union[ConfigType, BaseModel],
+        pretrained: Union[bool, str] = True,
+        device: Union[str, torch.device, None] = None,
+        classes: Optional[List[str]] = None,
+        **kwargs,
+    ) -> None:
         if not isinstance(model, BaseModel):
             model = student_config(model)
             pretrained = _resolve_checkpoint(model, pretrained)
-        super().__init__(model=model, pretrained=pretrained, device=device, classes=classes,
-                         **kwargs)
+        super().__init__(
+            model=model, pretrained=pretrained, device=device, classes=classes, **kwargs
+        )
         if isinstance(pretrained, (str, Path)):
             _check_fit(self.model, pretrained)
 
@@ -151,17 +170,22 @@ class DistilledInferencer(ImageClassificationInferencer):
             raise ValueError(
                 f'the model takes {channels}-channel images; DistilledInferencer reads image '
                 f'files in grayscale (1 channel) or colour (3): pass arrays through the model '
-                f'yourself.')
-        self.color_type = ({1: 'grayscale', 3: 'color'}[channels] if channels
-                           else _load_image_type(pipeline_cfg))
+                f'yourself.'
+            )
+        self.color_type = (
+            {1: 'grayscale', 3: 'color'}[channels] if channels else _load_image_type(pipeline_cfg)
+        )
         names = [step.get('type', '').split('.')[-1] for step in pipeline_cfg]
         if not any(name in SIZING_TRANSFORMS for name in names):
             img_size = cfg.model.backbone.get('img_size', 224)
             h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
             at = names.index('LoadImageFromFile') + 1 if 'LoadImageFromFile' in names else 0
             pipeline_cfg.insert(at, dict(type='Resize', scale=(w, h)))
-            print_log(f'DistilledInferencer: the test pipeline has no resize step; images are '
-                      f'resized to the backbone img_size {h}x{w}.', logger='current')
+            print_log(
+                f'DistilledInferencer: the test pipeline has no resize step; images are '
+                f'resized to the backbone img_size {h}x{w}.',
+                logger='current',
+            )
         cfg = copy.deepcopy(cfg)
         cfg.test_dataloader.dataset.pipeline = pipeline_cfg
         return super()._init_pipeline(cfg)
@@ -184,8 +208,12 @@ class DistilledInferencer(ImageClassificationInferencer):
         chunked_data = self._get_chunk_data(map(pipeline, inputs), batch_size)
         yield from map(default_collate, chunked_data)
 
-    def postprocess(self, preds: List[DataSample], visualization: List[np.ndarray],
-                    return_datasamples: bool = False) -> Union[List[dict], List[DataSample]]:
+    def postprocess(
+        self,
+        preds: List[DataSample],
+        visualization: List[np.ndarray],
+        return_datasamples: bool = False,
+    ) -> Union[List[dict], List[DataSample]]:
         results = super().postprocess(preds, visualization, return_datasamples)
         if return_datasamples:
             return results
@@ -194,8 +222,9 @@ class DistilledInferencer(ImageClassificationInferencer):
                 if f'{head}_pred_score' not in sample:
                     raise KeyError(
                         f'the model gives no {head}_pred_score: DistilledInferencer needs a '
-                        f'deit_plugin.DeiTDistillHead student (use mmpretrain\'s '
-                        f'ImageClassificationInferencer for other models).')
+                        f"deit_plugin.DeiTDistillHead student (use mmpretrain's "
+                        f'ImageClassificationInferencer for other models).'
+                    )
                 scores = sample.get(f'{head}_pred_score').detach().cpu()
                 label = int(scores.argmax())
                 result[f'{head}_pred_scores'] = scores.numpy()
@@ -206,9 +235,13 @@ class DistilledInferencer(ImageClassificationInferencer):
         return results
 
 
-def inference_model(model: Union[ConfigType, BaseModel], image: Union[str, np.ndarray],
-                    pretrained: Union[bool, str] = True,
-                    device: Union[str, torch.device, None] = None, **kwargs) -> dict:
+def inference_model(
+    model: Union[ConfigType, BaseModel],
+    image: Union[str, np.ndarray],
+    pretrained: Union[bool, str] = True,
+    device: Union[str, torch.device, None] = None,
+    **kwargs,
+) -> dict:
     """Classify one image with a student (mmpretrain's ``inference_model``, for a config and a
     checkpoint rather than a model-zoo name). Returns one result dict of
     :class:`DistilledInferencer`. ``kwargs`` go to the inferencer's call (``show_dir``, ...)."""

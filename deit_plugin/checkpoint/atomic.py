@@ -6,6 +6,7 @@ during that write leaves a truncated file under the checkpoint's real name.
 it, then ``os.replace``-s it onto the final name (atomic on POSIX and Windows), so a checkpoint
 name only ever holds a complete file. ``deit_plugin.AtomicCheckpointHook`` selects this backend.
 """
+
 import errno
 import glob
 import io
@@ -92,12 +93,14 @@ def write_failure(path: str, nbytes: int, error: OSError) -> CheckpointWriteErro
     elif error.errno == errno.EIO:
         fix = 'the storage reported an I/O error: check the disk or file server'
     else:
-        fix = 'check the directory\'s permissions and file system'
+        fix = "check the directory's permissions and file system"
     return CheckpointWriteError(
-        error.errno, f'writing checkpoint {path} failed: {reason}. It needs {nbytes} bytes '
+        error.errno,
+        f'writing checkpoint {path} failed: {reason}. It needs {nbytes} bytes '
         f'({_human(nbytes)}); {space}. The previous checkpoint and last_checkpoint are '
         f'unchanged and the partial file was removed. Fix: {fix}, then resume with '
-        f'`tools/train.py CONFIG --resume`.')
+        f'`tools/train.py CONFIG --resume`.',
+    )
 
 
 def write_checkpoint(obj: Dict[str, Any], path: str) -> None:

@@ -9,6 +9,7 @@ reported as :class:`CheckpointTruncatedError` / :class:`CheckpointUnreadableErro
 and what to do. Files that pass the check are loaded by mmengine's own loader, unchanged.
 :func:`read_checkpoint` is the same check for the tools that read files themselves.
 """
+
 import glob
 import io
 import os.path as osp
@@ -19,8 +20,7 @@ from typing import Any, Callable, Dict
 import torch
 
 from .atomic import PART_SUFFIX
-from .errors import (CheckpointNotFoundError, CheckpointTruncatedError,
-                     CheckpointUnreadableError)
+from .errors import CheckpointNotFoundError, CheckpointTruncatedError, CheckpointUnreadableError
 
 _ZIP_MAGIC = b'PK\x03\x04'  # torch.save's format since torch 1.6
 _PICKLE_PROTO = b'\x80'  # torch's legacy format: pickles, protocol >= 2
@@ -33,9 +33,11 @@ def _list_checkpoints(directory: str) -> str:
 
 
 def _fix_for_truncated(path: str) -> str:
-    return (f'Delete it and resume from an earlier checkpoint (`tools/train.py CONFIG --resume '
-            f'<checkpoint>`; in {osp.dirname(path) or "."}: {_list_checkpoints(osp.dirname(path))})'
-            f', or copy it again if it was copied.')
+    return (
+        f'Delete it and resume from an earlier checkpoint (`tools/train.py CONFIG --resume '
+        f'<checkpoint>`; in {osp.dirname(path) or "."}: {_list_checkpoints(osp.dirname(path))})'
+        f', or copy it again if it was copied.'
+    )
 
 
 def check_checkpoint_file(path: str) -> None:
@@ -58,11 +60,14 @@ def check_checkpoint_file(path: str) -> None:
     if not osp.isfile(path):
         hint = ''
         if osp.isfile(path + PART_SUFFIX):
-            hint = (f' ({path + PART_SUFFIX} exists: a write of this checkpoint was '
-                    f'interrupted and never completed)')
+            hint = (
+                f' ({path + PART_SUFFIX} exists: a write of this checkpoint was '
+                f'interrupted and never completed)'
+            )
         raise CheckpointNotFoundError(
             f'checkpoint {path} does not exist{hint}: check the path, or resume from another '
-            f'checkpoint of the work dir ({_list_checkpoints(osp.dirname(path))}).')
+            f'checkpoint of the work dir ({_list_checkpoints(osp.dirname(path))}).'
+        )
     try:
         size = osp.getsize(path)
         with open(path, 'rb') as f:
@@ -70,20 +75,24 @@ def check_checkpoint_file(path: str) -> None:
     except OSError as e:
         raise CheckpointUnreadableError(
             f'checkpoint {path} cannot be read ({e.strerror}): fix its permissions or give '
-            f'another file.') from None
+            f'another file.'
+        ) from None
     if size == 0:
         raise CheckpointTruncatedError(
             f'checkpoint {path} is truncated: the file is empty (0 bytes). The process writing '
-            f'it was probably killed. {_fix_for_truncated(path)}')
+            f'it was probably killed. {_fix_for_truncated(path)}'
+        )
     if head != _ZIP_MAGIC and not head.startswith(_PICKLE_PROTO):
         raise CheckpointUnreadableError(
             f'{path} is not a PyTorch checkpoint (it starts with {head!r}, not a zip archive or '
-            f'a pickle): give a .pth file written by torch.save (e.g. by tools/train.py).')
+            f'a pickle): give a .pth file written by torch.save (e.g. by tools/train.py).'
+        )
     if head == _ZIP_MAGIC and not zipfile.is_zipfile(path):
         raise CheckpointTruncatedError(
             f'checkpoint {path} is truncated: {size} bytes, the end of the zip archive torch '
             f'writes is missing. The process writing it was probably killed, or the copy is '
-            f'incomplete. {_fix_for_truncated(path)}')
+            f'incomplete. {_fix_for_truncated(path)}'
+        )
 
 
 def checked_loader(loader: Callable) -> Callable:
@@ -101,11 +110,13 @@ def checked_loader(loader: Callable) -> Callable:
             if isinstance(e, EOFError) or 'EOF' in message or 'truncated' in message:
                 raise CheckpointTruncatedError(
                     f'checkpoint {path} is truncated ({message.strip()}). '
-                    f'{_fix_for_truncated(path)}') from None
+                    f'{_fix_for_truncated(path)}'
+                ) from None
             raise CheckpointUnreadableError(
                 f'{path} is not a PyTorch checkpoint that torch.load can read ({type(e).__name__}'
                 f': {message.strip()[:200]}): give a .pth file written by torch.save (e.g. '
-                f'by tools/train.py).') from None
+                f'by tools/train.py).'
+            ) from None
 
     load_from_checked_local.__wrapped__ = loader
     return load_from_checked_local
@@ -118,14 +129,16 @@ def install_checkpoint_file_checks() -> None:
     mmengine's own ``load_from_local``; other schemes (http, s3, ...) are untouched.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
+
     current = CheckpointLoader._schemes.get('')
     if current is None or hasattr(current, '__wrapped__'):
         return
     CheckpointLoader.register_scheme(prefixes='', loader=checked_loader(current), force=True)
 
 
-def read_checkpoint(path: str, *, unsafe_load: bool = False, progress: bool = True
-                    ) -> Dict[str, Any]:
+def read_checkpoint(
+    path: str, *, unsafe_load: bool = False, progress: bool = True
+) -> Dict[str, Any]:
     """Load a ``torch.save`` file into memory, showing a progress bar for large files.
 
     The file is read with ``weights_only=True`` (after ``import deit_plugin`` the allow-list
@@ -151,6 +164,7 @@ def read_checkpoint(path: str, *, unsafe_load: bool = False, progress: bool = Tr
     bar = None
     if progress and size > (64 << 20):
         from tqdm import tqdm
+
         bar = tqdm(total=size, unit='B', unit_scale=True, desc=f'reading {osp.basename(path)}')
     with open(path, 'rb') as f:
         while True:
@@ -170,16 +184,21 @@ def read_checkpoint(path: str, *, unsafe_load: bool = False, progress: bool = Tr
             raise CheckpointUnreadableError(
                 f'checkpoint {path!r} contains pickled Python objects that the safe loader '
                 f'refuses ({str(err).splitlines()[0][:200]}). If you trust the file, pass '
-                f'--unsafe-load (weights_only=False).') from None
-        raise CheckpointTruncatedError(f'checkpoint {path!r} is truncated or corrupt ({err}); '
-                                       f'use an earlier checkpoint or copy it again.') from None
+                f'--unsafe-load (weights_only=False).'
+            ) from None
+        raise CheckpointTruncatedError(
+            f'checkpoint {path!r} is truncated or corrupt ({err}); '
+            f'use an earlier checkpoint or copy it again.'
+        ) from None
     except (EOFError, RuntimeError) as err:
         raise CheckpointTruncatedError(
             f'checkpoint {path!r} is truncated or corrupt ({size} bytes; '
             f'{type(err).__name__}: {str(err).splitlines()[0][:200]}): use an earlier '
-            f'checkpoint or copy it again.') from None
+            f'checkpoint or copy it again.'
+        ) from None
     if not isinstance(obj, dict):
         raise CheckpointUnreadableError(
             f'checkpoint {path!r} holds a {type(obj).__name__}, not a dict of weights: is it a '
-            f'whole pickled model? Save its state_dict() instead.')
+            f'whole pickled model? Save its state_dict() instead.'
+        )
     return obj

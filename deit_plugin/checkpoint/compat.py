@@ -16,6 +16,7 @@ statistics methods (``HistoryBuffer.min`` ...), which pickle protocol 2 writes a
 callables, so ``getattr`` can fetch an attribute of an allowed object but nothing it fetches can be
 called while loading. Arbitrary pickled code is still refused.
 """
+
 from typing import List
 
 import numpy as np
@@ -27,12 +28,16 @@ _DONE = False
 def mmengine_checkpoint_globals() -> List[object]:
     """The globals an mmengine Runner checkpoint pickles besides tensors and builtins."""
     from mmengine.logging.history_buffer import HistoryBuffer
+
     try:  # numpy >= 2
         from numpy._core.multiarray import _reconstruct, scalar
     except ImportError:  # numpy 1.x
         from numpy.core.multiarray import _reconstruct, scalar
-    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes)
-                     if name.endswith('DType') and isinstance(getattr(np.dtypes, name), type)]
+    dtype_classes = [
+        getattr(np.dtypes, name)
+        for name in dir(np.dtypes)
+        if name.endswith('DType') and isinstance(getattr(np.dtypes, name), type)
+    ]
     return [HistoryBuffer, getattr, _reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
 
 

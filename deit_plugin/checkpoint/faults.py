@@ -1,5 +1,6 @@
 """What ``--resume`` (auto) continues from when ``last_checkpoint`` names a file which is gone
 or broken. (A write the disk refuses is :class:`deit_plugin.checkpoint.CheckpointWriteError`.)"""
+
 import glob
 import logging
 import os.path as osp
@@ -18,13 +19,13 @@ _RESUMABLE = re.compile(r'^(epoch|iter)_\d+\.pth$')
 
 def resumable_checkpoints(work_dir: str) -> List[str]:
     """``epoch_N.pth`` and ``iter_N.pth`` files in ``work_dir``, newest (mtime) first."""
-    found = [p for p in glob.glob(osp.join(work_dir, '*.pth'))
-             if _RESUMABLE.match(osp.basename(p))]
+    found = [p for p in glob.glob(osp.join(work_dir, '*.pth')) if _RESUMABLE.match(osp.basename(p))]
     return sorted(found, key=lambda p: (osp.getmtime(p), p), reverse=True)
 
 
-def newest_valid_checkpoint(work_dir: str, exclude: Tuple[str, ...] = ()
-                            ) -> Tuple[Optional[str], List[Tuple[str, str]]]:
+def newest_valid_checkpoint(
+    work_dir: str, exclude: Tuple[str, ...] = ()
+) -> Tuple[Optional[str], List[Tuple[str, str]]]:
     """The newest resumable checkpoint in ``work_dir`` that passes
     :func:`deit_plugin.checkpoint.check_checkpoint_file`, and the ``(path, reason)`` of
     each newer one it skipped."""
@@ -59,12 +60,14 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     if not target:
         raise CheckpointTruncatedError(
             f'{pointer} is empty (the process writing it was killed): resume from a checkpoint '
-            f'by path, `--resume <checkpoint>` ({_list_checkpoints(work_dir)}).')
+            f'by path, `--resume <checkpoint>` ({_list_checkpoints(work_dir)}).'
+        )
     if not osp.isfile(target) and osp.isfile(osp.join(work_dir, osp.basename(target))):
         raise CheckpointNotFoundError(
             f'{pointer} names {target}, which does not exist, but '
             f'{osp.join(work_dir, osp.basename(target))} does (was the work dir moved?): '
-            f'resume with `--resume {osp.join(work_dir, osp.basename(target))}`.')
+            f'resume with `--resume {osp.join(work_dir, osp.basename(target))}`.'
+        )
     check_checkpoint_file(target)
     return target
 
@@ -86,21 +89,26 @@ def resolve_auto_resume(work_dir: str) -> Optional[str]:
         found = find_resume_checkpoint(work_dir)
     except (OSError, CheckpointError) as e:
         target = read_last_checkpoint(work_dir)
-        fallback, skipped = newest_valid_checkpoint(work_dir, exclude=(target, ) if target
-                                                    else ())
+        fallback, skipped = newest_valid_checkpoint(work_dir, exclude=(target,) if target else ())
         if fallback is None:
             raise
         others = ''.join(f'; also skipped {p} ({why})' for p, why in skipped)
-        print_log(f'--resume: {pointer} cannot be used ({e}). Resuming from {fallback}, the '
-                  f'newest valid checkpoint in the work dir instead{others}.',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'--resume: {pointer} cannot be used ({e}). Resuming from {fallback}, the '
+            f'newest valid checkpoint in the work dir instead{others}.',
+            logger='current',
+            level=logging.WARNING,
+        )
         return fallback
     if found is None:
         fallback, skipped = newest_valid_checkpoint(work_dir)
         if fallback is not None:
             others = ''.join(f'; skipped {p} ({why})' for p, why in skipped)
-            print_log(f'--resume: {work_dir} has no last_checkpoint file; resuming from '
-                      f'{fallback}, its newest valid checkpoint{others}.', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                f'--resume: {work_dir} has no last_checkpoint file; resuming from '
+                f'{fallback}, its newest valid checkpoint{others}.',
+                logger='current',
+                level=logging.WARNING,
+            )
         return fallback
     return found

@@ -3,6 +3,7 @@
 :func:`checkpoint_kind` is the one detector behind every "this is a detector's checkpoint"
 message of the plugin (teacher loading, the converters, the backbone export).
 """
+
 import re
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
@@ -26,6 +27,7 @@ UNKNOWN = 'unknown model'
 
 class CheckpointKind(NamedTuple):
     """The kind of model a state dict belongs to, and the key that shows it."""
+
     name: str
     evidence: Optional[str]
 
@@ -41,10 +43,13 @@ class CheckpointKind(NamedTuple):
 
 def _rules() -> Iterable[Tuple[str, Any]]:
     from deit_plugin.models.teacher_slot import TEACHER_PREFIX  # (models import this package)
+
     # (kind, test of one key); the first kind with a matching key wins
     return (
-        (DETECTOR, lambda k: any(m in k for m in ('rpn_head.', 'roi_head.', 'bbox_head.',
-                                                  'mask_head.'))),
+        (
+            DETECTOR,
+            lambda k: any(m in k for m in ('rpn_head.', 'roi_head.', 'bbox_head.', 'mask_head.')),
+        ),
         (SEGMENTOR, lambda k: 'decode_head.' in k),
         (DETECTOR, lambda k: k.startswith('neck.')),  # a classifier's necks have no weights
         (WITH_TEACHER, lambda k: k.startswith(TEACHER_PREFIX)),
@@ -82,18 +87,23 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     """
     for key in ('model', 'state_dict', 'model_ema'):
         inner = checkpoint.get(key)
-        if isinstance(inner, Mapping) and inner and all(
-                isinstance(v, torch.Tensor) for v in inner.values()):
+        if (
+            isinstance(inner, Mapping)
+            and inner
+            and all(isinstance(v, torch.Tensor) for v in inner.values())
+        ):
             return dict(inner)
     if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         return dict(checkpoint)
     raise WrongCheckpointKind(
         f'no state dict found: the file has keys {sorted(checkpoint)[:8]}, but weights are '
-        f'expected under "model", "state_dict", or as a bare {{name: tensor}} dict.')
+        f'expected under "model", "state_dict", or as a bare {{name: tensor}} dict.'
+    )
 
 
-def revise_keys(state_dict: Mapping[str, Any],
-                revise: List[Tuple[str, str]] = DEFAULT_REVISE_KEYS) -> 'OrderedDict[str, Any]':
+def revise_keys(
+    state_dict: Mapping[str, Any], revise: List[Tuple[str, str]] = DEFAULT_REVISE_KEYS
+) -> 'OrderedDict[str, Any]':
     """Rename keys with ``re.sub(pattern, replacement, key)`` for each pair, in order, as
     mmengine's ``load_checkpoint(..., revise_keys=...)`` does (same argument, same default)."""
     out = OrderedDict(state_dict.items())

@@ -4,6 +4,7 @@ mmengine's ``CheckpointHook`` writes it after each save and ``Runner.resume`` (`
 without ``load_from``) follows it. Every part of the plugin, the tools and the drivers that reads
 or writes it goes through these functions.
 """
+
 import os.path as osp
 from typing import Optional
 

@@ -1,6 +1,7 @@
 """Published checkpoints, the OpenMMLab way (mmpretrain's ``publish_model.py``, torch.hub's
 ``check_hash``): weights and meta only, and the first 8 hex digits of the file's SHA-256 at the
 end of its name (``name-1a2b3c4d.pth``), so a changed or truncated file is noticed."""
+
 import hashlib
 import os
 import os.path as osp
@@ -33,15 +34,19 @@ def check_published(path: str) -> str:
     """
     match = HASH_IN_NAME.search(osp.basename(path))
     if match is None:
-        raise CheckpointError(f'{path!r} is not a published checkpoint: its name must end in '
-                              f'"-<first 8 hex digits of its sha256>.pth" (write one with '
-                              f'tools/model_converters/publish_model.py).')
+        raise CheckpointError(
+            f'{path!r} is not a published checkpoint: its name must end in '
+            f'"-<first 8 hex digits of its sha256>.pth" (write one with '
+            f'tools/model_converters/publish_model.py).'
+        )
     if not osp.isfile(path):
         raise CheckpointError(f'published checkpoint {path!r} does not exist.')
     sha = sha256_of(path)
     if not sha.startswith(match.group(1)):
-        raise CheckpointError(f'{path!r} has changed: its sha256 starts with {sha[:8]}, its '
-                              f'name says {match.group(1)}. Restore the published file.')
+        raise CheckpointError(
+            f'{path!r} has changed: its sha256 starts with {sha[:8]}, its '
+            f'name says {match.group(1)}. Restore the published file.'
+        )
     return sha
 
 
@@ -55,8 +60,9 @@ def publish_checkpoint(checkpoint: Dict[str, Any], out_prefix: str, source: str)
         raise CheckpointError(f'{source!r} has no "state_dict": not a Runner checkpoint.')
     out = {k: checkpoint[k] for k in KEEP_KEYS if k in checkpoint}
     meta = dict(out.get('meta') or {})
-    meta['deit_plugin'] = dict(published_from=osp.basename(source),
-                               time=time.strftime('%Y-%m-%d %H:%M:%S'))
+    meta['deit_plugin'] = dict(
+        published_from=osp.basename(source), time=time.strftime('%Y-%m-%d %H:%M:%S')
+    )
     out['meta'] = meta
     prefix = out_prefix[:-4] if out_prefix.endswith('.pth') else out_prefix
     tmp = prefix + '.unhashed.pth'

@@ -5,6 +5,7 @@ mmpretrain's ``get_model`` load non-strictly and only log a mismatch, so a wrong
 with partly random weights. The teacher, the inferencer and the tools load through
 :func:`load_state_dict_strictly` instead.
 """
+
 from typing import Any, List, Mapping
 
 import torch.nn as nn
@@ -22,8 +23,9 @@ def _keys(keys: List[str]) -> str:
     return shown + (f', ... ({len(keys) - _SHOWN_KEYS} more)' if len(keys) > _SHOWN_KEYS else '')
 
 
-def load_state_dict_strictly(module: nn.Module, state_dict: Mapping[str, Any], source: str,
-                             target: str, fix: str) -> None:
+def load_state_dict_strictly(
+    module: nn.Module, state_dict: Mapping[str, Any], source: str, target: str, fix: str
+) -> None:
     """Load ``state_dict`` into ``module``; every key must match, with the same shape.
 
     Args:
@@ -43,17 +45,19 @@ def load_state_dict_strictly(module: nn.Module, state_dict: Mapping[str, Any], s
     try:
         result = module.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # torch refuses shape mismatches even with strict=False
-        problems = [line.strip().rstrip('.') for line in str(err).strip().splitlines()[1:]
-                    if line.strip()]
-        raise WrongCheckpointKind(f'{head}; {"; ".join(problems) or str(err).strip()}. '
-                                  f'{fix}') from None
+        problems = [
+            line.strip().rstrip('.') for line in str(err).strip().splitlines()[1:] if line.strip()
+        ]
+        raise WrongCheckpointKind(
+            f'{head}; {"; ".join(problems) or str(err).strip()}. {fix}'
+        ) from None
     problems = []
     if result.missing_keys:
-        problems.append(f'missing keys ({len(result.missing_keys)}): '
-                        f'{_keys(result.missing_keys)}')
+        problems.append(f'missing keys ({len(result.missing_keys)}): {_keys(result.missing_keys)}')
     if result.unexpected_keys:
-        problems.append(f'unexpected keys ({len(result.unexpected_keys)}): '
-                        f'{_keys(result.unexpected_keys)}')
+        problems.append(
+            f'unexpected keys ({len(result.unexpected_keys)}): {_keys(result.unexpected_keys)}'
+        )
     if problems:
         raise WrongCheckpointKind(f'{head}; {"; ".join(problems)}. {fix}')
 
@@ -71,5 +75,10 @@ def load_checkpoint_strictly(model: nn.Module, checkpoint: str) -> None:
             using a model with partly random weights would mislead.
     """
     state = revise_keys(unwrap_state_dict(_load_checkpoint(checkpoint, map_location='cpu')))
-    load_state_dict_strictly(model, state, f'checkpoint {checkpoint}', type(model).__name__,
-                             'Give the checkpoint written by training this config.')
+    load_state_dict_strictly(
+        model,
+        state,
+        f'checkpoint {checkpoint}',
+        type(model).__name__,
+        'Give the checkpoint written by training this config.',
+    )

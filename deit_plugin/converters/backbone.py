@@ -4,14 +4,14 @@ The result keeps the ``backbone.`` prefix, so an mmdet (or mmpretrain) config lo
 ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``. Heads, the teacher and
 data-preprocessor buffers are dropped. :func:`extract_backbone` is a pure function.
 """
+
 from collections import OrderedDict
 from typing import Mapping, Optional
 
 import torch
 
 from deit_plugin.checkpoint.errors import WrongCheckpointKind
-from deit_plugin.checkpoint.kind import (DETECTOR, OFFICIAL_DEIT, checkpoint_kind,
-                                         revise_keys)
+from deit_plugin.checkpoint.kind import DETECTOR, OFFICIAL_DEIT, checkpoint_kind, revise_keys
 
 PATCH_WEIGHT = 'backbone.patch_embed.projection.weight'
 
@@ -35,13 +35,14 @@ def adapt_patch_embed_channels(weight: torch.Tensor, in_channels: int) -> torch.
     if in_channels % old:
         raise ValueError(
             f'cannot adapt a {old}-channel patch embedding to {in_channels} channels so that '
-            f'equal-channel images keep their features: use 1 or a multiple of {old}.')
+            f'equal-channel images keep their features: use 1 or a multiple of {old}.'
+        )
     return weight.repeat(1, in_channels // old, 1, 1) * (old / float(in_channels))
 
 
-def extract_backbone(state_dict: Mapping[str, torch.Tensor],
-                     *,
-                     in_channels: Optional[int] = None) -> 'OrderedDict[str, torch.Tensor]':
+def extract_backbone(
+    state_dict: Mapping[str, torch.Tensor], *, in_channels: Optional[int] = None
+) -> 'OrderedDict[str, torch.Tensor]':
     """Keep the ``backbone.*`` weights of a deit_plugin/mmpretrain classifier state dict.
 
     Args:
@@ -60,15 +61,19 @@ def extract_backbone(state_dict: Mapping[str, torch.Tensor],
             raise WrongCheckpointKind(
                 'this is an official/timm DeiT checkpoint (patch_embed.proj keys): convert it '
                 'first with tools/model_converters/deit_to_plugin.py, then export the backbone '
-                '(or load the converted file directly with prefix="backbone.").')
+                '(or load the converted file directly with prefix="backbone.").'
+            )
         raise WrongCheckpointKind(
             f'not a deit_plugin/mmpretrain ViT classifier checkpoint (no {PATCH_WEIGHT}); it '
-            f'is {kind}.')
+            f'is {kind}.'
+        )
     if kind.name == DETECTOR:
         raise WrongCheckpointKind(
-            f'this is {kind}; the backbone export expects a classification checkpoint.')
+            f'this is {kind}; the backbone export expects a classification checkpoint.'
+        )
     out: 'OrderedDict[str, torch.Tensor]' = OrderedDict(
-        (k, v.clone()) for k, v in state.items() if k.startswith('backbone.'))
+        (k, v.clone()) for k, v in state.items() if k.startswith('backbone.')
+    )
     if in_channels is not None:
         out[PATCH_WEIGHT] = adapt_patch_embed_channels(out[PATCH_WEIGHT], in_channels)
     return out

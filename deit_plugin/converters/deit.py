@@ -18,6 +18,7 @@ official / timm                        deit_plugin
 
 :func:`convert_deit_state_dict` is a pure function (no file I/O), tested on its own.
 """
+
 import re
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional
@@ -35,8 +36,10 @@ _BLOCK_MAP = {
     'mlp.fc1': 'ffn.layers.0.0',
     'mlp.fc2': 'ffn.layers.1',
 }
-_BLOCK_RE = re.compile(r'^blocks\.(\d+)\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)'
-                       r'\.(weight|bias)$')
+_BLOCK_RE = re.compile(
+    r'^blocks\.(\d+)\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)'
+    r'\.(weight|bias)$'
+)
 _TOP_MAP = {
     'cls_token': 'backbone.cls_token',
     'dist_token': 'backbone.dist_token',
@@ -54,11 +57,12 @@ _REQUIRED = ('cls_token', 'pos_embed', 'patch_embed.proj.weight', 'blocks.0.attn
 ARCH_BY_DIM = {192: 'deit-tiny', 384: 'deit-small', 768: 'deit-base'}
 
 
-def convert_deit_state_dict(state_dict: Mapping[str, torch.Tensor],
-                            *,
-                            distilled: bool = True,
-                            init_dist_token_from_cls: bool = False
-                            ) -> 'OrderedDict[str, torch.Tensor]':
+def convert_deit_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    distilled: bool = True,
+    init_dist_token_from_cls: bool = False,
+) -> 'OrderedDict[str, torch.Tensor]':
     """Convert an official/timm DeiT state dict to deit_plugin key names.
 
     Args:
@@ -87,11 +91,13 @@ def convert_deit_state_dict(state_dict: Mapping[str, torch.Tensor],
             hint = ': it needs no conversion, use it directly'
         raise WrongCheckpointKind(
             f'not an official/timm DeiT checkpoint: it lacks {missing}; it is '
-            f'{checkpoint_kind(state_dict)}{hint}.')
+            f'{checkpoint_kind(state_dict)}{hint}.'
+        )
     has_dist = 'dist_token' in state_dict
     if has_dist and 'head_dist.weight' not in state_dict and 'head.weight' in state_dict:
-        raise WrongCheckpointKind('the checkpoint has a dist_token but no head_dist: it is '
-                                  'incomplete.')
+        raise WrongCheckpointKind(
+            'the checkpoint has a dist_token but no head_dist: it is incomplete.'
+        )
     out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
     unknown = []
     for key, value in state_dict.items():
@@ -106,7 +112,8 @@ def convert_deit_state_dict(state_dict: Mapping[str, torch.Tensor],
     if unknown:
         raise WrongCheckpointKind(
             f'unexpected keys for a DeiT checkpoint: {unknown[:6]} (of {len(unknown)}); is it a '
-            f'DeiT v1 (not DeiT-III / a ViT variant with other blocks)?')
+            f'DeiT v1 (not DeiT-III / a ViT variant with other blocks)?'
+        )
 
     if distilled and not has_dist:
         if not init_dist_token_from_cls:
@@ -114,8 +121,9 @@ def convert_deit_state_dict(state_dict: Mapping[str, torch.Tensor],
                 'this checkpoint has no distillation token (a non-distilled DeiT) but a '
                 'distilled model was requested: pass init_dist_token_from_cls=True '
                 '(--init-dist-token-from-cls) to start the distillation token, its position '
-                'embedding and head_dist as copies of the class token\'s, or convert a '
-                'deit_*_distilled_* checkpoint.')
+                "embedding and head_dist as copies of the class token's, or convert a "
+                'deit_*_distilled_* checkpoint.'
+            )
         out['backbone.dist_token'] = out['backbone.cls_token'].clone()
         pos = out['backbone.pos_embed']
         out['backbone.pos_embed'] = torch.cat([pos[:, :1], pos[:, :1], pos[:, 1:]], dim=1)
@@ -125,7 +133,8 @@ def convert_deit_state_dict(state_dict: Mapping[str, torch.Tensor],
     elif not distilled and has_dist:
         raise WrongCheckpointKind(
             'this checkpoint is a distilled DeiT (it has a dist_token); convert it for a '
-            'distilled model (distilled=True).')
+            'distilled model (distilled=True).'
+        )
     return out
 
 
@@ -139,6 +148,12 @@ def describe_deit(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
     num_classes: Optional[int] = None
     if 'head.layers.head.weight' in state_dict:
         num_classes = int(state_dict['head.layers.head.weight'].shape[0])
-    return dict(arch=ARCH_BY_DIM.get(int(dim), f'embed_dims={int(dim)}'), embed_dims=int(dim),
-                num_layers=depth, patch_size=int(patch), img_size=grid * int(patch),
-                distilled=extra == 2, num_classes=num_classes)
+    return dict(
+        arch=ARCH_BY_DIM.get(int(dim), f'embed_dims={int(dim)}'),
+        embed_dims=int(dim),
+        num_layers=depth,
+        patch_size=int(patch),
+        img_size=grid * int(patch),
+        distilled=extra == 2,
+        num_classes=num_classes,
+    )

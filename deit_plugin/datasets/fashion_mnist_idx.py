@@ -1,4 +1,5 @@
 """Fashion-MNIST read straight from its IDX files into memory (no PNG decoding per sample)."""
+
 import gzip
 import os
 import os.path as osp
@@ -10,12 +11,27 @@ from mmpretrain.datasets import BaseDataset
 
 from deit_plugin.registry import DATASETS
 
-FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
-                         'Sneaker', 'Bag', 'Ankle boot')
-_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-          'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
-_SEARCHED = ('$DEIT_FASHION_MNIST_DIR', '/usr/share/datasets/fashion-mnist',
-             '~/.cache/deit_plugin/fmnist/usr/share/datasets/fashion-mnist')
+FASHION_MNIST_CLASSES = (
+    'T-shirt/top',
+    'Trouser',
+    'Pullover',
+    'Dress',
+    'Coat',
+    'Sandal',
+    'Shirt',
+    'Sneaker',
+    'Bag',
+    'Ankle boot',
+)
+_FILES = {
+    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
+}
+_SEARCHED = (
+    '$DEIT_FASHION_MNIST_DIR',
+    '/usr/share/datasets/fashion-mnist',
+    '~/.cache/deit_plugin/fmnist/usr/share/datasets/fashion-mnist',
+)
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -35,11 +51,13 @@ def read_idx(path: str) -> np.ndarray:
     zero, dtype_code, ndim = struct.unpack('>HBB', raw[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f'{path} is not a uint8 IDX file (magic {raw[:4].hex()}).')
-    dims = struct.unpack(f'>{ndim}I', raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f'>{ndim}I', raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f'{path}: the header says {dims}, the file holds {data.size} values '
-                         f'(truncated download?).')
+        raise ValueError(
+            f'{path}: the header says {dims}, the file holds {data.size} values '
+            f'(truncated download?).'
+        )
     return data.reshape(dims)
 
 
@@ -69,12 +87,16 @@ def find_fashion_mnist(data_root: Optional[str] = None) -> str:
         # a set but wrong variable must not send the run to other files found elsewhere
         raise FileNotFoundError(
             f'DEIT_FASHION_MNIST_DIR={env} does not hold the four Fashion-MNIST IDX files '
-            f'(train-images-idx3-ubyte[.gz], ...): fix it or unset it.')
+            f'(train-images-idx3-ubyte[.gz], ...): fix it or unset it.'
+        )
     else:
         base = os.environ.get('DEIT_PLUGIN_CACHE', osp.expanduser('~/.cache/deit_plugin'))
         cache = osp.join(base, 'fmnist', 'usr', 'share', 'datasets', 'fashion-mnist')
-        candidates = [os.environ.get('DEIT_FASHION_MNIST_DIR'),
-                      '/usr/share/datasets/fashion-mnist', cache]
+        candidates = [
+            os.environ.get('DEIT_FASHION_MNIST_DIR'),
+            '/usr/share/datasets/fashion-mnist',
+            cache,
+        ]
     for folder in candidates:
         if folder and _holds_all(folder):
             return folder
@@ -83,7 +105,8 @@ def find_fashion_mnist(data_root: Optional[str] = None) -> str:
         f'Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...) not found in {where}. '
         f'Run `make data` (installs the Debian package dataset-fashion-mnist, or unpacks it '
         f'into ~/.cache/deit_plugin without root), or set data_root / DEIT_FASHION_MNIST_DIR '
-        f'to a folder with the four files of https://github.com/zalandoresearch/fashion-mnist.')
+        f'to a folder with the four files of https://github.com/zalandoresearch/fashion-mnist.'
+    )
 
 
 def class_slugs() -> List[str]:
@@ -92,8 +115,9 @@ def class_slugs() -> List[str]:
     return [name.lower().replace('/', '_').replace(' ', '_') for name in FASHION_MNIST_CLASSES]
 
 
-def load_fashion_mnist(split: str, data_root: Optional[str] = None
-                       ) -> Tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(
+    split: str, data_root: Optional[str] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """The images (N x 28 x 28 uint8) and labels (N) of a Fashion-MNIST split.
 
     Args:
@@ -108,8 +132,9 @@ def load_fashion_mnist(split: str, data_root: Optional[str] = None
     images = read_idx(_find(folder, images_name))
     labels = read_idx(_find(folder, labels_name))
     if images.ndim != 3 or len(images) != len(labels):
-        raise ValueError(f'{folder}: {split} images {images.shape} do not match labels '
-                         f'{labels.shape}.')
+        raise ValueError(
+            f'{folder}: {split} images {images.shape} do not match labels {labels.shape}.'
+        )
     return images, labels
 
 
@@ -142,26 +167,39 @@ class FashionMNISTIdx(BaseDataset):
 
     METAINFO = {'classes': FASHION_MNIST_CLASSES}
 
-    def __init__(self,
-                 split: str = 'train',
-                 data_root: Optional[str] = None,
-                 indices: Optional[Union[int, Sequence[int]]] = None,
-                 index_range: Optional[Sequence[int]] = None,
-                 pipeline: Sequence = (),
-                 serialize_data: bool = False,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        split: str = 'train',
+        data_root: Optional[str] = None,
+        indices: Optional[Union[int, Sequence[int]]] = None,
+        index_range: Optional[Sequence[int]] = None,
+        pipeline: Sequence = (),
+        serialize_data: bool = False,
+        **kwargs,
+    ) -> None:
         if split not in _FILES:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
         self.split = split
         if index_range is not None:
-            if (len(index_range) != 2 or not all(isinstance(i, int) for i in index_range)
-                    or not 0 <= index_range[0] < index_range[1]):
-                raise ValueError(f'index_range must be (start, stop) with 0 <= start < stop, '
-                                 f'got {index_range!r}.')
+            if (
+                len(index_range) != 2
+                or not all(isinstance(i, int) for i in index_range)
+                or not 0 <= index_range[0] < index_range[1]
+            ):
+                raise ValueError(
+                    f'index_range must be (start, stop) with 0 <= start < stop, '
+                    f'got {index_range!r}.'
+                )
         self.index_range = None if index_range is None else tuple(index_range)
         self.folder = find_fashion_mnist(data_root)
-        super().__init__(ann_file='', data_root=self.folder, indices=indices, pipeline=pipeline,
-                         serialize_data=serialize_data, **kwargs)
+        super().__init__(
+            ann_file='',
+            data_root=self.folder,
+            indices=indices,
+            pipeline=pipeline,
+            serialize_data=serialize_data,
+            **kwargs,
+        )
 
     def _get_unserialized_subset(self, indices):
         if not isinstance(indices, int):
@@ -170,7 +208,8 @@ class FashionMNISTIdx(BaseDataset):
                 raise ValueError(
                     f'indices {bad[:5]} are outside the {self.split} split of '
                     f'{len(self.data_list)} images: use indices in 0..{len(self.data_list) - 1} '
-                    f'(or an int N for the first N).')
+                    f'(or an int N for the first N).'
+                )
         return super()._get_unserialized_subset(indices)
 
     def load_data_list(self) -> List[dict]:
@@ -179,7 +218,9 @@ class FashionMNISTIdx(BaseDataset):
         if self.index_range is not None:
             start, stop = self.index_range
             if stop > len(samples):
-                raise ValueError(f'index_range {self.index_range} reaches past the {self.split} '
-                                 f'split ({len(samples)} images): use stop <= {len(samples)}.')
+                raise ValueError(
+                    f'index_range {self.index_range} reaches past the {self.split} '
+                    f'split ({len(samples)} images): use stop <= {len(samples)}.'
+                )
             samples = samples[start:stop]
         return samples

@@ -18,6 +18,7 @@ This module is the reusable part (also for replaying augmentations from a record
 :class:`SeededBatchAugments`.
 :mod:`deit_plugin.datasets.seeded_dataset` applies it to mmengine dataloaders.
 """
+
 import hashlib
 import random
 import struct
@@ -91,8 +92,7 @@ def seeded_random(seed: int, restore: bool = True) -> Iterator[None]:
             state is most of the cost; a process whose every draw is seeded this way (a
             dataloader worker) can skip it. Defaults to True.
     """
-    saved = (random.getstate(), np.random.get_state(), torch.get_rng_state()) if restore \
-        else None
+    saved = (random.getstate(), np.random.get_state(), torch.get_rng_state()) if restore else None
     seed_generators(seed)
     try:
         yield
@@ -130,9 +130,11 @@ class SeededBatchAugments:
     def current_seed(self) -> int:
         """The seed the next call uses."""
         if self._step is None:
-            raise RuntimeError('SeededBatchAugments called before set_step(epoch, iteration): '
-                               'register deit_plugin.ResumeHook (it sets the step before every '
-                               'training iteration).')
+            raise RuntimeError(
+                'SeededBatchAugments called before set_step(epoch, iteration): '
+                'register deit_plugin.ResumeHook (it sets the step before every '
+                'training iteration).'
+            )
         return batch_seed(self.seed, *self._step, rank=self.rank)
 
     def __call__(self, *args, **kwargs):

@@ -15,6 +15,7 @@ dataset runs the wrapped dataset's pipeline for ``index`` inside
 depends only on ``(data seed, epoch, index)`` — not on the worker, the number of workers,
 ``persistent_workers`` or what the process drew before.
 """
+
 import itertools
 from typing import Iterator, Optional, Tuple, Union
 
@@ -23,11 +24,14 @@ from mmengine.dist import get_dist_info
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from deit_plugin.registry import DATA_SAMPLERS, DATASETS
+
 from .sample_seeding import sample_seed, seeded_random
 
-_USAGE = ("train_dataloader = dict(sampler=dict(type='deit_plugin.SeededSampler', "
-          "sampler=dict(type='DefaultSampler', shuffle=True)), dataset=dict(type="
-          "'deit_plugin.SeededDataset', dataset=dict(...)))")
+_USAGE = (
+    "train_dataloader = dict(sampler=dict(type='deit_plugin.SeededSampler', "
+    "sampler=dict(type='DefaultSampler', shuffle=True)), dataset=dict(type="
+    "'deit_plugin.SeededDataset', dataset=dict(...)))"
+)
 
 
 @DATASETS.register_module()
@@ -53,7 +57,8 @@ class SeededDataset(Dataset):
             raise TypeError(
                 f'SeededDataset is indexed by (index, seed) pairs from deit_plugin.SeededSampler, '
                 f'got {key!r}: use both wrappers in the dataloader, {_USAGE}; to read one '
-                f'sample directly use get_sample(index, seed).')
+                f'sample directly use get_sample(index, seed).'
+            )
         return self.get_sample(*key)
 
     def get_sample(self, index: int, seed: int):
@@ -96,15 +101,16 @@ class SeededSampler(Sampler):
             sampler. Defaults to None (the sampler draws one, the same on every rank).
     """
 
-    def __init__(self, dataset: SeededDataset, sampler: Union[dict, Sampler],
-                 seed: Optional[int] = None) -> None:
+    def __init__(
+        self, dataset: SeededDataset, sampler: Union[dict, Sampler], seed: Optional[int] = None
+    ) -> None:
         if not isinstance(dataset, SeededDataset):
             raise TypeError(
-                f'deit_plugin.SeededSampler needs the dataloader\'s dataset wrapped in '
-                f'deit_plugin.SeededDataset (got {type(dataset).__name__}): {_USAGE}.')
+                f"deit_plugin.SeededSampler needs the dataloader's dataset wrapped in "
+                f'deit_plugin.SeededDataset (got {type(dataset).__name__}): {_USAGE}.'
+            )
         if isinstance(sampler, dict):
-            sampler = DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset,
-                                                                     seed=seed))
+            sampler = DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset, seed=seed))
         self.dataset = dataset
         self.sampler = sampler
         self.rank, self.world_size = get_dist_info()
@@ -113,7 +119,8 @@ class SeededSampler(Sampler):
             raise TypeError(
                 f'deit_plugin.SeededSampler wraps samplers with an epoch (set_epoch), such as '
                 f'DefaultSampler or RepeatAugSampler, or InfiniteSampler; '
-                f'{type(sampler).__name__} has none.')
+                f'{type(sampler).__name__} has none.'
+            )
         self.num_repeats = int(getattr(sampler, 'num_repeats', 1))
         self._start: Optional[Tuple[int, int]] = None
 
@@ -152,7 +159,8 @@ class SeededSampler(Sampler):
                 raise RuntimeError(
                     f'SeededSampler was told to resume epoch {start[0]} but the sampler is at '
                     f'epoch {epoch}: keep default_hooks.sampler_seed='
-                    f"dict(type='DistSamplerSeedHook') in the config (it sets the epoch).")
+                    f"dict(type='DistSamplerSeedHook') in the config (it sets the epoch)."
+                )
             skip = start[1]
         return self._iter_epoch(seed, epoch, skip)
 

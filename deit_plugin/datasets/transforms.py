@@ -1,4 +1,5 @@
 """Data transforms that mmpretrain's versions restrict to 3-channel images."""
+
 import numpy as np
 from mmpretrain.datasets.transforms import RandomErasing as _MMPretrainRandomErasing
 
@@ -22,23 +23,28 @@ class RandomErasing(_MMPretrainRandomErasing):
         if values.size == 1:
             values = np.repeat(values, channels)
         if values.size < channels:
-            raise ValueError(f'RandomErasing: {values.size} fill values for a {channels}-channel '
-                             f'image: give one number or one value per channel.')
+            raise ValueError(
+                f'RandomErasing: {values.size} fill values for a {channels}-channel '
+                f'image: give one number or one value per channel.'
+            )
         values = values[:channels]
         return values if img.ndim == 3 else values[0]
 
     def _fill_pixels(self, img: np.ndarray, top: int, left: int, h: int, w: int) -> np.ndarray:
-        shape = img[top:top + h, left:left + w].shape
+        shape = img[top : top + h, left : left + w].shape
         if self.mode == 'const':
             patch = np.broadcast_to(self._per_channel(self.fill_color, img), shape)
             patch = patch.astype(np.uint8)
         elif self.fill_std is None:
             patch = np.random.uniform(0, 256, shape).astype(np.uint8)
         else:
-            patch = np.random.normal(self._per_channel(self.fill_color, img),
-                                     self._per_channel(self.fill_std, img), shape)
+            patch = np.random.normal(
+                self._per_channel(self.fill_color, img),
+                self._per_channel(self.fill_std, img),
+                shape,
+            )
             patch = np.clip(patch.astype(np.int32), 0, 255).astype(np.uint8)
-        img[top:top + h, left:left + w] = patch
+        img[top : top + h, left : left + w] = patch
         return img
 
 
@@ -59,18 +65,22 @@ class GrayAsRGB:
     def __init__(self, transforms: list) -> None:
         from mmengine.dataset import Compose
         from mmpretrain.registry import TRANSFORMS as MMPRETRAIN_TRANSFORMS
+
         if not transforms:
             raise ValueError('GrayAsRGB needs a non-empty list of transforms.')
-        self.transforms = Compose([MMPRETRAIN_TRANSFORMS.build(t) if isinstance(t, dict) else t
-                                   for t in transforms])
+        self.transforms = Compose(
+            [MMPRETRAIN_TRANSFORMS.build(t) if isinstance(t, dict) else t for t in transforms]
+        )
 
     def __call__(self, results: dict) -> dict:
         img = results['img']
         if img.ndim == 3 and img.shape[2] != 1:
-            raise ValueError(f'GrayAsRGB expects a gray HxW or HxWx1 image, got shape '
-                             f'{img.shape}: drop the wrapper for colour images.')
+            raise ValueError(
+                f'GrayAsRGB expects a gray HxW or HxWx1 image, got shape '
+                f'{img.shape}: drop the wrapper for colour images.'
+            )
         keep_dim = img.ndim == 3
-        results['img'] = np.repeat(img.reshape(img.shape[:2] + (1, )), 3, axis=2)
+        results['img'] = np.repeat(img.reshape(img.shape[:2] + (1,)), 3, axis=2)
         results = self.transforms(results)
         out = results['img'][..., 0]
         results['img'] = np.ascontiguousarray(out[..., None] if keep_dim else out)

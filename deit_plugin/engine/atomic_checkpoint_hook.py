@@ -1,13 +1,19 @@
 """mmengine's CheckpointHook with writes that a killed process cannot half-finish."""
+
 import os
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from deit_plugin.checkpoint import (ATOMIC_BACKEND, has_last_checkpoint,
-                                    stale_parts, write_last_checkpoint)
+from deit_plugin.checkpoint import (
+    ATOMIC_BACKEND,
+    has_last_checkpoint,
+    stale_parts,
+    write_last_checkpoint,
+)
 from deit_plugin.registry import HOOKS
+
 from .resume_hook import ResumeHook
 
 
@@ -89,16 +95,24 @@ class AtomicCheckpointHook(CheckpointHook):
         """
         self._collect_resume_states(runner)
         runner.save_checkpoint(
-            self.out_dir, filename, file_client_args=self.file_client_args,
-            save_optimizer=True, save_param_scheduler=True, by_epoch=False,
-            backend_args=self.backend_args)
+            self.out_dir,
+            filename,
+            file_client_args=self.file_client_args,
+            save_optimizer=True,
+            save_param_scheduler=True,
+            by_epoch=False,
+            backend_args=self.backend_args,
+        )
         path = self.file_backend.join_path(self.out_dir, filename)
         self._pointer(runner, path)
         return path
 
     def before_train(self, runner) -> None:
-        local = (self.file_client_args is None and self.backend_args is None
-                 and '://' not in str(self.out_dir or runner.work_dir))
+        local = (
+            self.file_client_args is None
+            and self.backend_args is None
+            and '://' not in str(self.out_dir or runner.work_dir)
+        )
         if local:
             self.backend_args = dict(backend=ATOMIC_BACKEND)
         super().before_train(runner)
@@ -107,7 +121,8 @@ class AtomicCheckpointHook(CheckpointHook):
             for part in stale_parts(self.out_dir):
                 os.remove(part)
                 runner.logger.warning(
-                    f'removed {part}: an incomplete checkpoint write of a run that was killed')
+                    f'removed {part}: an incomplete checkpoint write of a run that was killed'
+                )
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         backend, deferred = self.file_backend, _DeferredRemovals(self.file_backend)
@@ -117,8 +132,11 @@ class AtomicCheckpointHook(CheckpointHook):
             super()._save_checkpoint_with_step(runner, step, meta)
         finally:
             self.file_backend = backend
-        if getattr(self, '_atomic', False) and self.last_ckpt is not None and \
-                has_last_checkpoint(runner.work_dir):
+        if (
+            getattr(self, '_atomic', False)
+            and self.last_ckpt is not None
+            and has_last_checkpoint(runner.work_dir)
+        ):
             self._pointer(runner, self.last_ckpt)
         deferred.flush()
 

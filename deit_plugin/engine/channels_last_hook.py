@@ -1,4 +1,5 @@
 """Channels-last memory format for convolutional models trained by an mmengine Runner."""
+
 import torch
 from mmengine.hooks import Hook
 

@@ -1,4 +1,5 @@
 """bfloat16 autocast training on CPU through mmengine's optim-wrapper interface."""
+
 from contextlib import contextmanager
 from typing import Union
 
@@ -40,8 +41,9 @@ class CPUAmpOptimWrapper(OptimWrapper):
         if dtype not in ('bfloat16', torch.bfloat16):
             raise ValueError(
                 f'CPUAmpOptimWrapper trains in bfloat16 only, got dtype={dtype!r}: float16 '
-                f'needs a loss scaler (mmengine\'s AmpOptimWrapper, CUDA) and float32 is '
-                f"type='OptimWrapper'.")
+                f"needs a loss scaler (mmengine's AmpOptimWrapper, CUDA) and float32 is "
+                f"type='OptimWrapper'."
+            )
         super().__init__(**kwargs)
         self.cast_dtype = torch.bfloat16
 
@@ -53,7 +55,8 @@ class CPUAmpOptimWrapper(OptimWrapper):
         if param is not None and param.device.type != 'cpu':
             raise RuntimeError(
                 f'CPUAmpOptimWrapper autocasts CPU operations but the model is on '
-                f'{param.device}: use optim_wrapper type=\'AmpOptimWrapper\' (mmengine) there '
-                f'(tools/train.py --amp picks it when CUDA is available).')
+                f"{param.device}: use optim_wrapper type='AmpOptimWrapper' (mmengine) there "
+                f'(tools/train.py --amp picks it when CUDA is available).'
+            )
         with super().optim_context(model), torch.autocast('cpu', dtype=self.cast_dtype):
             yield

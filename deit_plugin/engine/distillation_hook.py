@@ -1,4 +1,5 @@
 """Connects the teacher of a ``deit_plugin.DistillationClassifier`` to an mmengine Runner."""
+
 from typing import Dict, Optional
 
 import torch.nn as nn
@@ -7,6 +8,7 @@ from mmengine.hooks import EMAHook, Hook
 from deit_plugin.models.teacher_slot import strip_teacher, teacher_fingerprint
 from deit_plugin.registry import HOOKS
 from deit_plugin.utils import unwrap_model
+
 from .distillation_settings import check_distillation_settings, distillation_settings
 
 __all__ = ['DistillationHook', 'TeacherChangedError', 'strip_teacher', 'teacher_fingerprint']
@@ -57,8 +59,9 @@ class DistillationHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, allow_teacher_change: bool = False,
-                 allow_distillation_change: bool = False) -> None:
+    def __init__(
+        self, allow_teacher_change: bool = False, allow_distillation_change: bool = False
+    ) -> None:
         self.allow_teacher_change = allow_teacher_change
         self.allow_distillation_change = allow_distillation_change
         self._resumed: Optional[dict] = None
@@ -69,15 +72,18 @@ class DistillationHook(Hook):
         if not hasattr(model, 'ensure_teacher_loaded'):
             raise TypeError(
                 f'DistillationHook needs a deit_plugin.DistillationClassifier, got '
-                f'{type(model).__name__}: remove the hook or change model.type.')
+                f'{type(model).__name__}: remove the hook or change model.type.'
+            )
         return model
 
     @staticmethod
     def _ema_copies(runner) -> Dict[str, nn.Module]:
         """The averaged models of mmengine's ``EMAHook`` (each a copy of the classifier)."""
-        return {f'{type(hook).__name__} copy of the teacher': hook.ema_model.module
-                for hook in runner.hooks
-                if isinstance(hook, EMAHook) and getattr(hook, 'ema_model', None) is not None}
+        return {
+            f'{type(hook).__name__} copy of the teacher': hook.ema_model.module
+            for hook in runner.hooks
+            if isinstance(hook, EMAHook) and getattr(hook, 'ema_model', None) is not None
+        }
 
     def _ensure_teacher(self, runner) -> None:
         model = self._model(runner)
@@ -87,45 +93,56 @@ class DistillationHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if runner._resume:
-            self._resumed = dict(path=runner._load_from,
-                                 recorded=checkpoint.get('meta', {}).get('deit_plugin'))
+            self._resumed = dict(
+                path=runner._load_from, recorded=checkpoint.get('meta', {}).get('deit_plugin')
+            )
 
     def before_train(self, runner) -> None:
         self._ensure_teacher(runner)
         model = self._model(runner)
         resumed, self._resumed = self._resumed, None
         if resumed is not None:
-            check_distillation_settings((resumed['recorded'] or {}).get('distillation'),
-                                        distillation_settings(model.head), resumed['path'],
-                                        self.allow_distillation_change, runner.logger)
+            check_distillation_settings(
+                (resumed['recorded'] or {}).get('distillation'),
+                distillation_settings(model.head),
+                resumed['path'],
+                self.allow_distillation_change,
+                runner.logger,
+            )
         if not model.has_teacher:
             return
         if resumed is not None:
-            self._check_same_teacher(resumed['recorded'], resumed['path'], model.teacher_record(),
-                                     runner.logger)
+            self._check_same_teacher(
+                resumed['recorded'], resumed['path'], model.teacher_record(), runner.logger
+            )
         wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
         wrappers = wrappers.values() if wrappers else [runner.optim_wrapper]
         model.check_teacher_not_optimised(
-            p for w in wrappers for g in w.optimizer.param_groups for p in g['params'])
+            p for w in wrappers for g in w.optimizer.param_groups for p in g['params']
+        )
 
-    def _check_same_teacher(self, recorded: Optional[dict], student_ckpt: str, current: dict,
-                            logger) -> None:
+    def _check_same_teacher(
+        self, recorded: Optional[dict], student_ckpt: str, current: dict, logger
+    ) -> None:
         """Compare the teacher recorded in the resumed checkpoint with the one loaded now; a
         checkpoint without a recorded fingerprint has nothing to compare."""
         before = (recorded or {}).get('teacher_fingerprint')
         now = current['teacher_fingerprint']
         if before is None or before == now:
             return
-        message = (f'the teacher differs from the one the resumed student was trained with: '
-                   f'{student_ckpt} records teacher {recorded.get("teacher_ckpt")} with '
-                   f'fingerprint {before}; this run loaded {current["teacher_ckpt"]} with '
-                   f'fingerprint {now}.')
+        message = (
+            f'the teacher differs from the one the resumed student was trained with: '
+            f'{student_ckpt} records teacher {recorded.get("teacher_ckpt")} with '
+            f'fingerprint {before}; this run loaded {current["teacher_ckpt"]} with '
+            f'fingerprint {now}.'
+        )
         if not self.allow_teacher_change:
             raise TeacherChangedError(
                 message + ' The student would continue against other targets than it started '
                 'with. Fix: set model.teacher_ckpt to the original teacher checkpoint; if the '
                 'change is intended, pass --allow-teacher-change to tools/train.py (or '
-                'DistillationHook(allow_teacher_change=True)).')
+                'DistillationHook(allow_teacher_change=True)).'
+            )
         if logger is not None:
             logger.warning(message + ' Continuing: allow_teacher_change=True.')
 
@@ -136,7 +153,8 @@ class DistillationHook(Hook):
         fingerprint = model.check_teacher_unchanged(self._ema_copies(runner))
         runner.logger.info(
             f'deit_plugin: teacher unchanged since it was loaded from '
-            f'{model.teacher_ckpt} (fingerprint {fingerprint})')
+            f'{model.teacher_ckpt} (fingerprint {fingerprint})'
+        )
 
     def before_val(self, runner) -> None:
         self._ensure_teacher(runner)

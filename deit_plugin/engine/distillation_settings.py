@@ -6,6 +6,7 @@ A checkpoint records the head's settings (:func:`distillation_settings`, stored 
 the teacher. Without the check, ``--resume`` of a hard-distillation run with a soft-distillation
 config continues silently: one run that mixes two losses.
 """
+
 from typing import Optional
 
 import torch.nn as nn
@@ -22,16 +23,20 @@ def distillation_settings(head: nn.Module) -> dict:
     if not hasattr(head, 'distillation'):
         return {}
     loss = getattr(head, 'distill_loss', None)
-    settings = dict(distillation=head.distillation, alpha=float(head.alpha),
-                    distill_loss=type(loss).__name__ if loss is not None else None)
+    settings = dict(
+        distillation=head.distillation,
+        alpha=float(head.alpha),
+        distill_loss=type(loss).__name__ if loss is not None else None,
+    )
     for name in ('tau', 'reduction'):
         if hasattr(loss, name):
             settings[name] = getattr(loss, name)
     return settings
 
 
-def check_distillation_settings(recorded: Optional[dict], now: dict, student_ckpt: str,
-                                allow: bool, logger=None) -> None:
+def check_distillation_settings(
+    recorded: Optional[dict], now: dict, student_ckpt: str, allow: bool, logger=None
+) -> None:
     """Compare the settings recorded in a student checkpoint with the config's.
 
     Args:
@@ -48,17 +53,23 @@ def check_distillation_settings(recorded: Optional[dict], now: dict, student_ckp
     """
     if not recorded:
         return
-    changed = [f'{key} {recorded.get(key)!r} -> {now.get(key)!r}'
-               for key in sorted(set(recorded) | set(now)) if recorded.get(key) != now.get(key)]
+    changed = [
+        f'{key} {recorded.get(key)!r} -> {now.get(key)!r}'
+        for key in sorted(set(recorded) | set(now))
+        if recorded.get(key) != now.get(key)
+    ]
     if not changed:
         return
-    message = (f'the distillation settings differ from those the resumed student was trained '
-               f'with ({student_ckpt}): {", ".join(changed)}.')
+    message = (
+        f'the distillation settings differ from those the resumed student was trained '
+        f'with ({student_ckpt}): {", ".join(changed)}.'
+    )
     if not allow:
         raise DistillationChangedError(
             message + ' The run would continue with another loss than it started with. Fix: '
             'set model.head (distillation, alpha, distill_loss) back to the recorded values; '
             'if the change is intended, pass --allow-distillation-change to tools/train.py (or '
-            'DistillationHook(allow_distillation_change=True)).')
+            'DistillationHook(allow_distillation_change=True)).'
+        )
     if logger is not None:
         logger.warning(message + ' Continuing: allow_distillation_change=True.')

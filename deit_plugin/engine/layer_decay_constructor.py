@@ -1,4 +1,5 @@
 """Layer-wise learning-rate decay for a DeiT backbone inside any model (classifier or detector)."""
+
 from typing import Callable, List, Optional, Tuple
 
 import torch.nn as nn
@@ -43,7 +44,8 @@ class DeiTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstru
             raise ValueError(
                 f'{type(self).__name__} needs optimizer.weight_decay set explicitly (e.g. '
                 "optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)); mmpretrain's "
-                'layer-decay code fails without it.')
+                'layer-decay code fails without it.'
+            )
 
     def __call__(self, model: nn.Module):
         return super().__call__(without_teacher(model))
@@ -59,28 +61,31 @@ class DeiTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstru
                 f'{type(model).__name__} has no get_layer_depth and no backbone with one: '
                 'layer-wise lr decay needs a ViT backbone (e.g. '
                 "type='deit_plugin.DistilledVisionTransformer'); use mmengine's "
-                'DefaultOptimWrapperConstructor for other models.')
+                'DefaultOptimWrapperConstructor for other models.'
+            )
         if hasattr(backbone, 'dist_token'):
             depth, _ = backbone.get_layer_depth('backbone.dist_token', 'backbone.')
             if depth != 0:
                 raise TypeError(
                     f'{type(backbone).__module__}.{type(backbone).__name__} puts dist_token at '
                     f'depth {depth} instead of the stem (0): use '
-                    "type='deit_plugin.DistilledVisionTransformer' as the backbone.")
+                    "type='deit_plugin.DistilledVisionTransformer' as the backbone."
+                )
 
         def get_layer_depth(param_name: str, prefix: str = '') -> Tuple[int, int]:
             return backbone.get_layer_depth(param_name, prefix + 'backbone.')
 
         return get_layer_depth
 
-    def add_params(self,
-                   params: List[dict],
-                   module: nn.Module,
-                   prefix: str = '',
-                   get_layer_depth: Optional[Callable] = None,
-                   **kwargs) -> None:
+    def add_params(
+        self,
+        params: List[dict],
+        module: nn.Module,
+        prefix: str = '',
+        get_layer_depth: Optional[Callable] = None,
+        **kwargs,
+    ) -> None:
         """Add ``module``'s parameters with their layer-decayed lr (see the class docstring)."""
         if prefix == '' and get_layer_depth is None:
             get_layer_depth = self._depth_fn(module)
-        super().add_params(params, module, prefix=prefix, get_layer_depth=get_layer_depth,
-                           **kwargs)
+        super().add_params(params, module, prefix=prefix, get_layer_depth=get_layer_depth, **kwargs)

@@ -1,4 +1,5 @@
 """Optimizer construction that never sees the teacher."""
+
 import torch.nn as nn
 from mmengine.optim import DefaultOptimWrapperConstructor
 

@@ -1,4 +1,5 @@
 """Everything a resumed run needs to continue exactly: random states, data seed, data position."""
+
 import functools
 import itertools
 import random
@@ -26,8 +27,7 @@ RESUME_PRIORITY = 80
 
 def get_random_state() -> dict:
     """Python, numpy and torch (CPU and, when in use, CUDA) global generator states."""
-    state = dict(python=random.getstate(), numpy=np.random.get_state(),
-                 torch=torch.get_rng_state())
+    state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -49,8 +49,7 @@ def set_data_seed(loader, seed: int) -> None:
     loader.sampler.seed = seed
     init_fn = loader.worker_init_fn
     if isinstance(init_fn, functools.partial) and 'seed' in init_fn.keywords:
-        loader.worker_init_fn = functools.partial(init_fn.func,
-                                                  **dict(init_fn.keywords, seed=seed))
+        loader.worker_init_fn = functools.partial(init_fn.func, **dict(init_fn.keywords, seed=seed))
 
 
 class _ResumedIterator:
@@ -171,7 +170,8 @@ class ResumeHook(Hook):
         if self.require_seeded_data and not isinstance(sampler, SeededSampler):
             raise TypeError(
                 f'deit_plugin.{type(self).__name__} needs per-sample seeded data loading, but '
-                f'the training sampler is {type(sampler).__name__}: {_USAGE}.')
+                f'the training sampler is {type(sampler).__name__}: {_USAGE}.'
+            )
         return isinstance(sampler, SeededSampler)
 
     # -- saving ---------------------------------------------------------------------------------
@@ -197,11 +197,16 @@ class ResumeHook(Hook):
             meta, loader = checkpoint['meta'], runner.train_loop.dataloader
             per_epoch, by_epoch = len(loader), self._by_epoch(runner)
             checkpoint[POSITION_KEY] = dict(
-                seed=sampler.seed, epoch=meta['epoch'] if by_epoch else 0, iter=meta['iter'],
-                batch_in_epoch=(meta['iter'] - meta['epoch'] * per_epoch if by_epoch
-                                else meta['iter']),
-                batch_size=loader.batch_size, world_size=get_dist_info()[1],
-                batches_per_epoch=per_epoch)
+                seed=sampler.seed,
+                epoch=meta['epoch'] if by_epoch else 0,
+                iter=meta['iter'],
+                batch_in_epoch=(
+                    meta['iter'] - meta['epoch'] * per_epoch if by_epoch else meta['iter']
+                ),
+                batch_size=loader.batch_size,
+                world_size=get_dist_info()[1],
+                batches_per_epoch=per_epoch,
+            )
 
     # -- resuming -------------------------------------------------------------------------------
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -213,7 +218,8 @@ class ResumeHook(Hook):
             runner.logger.warning(
                 f'deit_plugin.{type(self).__name__}: the checkpoint has no random states '
                 f'(written without this hook): augmentation and drop-path after the resume '
-                f'draw other random numbers than the interrupted run would have.')
+                f'draw other random numbers than the interrupted run would have.'
+            )
         else:
             rank, world_size = get_dist_info()
             ranks = saved['ranks']
@@ -221,7 +227,8 @@ class ResumeHook(Hook):
                 runner.logger.warning(
                     f'deit_plugin.{type(self).__name__}: the checkpoint holds random states of '
                     f'{len(ranks)} processes, this run has {world_size}: using rank '
-                    f'{rank % len(ranks)}\'s; the resumed run is not an exact continuation.')
+                    f"{rank % len(ranks)}'s; the resumed run is not an exact continuation."
+                )
             state = ranks[rank % len(ranks)]
         position = checkpoint.get(POSITION_KEY)
         seed = position['seed'] if position else (saved or {}).get('data_seed')
@@ -238,20 +245,24 @@ class ResumeHook(Hook):
         loader, seeded = loop.dataloader, self._seeded(runner)
         resume, self._resume = self._resume, None
         from .atomic_checkpoint_hook import AtomicCheckpointHook  # it imports this module
-        if get_dist_info()[1] > 1 and not any(isinstance(h, AtomicCheckpointHook)
-                                              for h in runner.hooks):
+
+        if get_dist_info()[1] > 1 and not any(
+            isinstance(h, AtomicCheckpointHook) for h in runner.hooks
+        ):
             runner.logger.warning(
                 f'deit_plugin.{type(self).__name__}: without deit_plugin.AtomicCheckpointHook '
-                f'checkpoints hold rank 0\'s random states only.')
+                f"checkpoints hold rank 0's random states only."
+            )
         if resume is not None and resume['position'] is not None:
             self._check_position(runner, resume['position'])
-        seed, source = (resume or {}).get('seed'), 'the checkpoint\'s'
+        seed, source = (resume or {}).get('seed'), "the checkpoint's"
         if self._seed_request is not None:
             seed, source = self._seed_request
         sampler = loader.sampler
         if seed is not None and getattr(sampler, 'seed', seed) != seed:
-            runner.logger.info(f'deit_plugin.{type(self).__name__}: data seed {sampler.seed} '
-                               f'-> {seed} ({source})')
+            runner.logger.info(
+                f'deit_plugin.{type(self).__name__}: data seed {sampler.seed} -> {seed} ({source})'
+            )
             set_data_seed(loader, seed)
         if seeded:
             self._seed_loading(runner, loader)
@@ -260,25 +271,27 @@ class ResumeHook(Hook):
 
     def _seed_loading(self, runner, loader) -> None:
         if loader.batch_size is None:
-            raise ValueError(f'deit_plugin.{type(self).__name__} needs '
-                             f'train_dataloader.batch_size (a custom batch_sampler cannot be '
-                             f'positioned).')
+            raise ValueError(
+                f'deit_plugin.{type(self).__name__} needs '
+                f'train_dataloader.batch_size (a custom batch_sampler cannot be '
+                f'positioned).'
+            )
         loader.generator = torch.Generator().manual_seed(int(loader.sampler.seed) % 2**63)
         model = unwrap_model(runner.model)
         preprocessor = getattr(model, 'data_preprocessor', None)
         augments = getattr(preprocessor, 'batch_augments', None)
         if augments is not None:
             if not isinstance(augments, SeededBatchAugments):
-                augments = SeededBatchAugments(augments, loader.sampler.seed,
-                                               get_dist_info()[0])
+                augments = SeededBatchAugments(augments, loader.sampler.seed, get_dist_info()[0])
                 preprocessor.batch_augments = augments
             self._augments = augments
 
     def _check_position(self, runner, saved: dict) -> None:
         loader = runner.train_loop.dataloader
         per_epoch = len(loader)
-        now = dict(batch_size=loader.batch_size, world_size=get_dist_info()[1],
-                   batches_per_epoch=per_epoch)
+        now = dict(
+            batch_size=loader.batch_size, world_size=get_dist_info()[1], batches_per_epoch=per_epoch
+        )
         changed = {k: (saved[k], v) for k, v in now.items() if saved[k] != v}
         if changed and (saved['batch_in_epoch'] % per_epoch or not self._by_epoch(runner)):
             what = ', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())
@@ -286,7 +299,8 @@ class ResumeHook(Hook):
                 f'cannot continue the data stream of the checkpoint ({what}): the position '
                 f'inside the data only maps onto the same batch size, world size and dataset. '
                 f'Resume with the settings of the interrupted run, or from an end-of-epoch '
-                f'checkpoint.')
+                f'checkpoint.'
+            )
 
     def _continue(self, runner, loop, seeded: bool, resume: dict) -> None:
         name = f'deit_plugin.{type(self).__name__}'
@@ -294,7 +308,8 @@ class ResumeHook(Hook):
         if seeded and resume['position'] is None:
             runner.logger.warning(
                 f'{name}: the checkpoint has no train_position (written without seeded data '
-                f'loading): continuing at the position its epoch/iteration give.')
+                f'loading): continuing at the position its epoch/iteration give.'
+            )
         if not seeded:
             self._warn_about_what_cannot_be_restored(runner, loop)
         if self._by_epoch(runner):
@@ -305,14 +320,17 @@ class ResumeHook(Hook):
                 batches = loader.batch_sampler
                 batches.sampler = _StartAfter(batches.sampler, done * loader.batch_size)
             if done > 0 and (seeded or self._positionable(loader)):
-                runner.logger.info(f'{name}: continuing epoch {loop.epoch + 1} at batch '
-                                   f'{done + 1} of {len(loader)}')
+                runner.logger.info(
+                    f'{name}: continuing epoch {loop.epoch + 1} at batch '
+                    f'{done + 1} of {len(loader)}'
+                )
             if state is not None:
                 set_random_state(state)
         elif loop.iter > 0:
             iterator = loop.dataloader_iterator
             if seeded:
                 from mmengine.runner.loops import _InfiniteDataloaderIterator
+
                 loader.sampler.start_at(0, loop.iter * loader.batch_size)
                 # a new iterator: the old one has already queued indices from position 0
                 iterator = _InfiniteDataloaderIterator(loader)
@@ -329,22 +347,27 @@ class ResumeHook(Hook):
 
     def _warn_about_what_cannot_be_restored(self, runner, loop) -> None:
         loader, name = loop.dataloader, 'deit_plugin.ResumeHook'
-        if getattr(loader, 'num_workers', 0) > 0 and getattr(loader, 'persistent_workers',
-                                                             False):
+        if getattr(loader, 'num_workers', 0) > 0 and getattr(loader, 'persistent_workers', False):
             runner.logger.warning(
                 f'{name}: persistent dataloader workers keep their own random generators '
                 f'across epochs, which no checkpoint can hold: augmentations after this resume '
                 f'differ from the interrupted run. For exact resumes use per-sample seeded '
                 f'loading ({_USAGE}) or train with persistent_workers=False '
-                f'(tools/train.py --no-persistent-workers).')
+                f'(tools/train.py --no-persistent-workers).'
+            )
         if not hasattr(loop, 'dataloader_iterator') and loop.iter != loop.epoch * len(loader):
             runner.logger.warning(
                 f'{name}: resuming an epoch-based loop from a mid-epoch checkpoint (iteration '
                 f'{loop.iter}, epoch {loop.epoch}) without per-sample seeded loading: '
-                + ('the rest of the epoch is augmented with other random numbers than in the '
-                   'interrupted run' if self._positionable(loader) else
-                   'mmengine repeats the whole epoch (a custom batch_sampler cannot be '
-                   'positioned)') + f', so this is not an exact continuation. Use {_USAGE}.')
+                + (
+                    'the rest of the epoch is augmented with other random numbers than in the '
+                    'interrupted run'
+                    if self._positionable(loader)
+                    else 'mmengine repeats the whole epoch (a custom batch_sampler cannot be '
+                    'positioned)'
+                )
+                + f', so this is not an exact continuation. Use {_USAGE}.'
+            )
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if not self._active or not self._seeded(runner):
@@ -354,7 +377,8 @@ class ResumeHook(Hook):
             raise RuntimeError(
                 f'the training sampler is at epoch {sampler.epoch} but training at '
                 f'{runner.epoch}: keep default_hooks.sampler_seed='
-                f"dict(type='DistSamplerSeedHook') (it sets the sampler's epoch).")
+                f"dict(type='DistSamplerSeedHook') (it sets the sampler's epoch)."
+            )
         if self._augments is not None:
             self._augments.seed = sampler.seed
             self._augments.set_step(runner.epoch, runner.iter)
@@ -372,9 +396,12 @@ class ResumeHook(Hook):
 
 
 def _deprecated(old: str, new: str) -> None:
-    warnings.warn(f'deit_plugin.{old} is deprecated: it is deit_plugin.{new}, which '
-                  f'configs/_base_/default_runtime.py adds to default_hooks.',
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f'deit_plugin.{old} is deprecated: it is deit_plugin.{new}, which '
+        f'configs/_base_/default_runtime.py adds to default_hooks.',
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 @HOOKS.register_module()

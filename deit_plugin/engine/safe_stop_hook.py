@@ -1,5 +1,6 @@
 """Stop training safely: at a non-finite loss before anything is saved, and on a scheduler's
 signal (SIGTERM, SIGUSR1) after saving a resumable checkpoint."""
+
 import math
 import signal
 import threading
@@ -11,6 +12,7 @@ from mmengine.dist import all_reduce, barrier, get_dist_info
 from mmengine.hooks import Hook
 
 from deit_plugin.registry import HOOKS
+
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .resume_hook import RESUME_PRIORITY
 
@@ -46,8 +48,9 @@ def _signal_number(sig: Union[str, int]) -> signal.Signals:
     try:
         return signal.Signals[sig] if isinstance(sig, str) else signal.Signals(sig)
     except (KeyError, ValueError):
-        raise ValueError(f'unknown signal {sig!r}: use names such as SIGTERM, SIGUSR1, '
-                         f'SIGUSR2') from None
+        raise ValueError(
+            f'unknown signal {sig!r}: use names such as SIGTERM, SIGUSR1, SIGUSR2'
+        ) from None
 
 
 def _non_finite(outputs: Optional[dict]) -> dict:
@@ -111,9 +114,13 @@ class SafeStopHook(Hook):
 
     priority = RESUME_PRIORITY
 
-    def __init__(self, signals: Sequence[Union[str, int]] = ('SIGTERM', 'SIGUSR1'),
-                 exit_code: int = PREEMPTED_EXIT_CODE, filename_tmpl: str = 'iter_{}.pth',
-                 check_loss: bool = True) -> None:
+    def __init__(
+        self,
+        signals: Sequence[Union[str, int]] = ('SIGTERM', 'SIGUSR1'),
+        exit_code: int = PREEMPTED_EXIT_CODE,
+        filename_tmpl: str = 'iter_{}.pth',
+        check_loss: bool = True,
+    ) -> None:
         if not 0 < int(exit_code) < 256:
             raise ValueError(f'exit_code must be in 1..255, got {exit_code}.')
         self.signals = [_signal_number(s) for s in signals]
@@ -156,14 +163,17 @@ class SafeStopHook(Hook):
             return
         if self._checkpointer(runner) is None:
             raise ValueError(
-                "deit_plugin.SafeStopHook saves a checkpoint on a signal through "
-                "deit_plugin.AtomicCheckpointHook, which the run does not have: set "
+                'deit_plugin.SafeStopHook saves a checkpoint on a signal through '
+                'deit_plugin.AtomicCheckpointHook, which the run does not have: set '
                 "default_hooks.checkpoint=dict(type='deit_plugin.AtomicCheckpointHook') (or "
-                "inherit configs/_base_/default_runtime.py), or signals=() to only check the "
-                "loss.")
+                'inherit configs/_base_/default_runtime.py), or signals=() to only check the '
+                'loss.'
+            )
         if threading.current_thread() is not threading.main_thread():
-            runner.logger.warning('deit_plugin.SafeStopHook: not in the main thread, where '
-                                  'Python delivers signals: no signal handlers installed.')
+            runner.logger.warning(
+                'deit_plugin.SafeStopHook: not in the main thread, where '
+                'Python delivers signals: no signal handlers installed.'
+            )
             return
         for sig in self.signals:  # training only: tools/test.py keeps the default actions
             self._previous[sig] = signal.signal(sig, self._handle)
@@ -179,8 +189,9 @@ class SafeStopHook(Hook):
         return next((h for h in runner.hooks if isinstance(h, AtomicCheckpointHook)), None)
 
     # -- the verdict after each iteration --------------------------------------------------------
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
-                         outputs: Optional[dict] = None) -> None:
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None
+    ) -> None:
         if not self._active or not (self.check_loss or self.signals):
             return
         bad = _non_finite(outputs) if self.check_loss else {}
@@ -194,26 +205,35 @@ class SafeStopHook(Hook):
         if elsewhere:
             raise NonFiniteLossError(
                 f'another process saw a non-finite loss at iteration {runner.iter + 1}: '
-                f'training stopped (see that process\'s error for the term).')
+                f"training stopped (see that process's error for the term)."
+            )
         if stop:
             self._preempt(runner)
 
     @staticmethod
     def _raise_non_finite(runner, batch_idx: int, outputs: dict, bad: dict) -> None:
-        finite = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in outputs.items()
-                  if k.startswith('loss') and k not in bad and k != 'loss'}
+        finite = {
+            k: float(v.detach() if torch.is_tensor(v) else v)
+            for k, v in outputs.items()
+            if k.startswith('loss') and k not in bad and k != 'loss'
+        }
         terms = ', '.join(f'{k} = {v} ({TERMS.get(k, "loss term")})' for k, v in bad.items())
         ok = ', '.join(f'{k} = {v:.4g}' for k, v in finite.items())
         last = runner.message_hub.get_info('last_ckpt')
-        kept = (f'the last checkpoint, {last}, is intact' if last
-                else 'no checkpoint had been written yet')
+        kept = (
+            f'the last checkpoint, {last}, is intact'
+            if last
+            else 'no checkpoint had been written yet'
+        )
         raise NonFiniteLossError(
             f'non-finite loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}, batch '
-            f'{batch_idx + 1}): {terms}' + (f'; finite: {ok}' if ok else '') +
-            f'. Training stopped before saving anything: {kept}. Fix: lower the learning rate '
+            f'{batch_idx + 1}): {terms}'
+            + (f'; finite: {ok}' if ok else '')
+            + f'. Training stopped before saving anything: {kept}. Fix: lower the learning rate '
             f'(optim_wrapper.optimizer.lr) or clip gradients (optim_wrapper.clip_grad='
             f'dict(max_norm=5.0)); for the distillation loss also check the teacher checkpoint '
-            f'(its logits) and tau. Then resume with `tools/train.py CONFIG --resume`.')
+            f'(its logits) and tau. Then resume with `tools/train.py CONFIG --resume`.'
+        )
 
     def _preempt(self, runner) -> None:
         seen = ', '.join(self.received) or 'none here; another process received one'
@@ -221,23 +241,29 @@ class SafeStopHook(Hook):
         runner.logger.warning(
             f'deit_plugin.SafeStopHook: stop requested (signals: {seen}): saving a checkpoint '
             f'after iteration {iteration} (epoch {runner.epoch + 1}) and exiting with code '
-            f'{self.exit_code}')
-        path = self._checkpointer(runner).save_resumable(runner,
-                                                         self.filename_tmpl.format(iteration))
+            f'{self.exit_code}'
+        )
+        path = self._checkpointer(runner).save_resumable(
+            runner, self.filename_tmpl.format(iteration)
+        )
         barrier()  # no rank exits (and makes a launcher kill the others) before rank 0 saved
         late = self.received[1:]
         runner.logger.warning(
             f'deit_plugin.SafeStopHook: wrote {path}; resume with `tools/train.py CONFIG '
-            f'--resume` (same work dir)' + (f'; ignored further signals: {", ".join(late)}'
-                                            if late else ''))
+            f'--resume` (same work dir)'
+            + (f'; ignored further signals: {", ".join(late)}' if late else '')
+        )
         self._restore_handlers()
         raise TrainingPreempted(self.exit_code, path, list(self.received))
 
 
 def _deprecated(old: str) -> None:
-    warnings.warn(f'deit_plugin.{old} is deprecated: it is deit_plugin.SafeStopHook, which '
-                  f'configs/_base_/default_runtime.py adds to default_hooks.',
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f'deit_plugin.{old} is deprecated: it is deit_plugin.SafeStopHook, which '
+        f'configs/_base_/default_runtime.py adds to default_hooks.',
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 @HOOKS.register_module()
@@ -253,11 +279,15 @@ class FiniteLossHook(SafeStopHook):
 class PreemptionHook(SafeStopHook):
     """Deprecated name of ``SafeStopHook(..., check_loss=False)``."""
 
-    def __init__(self, signals: Sequence[Union[str, int]] = ('SIGTERM', 'SIGUSR1'),
-                 exit_code: int = PREEMPTED_EXIT_CODE,
-                 filename_tmpl: str = 'iter_{}.pth') -> None:
+    def __init__(
+        self,
+        signals: Sequence[Union[str, int]] = ('SIGTERM', 'SIGUSR1'),
+        exit_code: int = PREEMPTED_EXIT_CODE,
+        filename_tmpl: str = 'iter_{}.pth',
+    ) -> None:
         _deprecated('PreemptionHook')
         if not signals:
-            raise ValueError('PreemptionHook needs at least one signal, e.g. '
-                             "signals=('SIGTERM', 'SIGUSR1').")
+            raise ValueError(
+                "PreemptionHook needs at least one signal, e.g. signals=('SIGTERM', 'SIGUSR1')."
+            )
         super().__init__(signals, exit_code, filename_tmpl, check_loss=False)

@@ -1,4 +1,5 @@
 """Top-1 of each DeiT head and teacher–student agreement, in one metric."""
+
 from typing import List, Optional, Sequence
 
 import torch
@@ -28,13 +29,16 @@ class DistillationMetric(BaseMetric):
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             if 'cls_pred_score' not in sample:
-                raise KeyError('DistillationMetric needs the predictions of '
-                               'deit_plugin.DeiTDistillHead (cls_pred_score/dist_pred_score).')
+                raise KeyError(
+                    'DistillationMetric needs the predictions of '
+                    'deit_plugin.DeiTDistillHead (cls_pred_score/dist_pred_score).'
+                )
             result = dict(
                 gt=int(sample['gt_label'].view(-1)[0]),
                 fused=int(sample['pred_label'].view(-1)[0]),
                 cls=int(sample['cls_pred_score'].argmax()),
-                dist=int(sample['dist_pred_score'].argmax()))
+                dist=int(sample['dist_pred_score'].argmax()),
+            )
             if 'teacher_pred_label' in sample:
                 result['teacher'] = int(sample['teacher_pred_label'].view(-1)[0])
             self.results.append(result)
@@ -45,11 +49,14 @@ class DistillationMetric(BaseMetric):
             y = torch.tensor([r[b] for r in results])
             return float((x == y).float().mean() * 100)
 
-        metrics = dict(fused_top1=rate('fused', 'gt'), cls_top1=rate('cls', 'gt'),
-                       dist_top1=rate('dist', 'gt'))
+        metrics = dict(
+            fused_top1=rate('fused', 'gt'), cls_top1=rate('cls', 'gt'), dist_top1=rate('dist', 'gt')
+        )
         if results and all('teacher' in r for r in results):
-            metrics.update(teacher_top1=rate('teacher', 'gt'),
-                           agreement=rate('fused', 'teacher'),
-                           agreement_cls=rate('cls', 'teacher'),
-                           agreement_dist=rate('dist', 'teacher'))
+            metrics.update(
+                teacher_top1=rate('teacher', 'gt'),
+                agreement=rate('fused', 'teacher'),
+                agreement_cls=rate('cls', 'teacher'),
+                agreement_dist=rate('dist', 'teacher'),
+            )
         return metrics

@@ -5,6 +5,10 @@ from .distilled_vit import DistilledVisionTransformer
 from .simple_feature_pyramid import SimpleFeaturePyramid
 
 __all__ = [
-    'DistilledVisionTransformer', 'DeiTDistillHead', 'HardDistillationLoss',
-    'SoftDistillationLoss', 'DistillationClassifier', 'SimpleFeaturePyramid'
+    'DistilledVisionTransformer',
+    'DeiTDistillHead',
+    'HardDistillationLoss',
+    'SoftDistillationLoss',
+    'DistillationClassifier',
+    'SimpleFeaturePyramid',
 ]

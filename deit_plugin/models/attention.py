@@ -13,6 +13,7 @@ windows of the patch grid. A grid that is not a multiple of the window is padded
 and right with zero tokens (after the block's first norm, as ViTDet does; they take part in
 the attention of their window as keys and are cut off afterwards).
 """
+
 from typing import Callable, Optional, Tuple
 
 import torch
@@ -22,18 +23,18 @@ from mmpretrain.models.utils import MultiheadAttention
 ATTN_IMPLS = ('sdpa', 'matmul', 'auto')
 
 
-def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     dropout_p: float = 0.0) -> torch.Tensor:
+def matmul_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+) -> torch.Tensor:
     """``softmax(q kᵀ / sqrt(d)) v`` written out, as the official DeiT ``Attention``."""
-    attn = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
     attn = attn.softmax(dim=-1)
     if dropout_p > 0:
         attn = F.dropout(attn, dropout_p, training=True)
     return attn @ v
 
 
-def window_partition(x: torch.Tensor, window_size: int
-                     ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+def window_partition(x: torch.Tensor, window_size: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Split a ``(B, H, W, C)`` grid into ``(B · nH · nW, window_size², C)`` windows, row-major
     inside each window and window after window, padding the bottom and right with zeros to
     multiples of ``window_size``.
@@ -51,8 +52,9 @@ def window_partition(x: torch.Tensor, window_size: int
     return windows, (Hp, Wp)
 
 
-def window_unpartition(windows: torch.Tensor, window_size: int, padded_hw: Tuple[int, int],
-                       hw: Tuple[int, int]) -> torch.Tensor:
+def window_unpartition(
+    windows: torch.Tensor, window_size: int, padded_hw: Tuple[int, int], hw: Tuple[int, int]
+) -> torch.Tensor:
     """The inverse of :func:`window_partition`: ``(B, H, W, C)`` with the padding cut off."""
     (Hp, Wp), (H, W) = padded_hw, hw
     C = windows.shape[-1]
@@ -63,9 +65,12 @@ def window_unpartition(windows: torch.Tensor, window_size: int, padded_hw: Tuple
 
 def bf16_cpu_training(x: torch.Tensor) -> bool:
     """Whether ``x`` takes part in a bf16-autocast training step on the CPU."""
-    return (x.device.type == 'cpu' and torch.is_grad_enabled()
-            and torch.is_autocast_enabled('cpu')
-            and torch.get_autocast_dtype('cpu') == torch.bfloat16)
+    return (
+        x.device.type == 'cpu'
+        and torch.is_grad_enabled()
+        and torch.is_autocast_enabled('cpu')
+        and torch.get_autocast_dtype('cpu') == torch.bfloat16
+    )
 
 
 class DeiTAttention(MultiheadAttention):
@@ -95,12 +100,16 @@ class DeiTAttention(MultiheadAttention):
         """Turn a built ``MultiheadAttention`` into this class in place (its parameters and
         buffers are kept as they are)."""
         if attn_impl not in ATTN_IMPLS:
-            raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}: '
-                             f"'sdpa' (fused kernel), 'matmul' (explicit product, official "
-                             f"DeiT code) or 'auto' (matmul in bf16 CPU training only).")
+            raise ValueError(
+                f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}: '
+                f"'sdpa' (fused kernel), 'matmul' (explicit product, official "
+                f"DeiT code) or 'auto' (matmul in bf16 CPU training only)."
+            )
         if type(module) is not MultiheadAttention:
-            raise TypeError(f'DeiTAttention replaces mmpretrain MultiheadAttention, got '
-                            f'{type(module).__name__}.')
+            raise TypeError(
+                f'DeiTAttention replaces mmpretrain MultiheadAttention, got '
+                f'{type(module).__name__}.'
+            )
         module.__class__ = cls
         module.attn_impl = attn_impl
         return module
@@ -120,13 +129,13 @@ class DeiTAttention(MultiheadAttention):
             if hw is None or hw[0] * hw[1] != N:
                 raise ValueError(
                     f'a windowed attention block needs the patch grid of its {N} tokens, got '
-                    f'hw={hw}: call it with hw=(H, W), H * W == {N}, and no extra tokens.')
+                    f'hw={hw}: call it with hw=(H, W), H * W == {N}, and no extra tokens.'
+                )
             x, padded_hw = window_partition(x.view(B, *hw, C), window)
         Bw, Nw, _ = x.shape
-        qkv = self.qkv(x).reshape(Bw, Nw, 3, self.num_heads,
-                                  self.head_dims).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).reshape(Bw, Nw, 3, self.num_heads, self.head_dims).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        attn_drop = self.attn_drop if self.training else 0.
+        attn_drop = self.attn_drop if self.training else 0.0
         x = self._product(q)(q, k, v, dropout_p=attn_drop)
         x = x.transpose(1, 2).reshape(Bw, Nw, self.embed_dims)
         if window:

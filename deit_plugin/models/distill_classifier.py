@@ -1,4 +1,5 @@
 """An mmpretrain ``ImageClassifier`` that owns a frozen teacher (DeiT distillation)."""
+
 import copy
 import os
 import os.path as osp
@@ -14,10 +15,16 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.structures import DataSample
 
-from deit_plugin.checkpoint import (CheckpointNotFoundError, WrongCheckpointKind,
-                                    checkpoint_kind, revise_keys, unwrap_state_dict)
+from deit_plugin.checkpoint import (
+    CheckpointNotFoundError,
+    WrongCheckpointKind,
+    checkpoint_kind,
+    revise_keys,
+    unwrap_state_dict,
+)
 from deit_plugin.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
+
 from .input_checks import check_image_batch
 from .teacher_precision import check_teacher_precision, teacher_autocast
 from .teacher_slot import TEACHER_PREFIX, get_teacher, teacher_fingerprint, tensor_digests
@@ -32,8 +39,7 @@ def _as_size(size, what: str) -> Optional[Size]:
         return None
     pair = (size, size) if isinstance(size, int) else tuple(size)
     if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f'{what} must be a positive int or an (h, w) pair of them, got '
-                         f'{size!r}.')
+        raise ValueError(f'{what} must be a positive int or an (h, w) pair of them, got {size!r}.')
     return pair
 
 
@@ -68,8 +74,7 @@ def load_teacher_config(teacher: TeacherSpec) -> Tuple[Union[dict, nn.Module], s
     return model, desc
 
 
-def resolve_teacher(teacher: TeacherSpec
-                    ) -> Tuple[Union[dict, nn.Module], str, Optional[Size]]:
+def resolve_teacher(teacher: TeacherSpec) -> Tuple[Union[dict, nn.Module], str, Optional[Size]]:
     """Resolve ``teacher`` into a model config (or module), a description for messages and,
     for config files, the input size of its test pipeline (:func:`config_input_size`).
 
@@ -81,17 +86,21 @@ def resolve_teacher(teacher: TeacherSpec
     if isinstance(teacher, nn.Module):
         return teacher, type(teacher).__name__, None
     if isinstance(teacher, (dict, ConfigDict)):
-        return copy.deepcopy(dict(teacher)), f"model dict (type={teacher.get('type')!r})", None
+        return copy.deepcopy(dict(teacher)), f'model dict (type={teacher.get("type")!r})', None
     if not isinstance(teacher, str):
-        raise TypeError(f'teacher must be a config path, a model dict or a module, got '
-                        f'{type(teacher).__name__}.')
+        raise TypeError(
+            f'teacher must be a config path, a model dict or a module, got '
+            f'{type(teacher).__name__}.'
+        )
     if '::' not in teacher and not osp.isfile(teacher):
         raise FileNotFoundError(
             f'teacher config {teacher!r} does not exist: give a config file path, an '
-            f"'mmpretrain::<dir>/<name>.py' config, or a model dict.")
+            f"'mmpretrain::<dir>/<name>.py' config, or a model dict."
+        )
     try:
         if '::' in teacher:
             from mmengine.hub import get_config
+
             cfg = get_config(teacher)
         else:
             cfg = Config.fromfile(teacher)
@@ -99,14 +108,16 @@ def resolve_teacher(teacher: TeacherSpec
         raise ValueError(
             f'teacher config {teacher!r} cannot be read by mmengine ({str(e).splitlines()[0]}): '
             f'give the teacher as a model dict (its `model`, with `data_preprocessor`), or a '
-            f'config file mmengine reads.') from e
+            f'config file mmengine reads.'
+        ) from e
     if 'model' not in cfg:
         raise ValueError(f'teacher config {teacher!r} has no `model`: is it a model config?')
     return model_with_data_preprocessor(cfg), f'config {teacher!r}', config_input_size(cfg)
 
 
-def _normalisation(preprocessor: nn.Module, channels: int
-                   ) -> Tuple[torch.Tensor, torch.Tensor, bool]:
+def _normalisation(
+    preprocessor: nn.Module, channels: int
+) -> Tuple[torch.Tensor, torch.Tensor, bool]:
     """(mean, std, bgr_to_rgb) of an mmpretrain/mmengine image data preprocessor."""
     if getattr(preprocessor, '_enable_normalize', False):
         mean = preprocessor.mean.detach().flatten().float().cpu()
@@ -115,8 +126,9 @@ def _normalisation(preprocessor: nn.Module, channels: int
         mean, std = torch.zeros(channels), torch.ones(channels)
     # mmpretrain's ClsDataPreprocessor calls it `to_rgb`, mmengine's ImgDataPreprocessor
     # `_channel_conversion`; either flips 3-channel inputs.
-    flips = getattr(preprocessor, 'to_rgb', False) or getattr(preprocessor,
-                                                              '_channel_conversion', False)
+    flips = getattr(preprocessor, 'to_rgb', False) or getattr(
+        preprocessor, '_channel_conversion', False
+    )
     return mean, std, bool(flips) and channels == 3
 
 
@@ -148,7 +160,8 @@ def _counted_classes(teacher: nn.Module, channels: int, size: Size, desc: str) -
             f'cannot tell how many classes the teacher ({desc}) predicts: its head has no '
             f'`num_classes` and its forward on one {size[0]}x{size[1]} image failed '
             f'({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else e}).'
-            f' Give a teacher whose forward returns class logits.') from e
+            f' Give a teacher whose forward returns class logits.'
+        ) from e
 
 
 @MODELS.register_module()
@@ -217,31 +230,39 @@ class DistillationClassifier(ImageClassifier):
         neck, train_cfg, data_preprocessor, init_cfg: as ``ImageClassifier``.
     """
 
-    def __init__(self,
-                 backbone: dict,
-                 head: dict,
-                 teacher: Optional[TeacherSpec] = None,
-                 teacher_ckpt: Optional[str] = None,
-                 predict_with_teacher: bool = False,
-                 teacher_channels_last: Optional[bool] = None,
-                 teacher_precision: str = 'auto',
-                 teacher_input_size: Union[int, Tuple[int, int], None] = None,
-                 teacher_cache: Optional[dict] = None,
-                 neck: Optional[dict] = None,
-                 train_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        teacher: Optional[TeacherSpec] = None,
+        teacher_ckpt: Optional[str] = None,
+        predict_with_teacher: bool = False,
+        teacher_channels_last: Optional[bool] = None,
+        teacher_precision: str = 'auto',
+        teacher_input_size: Union[int, Tuple[int, int], None] = None,
+        teacher_cache: Optional[dict] = None,
+        neck: Optional[dict] = None,
+        train_cfg: Optional[dict] = None,
+        data_preprocessor: Optional[dict] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(
-            backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            train_cfg=train_cfg,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg,
+        )
         needs_teacher = getattr(self.head, 'uses_teacher', False)
         self.teacher_precision = check_teacher_precision(teacher_precision)
         if teacher is None:
             if needs_teacher:
                 raise ValueError(
-                    f"the head distils ({self.head.distillation!r}) but no teacher is given: set "
+                    f'the head distils ({self.head.distillation!r}) but no teacher is given: set '
                     f"model.teacher (config path, 'mmpretrain::...' config or model dict) and "
-                    f"model.teacher_ckpt, or use distillation='none'.")
+                    f"model.teacher_ckpt, or use distillation='none'."
+                )
             if predict_with_teacher:
                 raise ValueError('predict_with_teacher=True needs a teacher.')
             self.teacher = None
@@ -251,20 +272,24 @@ class DistillationClassifier(ImageClassifier):
             self.teacher_fingerprint: Optional[str] = None
             self.teacher_trained_size = self.teacher_input_size = None
             if teacher_cache is not None:
-                raise ValueError('model.teacher_cache replays a teacher\'s outputs: it needs '
-                                 'model.teacher and model.teacher_ckpt (the recorded teacher, '
-                                 'whose fingerprint is checked).')
+                raise ValueError(
+                    "model.teacher_cache replays a teacher's outputs: it needs "
+                    'model.teacher and model.teacher_ckpt (the recorded teacher, '
+                    'whose fingerprint is checked).'
+                )
             self.teacher_cache = None
             return
         if teacher_ckpt is None:
             raise ValueError(
                 'model.teacher_ckpt is not set: a teacher without trained weights would teach '
-                'noise. Give the checkpoint of the teacher (e.g. work_dirs/<teacher>/epoch_N.pth).')
+                'noise. Give the checkpoint of the teacher (e.g. work_dirs/<teacher>/epoch_N.pth).'
+            )
 
         teacher_cfg, self.teacher_desc, self.teacher_trained_size = resolve_teacher(teacher)
         self.teacher_input_size = _as_size(teacher_input_size, 'model.teacher_input_size')
-        self.teacher = (teacher_cfg if isinstance(teacher_cfg, nn.Module)
-                        else MODELS.build(teacher_cfg))
+        self.teacher = (
+            teacher_cfg if isinstance(teacher_cfg, nn.Module) else MODELS.build(teacher_cfg)
+        )
         self.teacher_ckpt = teacher_ckpt
         self.predict_with_teacher = predict_with_teacher
         self.teacher_fingerprint = None
@@ -276,9 +301,14 @@ class DistillationClassifier(ImageClassifier):
         self._check_teacher_resolution()
         student_classes = getattr(self.head, 'num_classes', None)
         teacher_classes = _counted_classes(
-            self.teacher, getattr(self.backbone, 'in_channels', 3),
-            self.teacher_trained_size or self.teacher_input_size or self._student_size()
-            or (224, 224), self.teacher_desc)
+            self.teacher,
+            getattr(self.backbone, 'in_channels', 3),
+            self.teacher_trained_size
+            or self.teacher_input_size
+            or self._student_size()
+            or (224, 224),
+            self.teacher_desc,
+        )
         self._channels_last_auto = teacher_channels_last is None
         if teacher_channels_last is None:
             teacher_channels_last = any(isinstance(m, nn.Conv2d) for m in self.teacher.modules())
@@ -290,18 +320,24 @@ class DistillationClassifier(ImageClassifier):
                 f'teacher predicts {teacher_classes} classes, student {student_classes}: '
                 f'distillation needs the same classes in the same order. Fine-tune the teacher '
                 f'on your classes first (head num_classes={student_classes}), or set the '
-                f'student head num_classes={teacher_classes}.')
+                f'student head num_classes={teacher_classes}.'
+            )
         self._setup_renormalisation()
         self.teacher_cache = None
         if teacher_cache is not None:
             from deit_plugin.teacher_cache import TeacherCache
-            self.teacher_cache = TeacherCache(**teacher_cache, num_classes=teacher_classes,
-                                              teacher_precision=self.teacher_precision)
+
+            self.teacher_cache = TeacherCache(
+                **teacher_cache,
+                num_classes=teacher_classes,
+                teacher_precision=self.teacher_precision,
+            )
         # DistributedDataParallel leaves these out entirely: no gradient buckets and no
         # broadcast at wrap time (every rank loads the same teacher_ckpt itself).
         self._ddp_params_and_buffers_to_ignore = [
-            TEACHER_PREFIX + name for name, _ in (*self.teacher.named_parameters(),
-                                              *self.teacher.named_buffers())]
+            TEACHER_PREFIX + name
+            for name, _ in (*self.teacher.named_parameters(), *self.teacher.named_buffers())
+        ]
         # Loading a student checkpoint (resume, load_from) must not touch the teacher.
         self._register_load_state_dict_pre_hook(self._keep_teacher_weights)
 
@@ -316,34 +352,41 @@ class DistillationClassifier(ImageClassifier):
             warnings.warn(
                 f'the teacher ({self.teacher_desc}) was trained at {trained[0]}x{trained[1]} '
                 f'px (its test pipeline), the student reads {student[0]}x{student[1]}: the '
-                f'teacher gets the student\'s batch as it is, as in the official DeiT code. To '
+                f"teacher gets the student's batch as it is, as in the official DeiT code. To "
                 f'resize the batch for the teacher, set model.teacher_input_size={trained[0]}.',
-                stacklevel=2)
+                stacklevel=2,
+            )
 
     def _setup_renormalisation(self) -> None:
         t_pre = getattr(self.teacher, 'data_preprocessor', None)
         s_mean, s_std, s_rgb = _normalisation(self.data_preprocessor, 3)
         channels = s_mean.numel()
-        t_mean, t_std, t_rgb = (_normalisation(t_pre, channels) if t_pre is not None
-                                else (s_mean, s_std, s_rgb))
+        t_mean, t_std, t_rgb = (
+            _normalisation(t_pre, channels) if t_pre is not None else (s_mean, s_std, s_rgb)
+        )
         if t_mean.numel() != channels:
             raise ValueError(
                 f'student inputs have {channels} channels but the teacher ({self.teacher_desc}) '
                 f'normalises {t_mean.numel()}: teacher and student must read the same images. '
                 f'Use a teacher trained on {channels}-channel images, or make the student read '
                 f'{t_mean.numel()}-channel images (pipeline color_type, backbone.in_channels and '
-                f'data_preprocessor mean/std).')
+                f'data_preprocessor mean/std).'
+            )
         self.flip_channels_for_teacher = s_rgb != t_rgb
         if self.flip_channels_for_teacher:
             if channels != 3:
-                raise ValueError('teacher and student disagree on BGR/RGB order, which only has '
-                                 'a meaning for 3-channel images: set the same to_rgb in both.')
+                raise ValueError(
+                    'teacher and student disagree on BGR/RGB order, which only has '
+                    'a meaning for 3-channel images: set the same to_rgb in both.'
+                )
             s_mean, s_std = s_mean.flip(0), s_std.flip(0)
         # x_teacher = x_student * scale + shift, per channel.
         scale = s_std / t_std
         shift = (s_mean - t_mean) / t_std
-        self.renormalise = not (torch.allclose(scale, torch.ones_like(scale))
-                                and torch.allclose(shift, torch.zeros_like(shift)))
+        self.renormalise = not (
+            torch.allclose(scale, torch.ones_like(scale))
+            and torch.allclose(shift, torch.zeros_like(shift))
+        )
         self.register_buffer('teacher_scale', scale.view(1, -1, 1, 1), persistent=False)
         self.register_buffer('teacher_shift', shift.view(1, -1, 1, 1), persistent=False)
 
@@ -355,8 +398,9 @@ class DistillationClassifier(ImageClassifier):
             inputs = inputs * self.teacher_scale + self.teacher_shift
         size = self.teacher_input_size
         if size is not None and tuple(inputs.shape[-2:]) != size:
-            inputs = F.interpolate(inputs, size=size, mode='bilinear', align_corners=False,
-                                   antialias=True)
+            inputs = F.interpolate(
+                inputs, size=size, mode='bilinear', align_corners=False, antialias=True
+            )
         return inputs
 
     def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -364,12 +408,12 @@ class DistillationClassifier(ImageClassifier):
         autograd graph, no version counters; the result is a normal float32 tensor)."""
         if not self.teacher_loaded:
             raise RuntimeError(
-                f'the teacher\'s weights are not loaded (teacher_ckpt={self.teacher_ckpt!r}): add '
+                f"the teacher's weights are not loaded (teacher_ckpt={self.teacher_ckpt!r}): add "
                 f"dict(type='deit_plugin.DistillationHook') to custom_hooks (it loads them after "
-                f'weight init and resume), or call model.load_teacher_checkpoint() first.')
+                f'weight init and resume), or call model.load_teacher_checkpoint() first.'
+            )
         self._keep_teacher_in_eval_mode()
-        with torch.inference_mode(), teacher_autocast(self.teacher_precision,
-                                                      inputs.device.type):
+        with torch.inference_mode(), teacher_autocast(self.teacher_precision, inputs.device.type):
             out = self._run_teacher(self.teacher_inputs(inputs))
         # inference tensors cannot be saved for backward (the soft loss would): a normal copy
         return out.float().clone()
@@ -377,8 +421,7 @@ class DistillationClassifier(ImageClassifier):
     def _run_teacher(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.teacher_channels_last:
             try:
-                return self._checked_forward(
-                    inputs.contiguous(memory_format=torch.channels_last))
+                return self._checked_forward(inputs.contiguous(memory_format=torch.channels_last))
             except RuntimeError:
                 if not self._channels_last_auto:
                     raise
@@ -401,7 +444,8 @@ class DistillationClassifier(ImageClassifier):
                 f'the teacher ({self.teacher_desc}) cannot run on {size[0]}x{size[1]} inputs '
                 f'({type(e).__name__}: {str(e).strip() or "no message"}); it was trained at '
                 f'{trained[0]}x{trained[1]} px. Set model.teacher_input_size={trained[0]} to '
-                f'resize the batch for the teacher.') from e
+                f'resize the batch for the teacher.'
+            ) from e
 
     # -- teacher weights ------------------------------------------------------------------------
     def load_teacher_checkpoint(self, logger: Optional[MMLogger] = None) -> None:
@@ -422,44 +466,54 @@ class DistillationClassifier(ImageClassifier):
         if any(k.startswith(TEACHER_PREFIX) for k in state):
             raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} is a distillation checkpoint (it has teacher.* '
-                f'keys): give the teacher\'s own checkpoint.')
+                f"keys): give the teacher's own checkpoint."
+            )
         kind = checkpoint_kind(state)
-        fix = (f'{": it is " + str(kind) if kind.known else ""}. Set model.teacher_ckpt to a '
-               f'checkpoint written by training the teacher\'s config (not a student\'s, a '
-               f'detector\'s or another model\'s).')
+        fix = (
+            f'{": it is " + str(kind) if kind.known else ""}. Set model.teacher_ckpt to a '
+            f"checkpoint written by training the teacher's config (not a student's, a "
+            f"detector's or another model's)."
+        )
         recreated = self._keys_recreated_on_load()
         try:
             result = self.teacher.load_state_dict(state, strict=False)
         except RuntimeError as e:  # torch refuses shape mismatches even with strict=False
             raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self.teacher_desc}): '
-                f'{str(e).strip().splitlines()[-1].strip()}{fix}') from None
+                f'{str(e).strip().splitlines()[-1].strip()}{fix}'
+            ) from None
         missing = [k for k in result.missing_keys if k not in recreated]
         if missing or result.unexpected_keys:
             raise WrongCheckpointKind(
                 f'teacher checkpoint {path!r} does not fit the teacher ({self.teacher_desc}): '
                 f'{len(missing)} missing keys (e.g. {missing[:3]}), '
                 f'{len(result.unexpected_keys)} unexpected (e.g. '
-                f'{result.unexpected_keys[:3]}){fix}')
+                f'{result.unexpected_keys[:3]}){fix}'
+            )
         self.teacher.requires_grad_(False)
         # What the guard checks: every tensor the checkpoint defined (weights and the buffers
         # it holds), not buffers the teacher's own load hooks re-create.
         current = self.teacher.state_dict(keep_vars=True)
-        defined = {k: current[k].detach() for k in sorted(state)
-                   if k in current and k not in recreated}
-        self._teacher_defined = {k: (tuple(v.shape), not isinstance(current[k], nn.Parameter))
-                                 for k, v in defined.items()}
+        defined = {
+            k: current[k].detach() for k in sorted(state) if k in current and k not in recreated
+        }
+        self._teacher_defined = {
+            k: (tuple(v.shape), not isinstance(current[k], nn.Parameter))
+            for k, v in defined.items()
+        }
         self._teacher_digests = tensor_digests(defined)
         self.teacher_fingerprint = teacher_fingerprint(defined)
         (logger or MMLogger.get_current_instance()).info(
-            f'deit_plugin: loaded teacher ({self.teacher_desc}) from {path}')
+            f'deit_plugin: loaded teacher ({self.teacher_desc}) from {path}'
+        )
 
     def _keys_recreated_on_load(self) -> set:
         """Keys the teacher's own load hooks drop from any state dict and re-create (e.g.
         SwinV2's ``relative_coords_table``): loading the teacher's state into itself reports
         them missing."""
-        return set(self.teacher.load_state_dict(self.teacher.state_dict(),
-                                                strict=False).missing_keys)
+        return set(
+            self.teacher.load_state_dict(self.teacher.state_dict(), strict=False).missing_keys
+        )
 
     def _changed_teacher_keys(self, teacher: nn.Module) -> List[str]:
         """The checkpoint-defined tensors ``teacher`` no longer holds. A buffer whose shape
@@ -503,7 +557,8 @@ class DistillationClassifier(ImageClassifier):
         if {id(p) for p in params} & {id(p) for p in self.teacher.parameters()}:
             raise RuntimeError(
                 "the teacher's parameters are in the optimizer's parameter groups: set "
-                "optim_wrapper.constructor='deit_plugin.StudentOptimWrapperConstructor'.")
+                "optim_wrapper.constructor='deit_plugin.StudentOptimWrapperConstructor'."
+            )
 
     def check_teacher_unchanged(self, copies: Optional[Dict[str, nn.Module]] = None) -> str:
         """Raise if the teacher (or the teacher of a model in ``copies``, by name) no longer
@@ -513,7 +568,8 @@ class DistillationClassifier(ImageClassifier):
             raise RuntimeError(
                 f'the teacher no longer holds the weights of {self.teacher_ckpt}: a state dict '
                 f'with teacher.* keys was loaded into the model during training. It must stay '
-                f'frozen: check custom hooks that load checkpoints.')
+                f'frozen: check custom hooks that load checkpoints.'
+            )
         teachers = {'teacher': self.teacher}
         for name, model in (copies or {}).items():
             if get_teacher(model) is not self.teacher:
@@ -522,13 +578,15 @@ class DistillationClassifier(ImageClassifier):
             changed = self._changed_teacher_keys(teacher)
             if changed:
                 state = teacher.state_dict()
-                now = teacher_fingerprint({k: state[k] for k in self._teacher_defined
-                                           if k in state})
+                now = teacher_fingerprint(
+                    {k: state[k] for k in self._teacher_defined if k in state}
+                )
                 raise RuntimeError(
                     f'the {name} changed during training (fingerprint {expected} -> '
                     f'{now}; {len(changed)} tensors, e.g. {changed[:3]}); it must stay frozen. '
                     f'Something trained or overwrote it: check custom hooks and the optimizer '
-                    f'constructor.')
+                    f'constructor.'
+                )
         return expected
 
     def teacher_record(self) -> Optional[dict]:
@@ -537,8 +595,11 @@ class DistillationClassifier(ImageClassifier):
         without a teacher."""
         if self.teacher is None:
             return None
-        return dict(teacher_ckpt=self.teacher_ckpt, teacher=self.teacher_desc,
-                    teacher_fingerprint=self.teacher_fingerprint)
+        return dict(
+            teacher_ckpt=self.teacher_ckpt,
+            teacher=self.teacher_desc,
+            teacher_fingerprint=self.teacher_fingerprint,
+        )
 
     @property
     def has_teacher(self) -> bool:
@@ -597,7 +658,8 @@ class DistillationClassifier(ImageClassifier):
         self._check_batch(inputs)
         if self.teacher_cache is not None:
             teacher_logits = self.teacher_cache.teacher_logits(
-                data_samples, lambda: self.teacher_logits(inputs)).to(inputs.device)
+                data_samples, lambda: self.teacher_logits(inputs)
+            ).to(inputs.device)
         elif self.teacher is not None:
             teacher_logits = self.teacher_logits(inputs)
         else:
@@ -610,16 +672,18 @@ class DistillationClassifier(ImageClassifier):
         if channels is not None:
             check_image_batch(inputs, channels, type(self).__name__)
 
-    def predict(self, inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
+    def predict(
+        self, inputs: torch.Tensor, data_samples: Optional[List[DataSample]] = None
+    ) -> List[DataSample]:
         self._check_batch(inputs)
         if self.predict_with_teacher and not self.teacher_loaded:
             raise RuntimeError(
-                'predict_with_teacher=True but the teacher\'s weights are not loaded: in '
-                'training/validation add dict(type=\'deit_plugin.DistillationHook\') to '
+                "predict_with_teacher=True but the teacher's weights are not loaded: in "
+                "training/validation add dict(type='deit_plugin.DistillationHook') to "
                 'custom_hooks; for inference with the student alone use '
                 'deit_plugin.apis.DistilledInferencer (or build the model with '
-                'predict_with_teacher=False).')
+                'predict_with_teacher=False).'
+            )
         samples = super().predict(inputs, data_samples)
         if self.predict_with_teacher:
             labels = self.teacher_logits(inputs).argmax(dim=1)
@@ -636,13 +700,16 @@ def _read_teacher_checkpoint(path: str) -> dict:
             files = sorted(f for f in os.listdir(path) if f.endswith('.pth'))
             raise CheckpointNotFoundError(
                 f'teacher checkpoint {path!r} is a directory: set model.teacher_ckpt to the '
-                f'checkpoint file itself' + (f' (it holds {", ".join(files[:5])})' if files
-                                             else ' (it holds no .pth file)') + '.')
+                f'checkpoint file itself'
+                + (f' (it holds {", ".join(files[:5])})' if files else ' (it holds no .pth file)')
+                + '.'
+            )
         if not osp.isfile(path):
             raise CheckpointNotFoundError(
                 f'teacher checkpoint {path!r} does not exist: train the teacher first (e.g. '
                 f'`python tools/train.py <teacher config>`) and set model.teacher_ckpt to its '
-                f'.pth file.')
+                f'.pth file.'
+            )
         return _load_checkpoint(path, map_location='cpu')
     try:
         return _load_checkpoint(path, map_location='cpu')
@@ -651,4 +718,5 @@ def _read_teacher_checkpoint(path: str) -> dict:
         raise CheckpointNotFoundError(
             f'could not read the teacher checkpoint {path} ({type(e).__name__}: {reason}): '
             f'check the address and the network, or download the file and set '
-            f'model.teacher_ckpt to its local path.') from e
+            f'model.teacher_ckpt to its local path.'
+        ) from e

@@ -1,4 +1,5 @@
 """DeiT class/distillation head: two linear classifiers, trained together, fused at inference."""
+
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -8,6 +9,7 @@ from mmpretrain.models.heads import ClsHead
 from mmpretrain.structures import DataSample
 
 from deit_plugin.registry import MODELS
+
 from .input_checks import check_labels
 
 Feats = Sequence[Tuple[torch.Tensor, torch.Tensor]]
@@ -57,27 +59,32 @@ class DeiTDistillHead(ClsHead):
     DISTILLATIONS = ('hard', 'soft', 'none')
     FUSIONS = ('mean', 'cls', 'dist')
 
-    def __init__(self,
-                 num_classes: int,
-                 in_channels: int,
-                 loss: dict = dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-                 distillation: str = 'hard',
-                 alpha: float = 0.5,
-                 distill_loss: Optional[dict] = None,
-                 fusion: str = 'mean',
-                 topk: Union[int, Tuple[int]] = (1, ),
-                 init_cfg: Optional[dict] = dict(
-                     type='TruncNormal', layer='Linear', std=0.02, bias=0.),
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        loss: dict = dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+        distillation: str = 'hard',
+        alpha: float = 0.5,
+        distill_loss: Optional[dict] = None,
+        fusion: str = 'mean',
+        topk: Union[int, Tuple[int]] = (1,),
+        init_cfg: Optional[dict] = dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.0),
+        **kwargs,
+    ) -> None:
         super().__init__(loss=loss, topk=topk, init_cfg=init_cfg, **kwargs)
         if distillation not in self.DISTILLATIONS:
-            raise ValueError(f'distillation must be one of {self.DISTILLATIONS}, got '
-                             f"{distillation!r}: set head.distillation='hard' (paper and official "
-                             f"default), 'soft', or 'none' (no teacher).")
+            raise ValueError(
+                f'distillation must be one of {self.DISTILLATIONS}, got '
+                f"{distillation!r}: set head.distillation='hard' (paper and official "
+                f"default), 'soft', or 'none' (no teacher)."
+            )
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f'alpha must be in [0, 1], got {alpha}: it weights the '
-                             f'distillation loss against the class loss. Set head.alpha in '
-                             f'[0, 1] (official code 0.5; the paper\'s soft distillation 0.1).')
+            raise ValueError(
+                f'alpha must be in [0, 1], got {alpha}: it weights the '
+                f'distillation loss against the class loss. Set head.alpha in '
+                f"[0, 1] (official code 0.5; the paper's soft distillation 0.1)."
+            )
         if fusion not in self.FUSIONS:
             raise ValueError(f'fusion must be one of {self.FUSIONS}, got {fusion!r}.')
         if num_classes <= 0:
@@ -90,19 +97,25 @@ class DeiTDistillHead(ClsHead):
 
         if distillation == 'none':
             if distill_loss is not None:
-                raise ValueError("distill_loss is set but distillation='none' has no teacher: "
-                                 "remove distill_loss or choose distillation='hard'/'soft'.")
+                raise ValueError(
+                    "distill_loss is set but distillation='none' has no teacher: "
+                    "remove distill_loss or choose distillation='hard'/'soft'."
+                )
             self.distill_loss = None
         else:
             if distill_loss is None:
                 name = 'HardDistillationLoss' if distillation == 'hard' else 'SoftDistillationLoss'
                 distill_loss = dict(type=f'deit_plugin.{name}')
-            self.distill_loss = (distill_loss if isinstance(distill_loss, nn.Module)
-                                 else MODELS.build(distill_loss))
+            self.distill_loss = (
+                distill_loss if isinstance(distill_loss, nn.Module) else MODELS.build(distill_loss)
+            )
 
         self.layers = nn.ModuleDict(
-            dict(head=nn.Linear(in_channels, num_classes),
-                 head_dist=nn.Linear(in_channels, num_classes)))
+            dict(
+                head=nn.Linear(in_channels, num_classes),
+                head_dist=nn.Linear(in_channels, num_classes),
+            )
+        )
 
     @property
     def uses_teacher(self) -> bool:
@@ -115,7 +128,8 @@ class DeiTDistillHead(ClsHead):
         if not (isinstance(feat, (tuple, list)) and len(feat) == 2):
             raise TypeError(
                 'DeiTDistillHead expects the backbone to return (class_token, dist_token) '
-                "pairs: use deit_plugin.DistilledVisionTransformer with out_type='cls_token'.")
+                "pairs: use deit_plugin.DistilledVisionTransformer with out_type='cls_token'."
+            )
         return feat[0], feat[1]
 
     def logits(self, feats: Feats) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -136,11 +150,13 @@ class DeiTDistillHead(ClsHead):
             return cls_logits, dist_logits
         return self.fuse(cls_logits, dist_logits)
 
-    def loss(self,
-             feats: Feats,
-             data_samples: List[DataSample],
-             teacher_logits: Optional[torch.Tensor] = None,
-             **kwargs) -> dict:
+    def loss(
+        self,
+        feats: Feats,
+        data_samples: List[DataSample],
+        teacher_logits: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> dict:
         """Weighted class and distillation losses (see the class docstring)."""
         cls_logits, dist_logits = self.logits(feats)
         check_labels(data_samples, cls_logits.size(0), self.num_classes, type(self).__name__)
@@ -156,8 +172,9 @@ class DeiTDistillHead(ClsHead):
             if teacher_logits is None:
                 raise ValueError(
                     f"distillation='{self.distillation}' needs the teacher's logits: train with "
-                    f"deit_plugin.DistillationClassifier and a teacher, or set "
-                    f"distillation='none' for the no-teacher baseline.")
+                    f'deit_plugin.DistillationClassifier and a teacher, or set '
+                    f"distillation='none' for the no-teacher baseline."
+                )
             loss_dist = self.distill_loss(dist_logits, teacher_logits)
         losses = dict(loss_cls=(1.0 - self.alpha) * loss_cls, loss_dist=self.alpha * loss_dist)
         if teacher_logits is not None:
@@ -171,16 +188,16 @@ class DeiTDistillHead(ClsHead):
                 losses['teacher_gt_disagreement'] = (teacher != dominant).float().mean()
         return losses
 
-    def predict(self,
-                feats: Feats,
-                data_samples: Optional[List[Optional[DataSample]]] = None
-                ) -> List[DataSample]:
+    def predict(
+        self, feats: Feats, data_samples: Optional[List[Optional[DataSample]]] = None
+    ) -> List[DataSample]:
         """Fused prediction in ``pred_score``/``pred_label``; each head's softmax scores are
         kept too, as ``cls_pred_score`` and ``dist_pred_score``."""
         cls_logits, dist_logits = self.logits(feats)
         samples = self._get_predictions(self.fuse(cls_logits, dist_logits), data_samples)
-        for sample, c, d in zip(samples, F.softmax(cls_logits, dim=1),
-                                F.softmax(dist_logits, dim=1)):
+        for sample, c, d in zip(
+            samples, F.softmax(cls_logits, dim=1), F.softmax(dist_logits, dim=1)
+        ):
             sample.set_field(c, 'cls_pred_score')
             sample.set_field(d, 'dist_pred_score')
         return samples

@@ -4,6 +4,7 @@ Both take the student's distillation-token logits and the frozen teacher's logit
 (possibly mixed) batch. The weighting between the class loss and the distillation loss (α, or
 the paper's λ) is applied by the head, not here.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -16,7 +17,8 @@ def _check_logits(student: torch.Tensor, teacher: torch.Tensor) -> None:
         raise ValueError(
             f'distillation logits {tuple(student.shape)} and teacher logits '
             f'{tuple(teacher.shape)} differ in shape: teacher and student must predict the same '
-            f'classes on the same batch.')
+            f'classes on the same batch.'
+        )
 
 
 @MODELS.register_module()
@@ -56,12 +58,15 @@ class SoftDistillationLoss(nn.Module):
 
     REDUCTIONS = ('numel', 'batchmean')
 
-    def __init__(self, tau: float = 1.0, reduction: str = 'numel',
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self, tau: float = 1.0, reduction: str = 'numel', loss_weight: float = 1.0
+    ) -> None:
         super().__init__()
         if not tau > 0:
-            raise ValueError(f'tau must be > 0, got {tau}: it divides the logits. Set '
-                             f'distill_loss.tau > 0 (the paper uses 3.0, the official code 1.0).')
+            raise ValueError(
+                f'tau must be > 0, got {tau}: it divides the logits. Set '
+                f'distill_loss.tau > 0 (the paper uses 3.0, the official code 1.0).'
+            )
         if reduction not in self.REDUCTIONS:
             raise ValueError(f'reduction must be one of {self.REDUCTIONS}, got {reduction!r}.')
         self.tau = float(tau)
@@ -75,6 +80,7 @@ class SoftDistillationLoss(nn.Module):
             F.log_softmax(dist_logits / t, dim=1),
             F.log_softmax(teacher_logits / t, dim=1),
             reduction='sum',
-            log_target=True)
+            log_target=True,
+        )
         denom = dist_logits.numel() if self.reduction == 'numel' else dist_logits.shape[0]
         return self.loss_weight * kl * (t * t) / denom

@@ -3,15 +3,16 @@
 `Training data-efficient image transformers & distillation through attention
 <https://arxiv.org/abs/2012.12877>`_ (Touvron et al., 2021).
 """
+
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
-from mmpretrain.models.backbones import \
-    DistilledVisionTransformer as _MMPretrainDistilledViT
+from mmpretrain.models.backbones import DistilledVisionTransformer as _MMPretrainDistilledViT
 
 from deit_plugin.registry import MODELS
+
 from .attention import DeiTAttention
 
 
@@ -81,20 +82,22 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
             ``interpolate_mode``, ``patch_cfg``, ``layer_cfgs``, ``init_cfg``, ...).
     """
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'deit-base',
-                 img_size: Union[int, Tuple[int, int]] = 224,
-                 patch_size: int = 16,
-                 in_channels: int = 3,
-                 out_indices: Union[int, Sequence[int]] = -1,
-                 drop_path_rate: float = 0.,
-                 out_type: str = 'cls_token',
-                 frozen_stages: int = -1,
-                 pos_embed_antialias: bool = False,
-                 attn_impl: str = 'sdpa',
-                 window_size: Optional[int] = None,
-                 global_attn_indexes: Optional[Sequence[int]] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'deit-base',
+        img_size: Union[int, Tuple[int, int]] = 224,
+        patch_size: int = 16,
+        in_channels: int = 3,
+        out_indices: Union[int, Sequence[int]] = -1,
+        drop_path_rate: float = 0.0,
+        out_type: str = 'cls_token',
+        frozen_stages: int = -1,
+        pos_embed_antialias: bool = False,
+        attn_impl: str = 'sdpa',
+        window_size: Optional[int] = None,
+        global_attn_indexes: Optional[Sequence[int]] = None,
+        **kwargs,
+    ) -> None:
         sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if not isinstance(patch_size, int):
             raise TypeError(f'patch_size must be an int, got {patch_size!r}.')
@@ -102,12 +105,14 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
             raise ValueError(
                 f'img_size {sizes} is not a multiple of patch_size {patch_size}: '
                 f'choose an img_size divisible by {patch_size} (e.g. '
-                f'{tuple(s // patch_size * patch_size for s in sizes)}).')
+                f'{tuple(s // patch_size * patch_size for s in sizes)}).'
+            )
         if not 0.0 <= drop_path_rate < 1.0:  # block i drops with rate i/(L-1) * drop_path_rate
             raise ValueError(
                 f'drop_path_rate must be in [0, 1), got {drop_path_rate}: it is the probability '
-                f'of dropping the last block\'s residual branch. Set backbone.drop_path_rate in '
-                f'[0, 1) (official recipe 0.1; 0 turns stochastic depth off).')
+                f"of dropping the last block's residual branch. Set backbone.drop_path_rate in "
+                f'[0, 1) (official recipe 0.1; 0 turns stochastic depth off).'
+            )
         if isinstance(out_indices, int):
             out_indices = [out_indices]
         self.pos_embed_antialias = pos_embed_antialias
@@ -120,7 +125,8 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
             drop_path_rate=drop_path_rate,
             out_type=out_type,
             frozen_stages=frozen_stages,
-            **kwargs)
+            **kwargs,
+        )
         self.patch_size = patch_size
         self.in_channels = in_channels
         self.attn_impl = attn_impl
@@ -135,8 +141,9 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         handle = self._register_load_state_dict_pre_hook(self._require_dist_token)
         self._load_state_dict_pre_hooks.move_to_end(handle.id, last=False)
 
-    def _set_windows(self, window_size: Optional[int],
-                     global_attn_indexes: Optional[Sequence[int]]) -> None:
+    def _set_windows(
+        self, window_size: Optional[int], global_attn_indexes: Optional[Sequence[int]]
+    ) -> None:
         """Validate the windowed-attention arguments and give each block its window."""
         self.window_size = window_size
         self.global_attn_indexes = None
@@ -146,31 +153,41 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                 raise ValueError(
                     f'global_attn_indexes={global_attn_indexes} is given without window_size: '
                     f'set window_size (ViTDet: 14) for windowed attention in the other blocks, '
-                    f'or remove global_attn_indexes (every block is global without windows).')
+                    f'or remove global_attn_indexes (every block is global without windows).'
+                )
             return
         if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
-            raise ValueError(f'window_size must be a positive int (ViTDet: 14) or None, got '
-                             f'{window_size!r}.')
+            raise ValueError(
+                f'window_size must be a positive int (ViTDet: 14) or None, got {window_size!r}.'
+            )
         if self.out_type != 'featmap':
             raise ValueError(
                 f"windowed attention (window_size={window_size}) needs out_type='featmap', got "
-                f"out_type={self.out_type!r}: the class and distillation tokens are dropped "
+                f'out_type={self.out_type!r}: the class and distillation tokens are dropped '
                 f"before the first windowed block. Set out_type='featmap' (detection), or "
-                f'window_size=None (classification).')
+                f'window_size=None (classification).'
+            )
         depth = self.num_layers
         if global_attn_indexes is None:
             global_attn_indexes = sorted({(k + 1) * depth // 4 - 1 for k in range(4)})
-        bad = [i for i in global_attn_indexes
-               if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth]
+        bad = [
+            i
+            for i in global_attn_indexes
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth
+        ]
         if bad:
-            raise ValueError(f'global_attn_indexes must be block indexes in 0..{depth - 1}, got '
-                             f'{list(global_attn_indexes)} ({bad} out of range).')
+            raise ValueError(
+                f'global_attn_indexes must be block indexes in 0..{depth - 1}, got '
+                f'{list(global_attn_indexes)} ({bad} out of range).'
+            )
         self.global_attn_indexes = tuple(sorted(set(global_attn_indexes)))
         for i, layer in enumerate(self.layers):
             if type(layer).__name__ != 'TransformerEncoderLayer' or layer.attn.v_shortcut:
-                raise TypeError(f'windowed attention needs mmpretrain TransformerEncoderLayer '
-                                f'blocks without v_shortcut; block {i} is '
-                                f'{type(layer).__name__}.')
+                raise TypeError(
+                    f'windowed attention needs mmpretrain TransformerEncoderLayer '
+                    f'blocks without v_shortcut; block {i} is '
+                    f'{type(layer).__name__}.'
+                )
             windowed = i not in self.global_attn_indexes
             layer.attn.window_size = window_size if windowed else None
             if windowed and self.first_windowed_block is None:
@@ -190,10 +207,12 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                 f"(mmpretrain's deit-*_distilled models or one trained with deit_plugin); for an "
                 f'official/timm DeiT file, convert it with tools/model_converters/'
                 f'deit_to_plugin.py --init-dist-token-from-cls; or train the student without it '
-                f'(remove load_from / the Pretrained init_cfg).')
+                f'(remove load_from / the Pretrained init_cfg).'
+            )
 
-    def resize_pos_embed(self, pos_embed: torch.Tensor, src_shape: Tuple[int, int],
-                         dst_shape: Tuple[int, int]) -> torch.Tensor:
+    def resize_pos_embed(
+        self, pos_embed: torch.Tensor, src_shape: Tuple[int, int], dst_shape: Tuple[int, int]
+    ) -> torch.Tensor:
         """Interpolate the patch grid of ``pos_embed`` from ``src_shape`` to ``dst_shape``
         (bicubic by default, ``interpolate_mode``); both extra tokens are kept as they are."""
         if tuple(src_shape) == tuple(dst_shape):
@@ -204,12 +223,18 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                 f'position embedding of {pos_embed.shape[1]} tokens does not fit a '
                 f'{src_shape[0]}x{src_shape[1]} grid plus {n} extra tokens: is the checkpoint '
                 f'from a model with {n} extra tokens (class + distillation)? A non-distilled '
-                f'DeiT must be converted with --init-dist-token-from-cls.')
+                f'DeiT must be converted with --init-dist-token-from-cls.'
+            )
         extra, grid = pos_embed[:, :n], pos_embed[:, n:]
         dim = grid.shape[-1]
         grid = grid.reshape(1, src_shape[0], src_shape[1], dim).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid.float(), size=tuple(dst_shape), mode=self.interpolate_mode,
-                             align_corners=False, antialias=self.pos_embed_antialias)
+        grid = F.interpolate(
+            grid.float(),
+            size=tuple(dst_shape),
+            mode=self.interpolate_mode,
+            align_corners=False,
+            antialias=self.pos_embed_antialias,
+        )
         grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)
         return torch.cat((extra, grid), dim=1)
 
@@ -222,9 +247,9 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
         side = int(round((ckpt.shape[1] - self.num_extra_tokens) ** 0.5))
         MMLogger.get_current_instance().info(
             f'Resize the pos_embed shape from {tuple(ckpt.shape)} to '
-            f'{tuple(self.pos_embed.shape)} (bicubic, extra tokens kept).')
-        state_dict[name] = self.resize_pos_embed(ckpt, (side, side),
-                                                 self.patch_embed.init_out_size)
+            f'{tuple(self.pos_embed.shape)} (bicubic, extra tokens kept).'
+        )
+        state_dict[name] = self.resize_pos_embed(ckpt, (side, side), self.patch_embed.init_out_size)
 
     def _freeze_stages(self) -> None:
         super()._freeze_stages()
@@ -250,14 +275,15 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
             raise ValueError(
-                f'{type(self).__name__} expects a (B, C, H, W) batch, got shape '
-                f'{tuple(x.shape)}.')
+                f'{type(self).__name__} expects a (B, C, H, W) batch, got shape {tuple(x.shape)}.'
+            )
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f'{type(self).__name__} was built for in_channels={self.in_channels} but the '
                 f'input has {x.shape[1]} channels (shape {tuple(x.shape)}): set '
                 f'backbone.in_channels={x.shape[1]}, or convert the images (e.g. gray to '
-                f'3-channel with LoadImageFromFile(color_type="color")).')
+                f'3-channel with LoadImageFromFile(color_type="color")).'
+            )
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(
@@ -265,15 +291,17 @@ class DistilledVisionTransformer(_MMPretrainDistilledViT):
                 f'resize or crop to multiples of {self.patch_size} in the data pipeline (e.g. '
                 f'{h // self.patch_size * self.patch_size}x'
                 f'{w // self.patch_size * self.patch_size}), or pad with the data '
-                f'preprocessor (pad_size_divisor={self.patch_size}).')
+                f'preprocessor (pad_size_divisor={self.patch_size}).'
+            )
 
     def forward(self, x: torch.Tensor) -> tuple:
         """Forward the batch; returns one output per ``out_indices`` entry (see ``out_type``)."""
         self._check_input(x)
         B = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
-        x = torch.cat((self.cls_token.expand(B, -1, -1), self.dist_token.expand(B, -1, -1), x),
-                      dim=1)
+        x = torch.cat(
+            (self.cls_token.expand(B, -1, -1), self.dist_token.expand(B, -1, -1), x), dim=1
+        )
         x = x + self.resize_pos_embed(self.pos_embed, self.patch_resolution, patch_resolution)
         x = self.drop_after_pos(x)
         x = self.pre_norm(x)

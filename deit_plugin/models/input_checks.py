@@ -1,5 +1,5 @@
-"""Checks of a batch at the model's entry: bad data fails here with its cause, not deep in torch.
-"""
+"""Checks of a batch at the model's entry: bad data fails here with its cause, not deep in torch."""
+
 from typing import List, Optional
 
 import torch
@@ -15,19 +15,24 @@ def check_image_batch(inputs: torch.Tensor, channels: int, who: str) -> None:
     """
     if not torch.is_tensor(inputs) or inputs.dim() != 4:
         shape = tuple(inputs.shape) if torch.is_tensor(inputs) else type(inputs).__name__
-        raise ValueError(f'{who} expects a (B, C, H, W) image batch, got {shape}: pass images '
-                         f'through the data preprocessor (model.data_preprocessor).')
+        raise ValueError(
+            f'{who} expects a (B, C, H, W) image batch, got {shape}: pass images '
+            f'through the data preprocessor (model.data_preprocessor).'
+        )
     if inputs.shape[0] == 0:
-        raise ValueError(f'{who} got an empty batch (shape {tuple(inputs.shape)}): the '
-                         f'dataloader yielded no samples; check the dataset (indices, '
-                         f'filters) and the batch size.')
+        raise ValueError(
+            f'{who} got an empty batch (shape {tuple(inputs.shape)}): the '
+            f'dataloader yielded no samples; check the dataset (indices, '
+            f'filters) and the batch size.'
+        )
     if inputs.shape[1] != channels:
         raise ValueError(
             f'{who} was built for {channels}-channel images but the batch has '
             f'{inputs.shape[1]} channels (shape {tuple(inputs.shape)}): set '
-            f'backbone.in_channels={inputs.shape[1]} (and the teacher\'s), or load the images '
+            f"backbone.in_channels={inputs.shape[1]} (and the teacher's), or load the images "
             f'with {channels} channels (LoadImageFromFile(color_type='
-            f'{"color" if channels == 3 else "grayscale"!r})).')
+            f'{"color" if channels == 3 else "grayscale"!r})).'
+        )
     if inputs.is_floating_point():
         finite = torch.isfinite(inputs)
         if not bool(finite.all()):
@@ -36,11 +41,11 @@ def check_image_batch(inputs: torch.Tensor, channels: int, who: str) -> None:
             raise ValueError(
                 f'{who} got non-finite pixels: {nan} NaN and {inf} Inf values (first in sample '
                 f'{first} of the batch): check the images and the data preprocessor (a std of 0 '
-                f'divides by zero).')
+                f'divides by zero).'
+            )
 
 
-def check_labels(data_samples: Optional[List], batch: int, num_classes: int,
-                 who: str) -> None:
+def check_labels(data_samples: Optional[List], batch: int, num_classes: int, who: str) -> None:
     """Raise ``ValueError`` when the samples do not match the batch or a label is outside
     ``[0, num_classes)``.
 
@@ -51,11 +56,15 @@ def check_labels(data_samples: Optional[List], batch: int, num_classes: int,
         who (str): The component's name, for the message.
     """
     if not data_samples:
-        raise ValueError(f'{who} got no data samples (labels) for a batch of {batch}: the '
-                         f'dataloader must yield data_samples with gt_label (PackInputs).')
+        raise ValueError(
+            f'{who} got no data samples (labels) for a batch of {batch}: the '
+            f'dataloader must yield data_samples with gt_label (PackInputs).'
+        )
     if len(data_samples) != batch:
-        raise ValueError(f'{who} got {len(data_samples)} data samples for a batch of {batch} '
-                         f'images: each image needs one data sample.')
+        raise ValueError(
+            f'{who} got {len(data_samples)} data samples for a batch of {batch} '
+            f'images: each image needs one data sample.'
+        )
     for i, sample in enumerate(data_samples):
         if 'gt_score' in sample or 'gt_label' not in sample:
             continue
@@ -65,5 +74,6 @@ def check_labels(data_samples: Optional[List], batch: int, num_classes: int,
             raise ValueError(
                 f'{who}: label {int(bad[0])} of sample {i} is outside 0..{num_classes - 1} '
                 f'(num_classes={num_classes}): set head.num_classes (and '
-                f'data_preprocessor.num_classes) to the dataset\'s class count, or fix the '
-                f'annotations.')
+                f"data_preprocessor.num_classes) to the dataset's class count, or fix the "
+                f'annotations.'
+            )

@@ -5,6 +5,7 @@
 mmdet 3.3.0 has this neck only in its ``projects/ViTDet`` folder, which the pip wheel does not
 ship; this is an independent implementation of the paper's design.
 """
+
 import importlib.abc
 import math
 import sys
@@ -30,7 +31,8 @@ class _MissingMmcvOps(importlib.abc.MetaPathFinder):
                 'mmcv was installed without its compiled ops (mmcv-lite, which is all '
                 'classification needs), and detection with mmdet needs them (mmcv.ops): run '
                 '`make env-det` (builds mmcv 2.1.0 with ops once per machine, then caches it).',
-                name=fullname)
+                name=fullname,
+            )
         return None
 
 
@@ -46,19 +48,21 @@ def _power_of_two(scale: float) -> int:
     if not math.isclose(2.0**k, scale):
         raise ValueError(
             f'scale_factors must be powers of two (…, 0.25, 0.5, 1, 2, 4, …), got {scale}: '
-            'deconvolutions and poolings of stride 2 build each level.')
+            'deconvolutions and poolings of stride 2 build each level.'
+        )
     return k
 
 
 class _ConvNorm(nn.Sequential):
     """Convolution without bias followed by a norm layer (detectron2's ``Conv2d(norm=...)``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 norm_cfg: dict) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, norm_cfg: dict
+    ) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                      bias=False),
-            build_norm_layer(norm_cfg, out_channels))
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            build_norm_layer(norm_cfg, out_channels),
+        )
 
 
 @MODELS.register_module()
@@ -92,17 +96,23 @@ class SimpleFeaturePyramid(BaseModule):
             convolutions (``a=1``, as detectron2's ``c2_xavier_fill``).
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int = 256,
-                 scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
-                 num_outs: Optional[int] = None,
-                 in_index: int = -1,
-                 norm_cfg: dict = dict(type='LN2d', eps=1e-6),
-                 init_cfg: Optional[Union[dict, List[dict]]] = dict(
-                     type='Kaiming', layer='Conv2d', a=1,
-                     distribution='uniform', mode='fan_in', nonlinearity='leaky_relu')
-                 ) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = 256,
+        scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
+        num_outs: Optional[int] = None,
+        in_index: int = -1,
+        norm_cfg: dict = dict(type='LN2d', eps=1e-6),
+        init_cfg: Optional[Union[dict, List[dict]]] = dict(
+            type='Kaiming',
+            layer='Conv2d',
+            a=1,
+            distribution='uniform',
+            mode='fan_in',
+            nonlinearity='leaky_relu',
+        ),
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if not scale_factors:
             raise ValueError('scale_factors is empty: give at least one level, e.g. (1.0,).')
@@ -111,7 +121,8 @@ class SimpleFeaturePyramid(BaseModule):
             raise ValueError(
                 f'num_outs={num_outs} is smaller than the {len(scale_factors)} scale_factors '
                 f'{tuple(scale_factors)}: drop scale factors instead, or set '
-                f'num_outs>={len(scale_factors)}.')
+                f'num_outs>={len(scale_factors)}.'
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.scale_factors = tuple(float(f) for f in scale_factors)
@@ -131,7 +142,8 @@ class SimpleFeaturePyramid(BaseModule):
                 if channels < 2:
                     raise ValueError(
                         f'in_channels={in_channels} is too small to upsample {factor}×: '
-                        'every deconvolution halves the channels.')
+                        'every deconvolution halves the channels.'
+                    )
                 layers.append(nn.ConvTranspose2d(channels, channels // 2, 2, stride=2))
                 channels //= 2
             layers += [nn.MaxPool2d(2, stride=2) for _ in range(-k)]  # downsampling
@@ -139,8 +151,9 @@ class SimpleFeaturePyramid(BaseModule):
             self.lateral_convs.append(_ConvNorm(channels, out_channels, 1, norm_cfg))
             self.output_convs.append(_ConvNorm(out_channels, out_channels, 3, norm_cfg))
 
-    def forward(self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]
-                ) -> Tuple[torch.Tensor, ...]:
+    def forward(
+        self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]
+    ) -> Tuple[torch.Tensor, ...]:
         """Build the pyramid from ``inputs[in_index]`` (or ``inputs`` if it is one tensor).
 
         Returns:
@@ -150,12 +163,14 @@ class SimpleFeaturePyramid(BaseModule):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'SimpleFeaturePyramid expects a (B, {self.in_channels}, H, W) map, got shape '
-                f'{tuple(x.shape)}: set the backbone\'s out_type=\'featmap\' and the neck\'s '
-                f'in_channels to the backbone\'s embed_dims.')
+                f"{tuple(x.shape)}: set the backbone's out_type='featmap' and the neck's "
+                f"in_channels to the backbone's embed_dims."
+            )
         outs = [
             output(lateral(resample(x)))
-            for resample, lateral, output in zip(self.resamplers, self.lateral_convs,
-                                                 self.output_convs)
+            for resample, lateral, output in zip(
+                self.resamplers, self.lateral_convs, self.output_convs
+            )
         ]
         while len(outs) < self.num_outs:
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))

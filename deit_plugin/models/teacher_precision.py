@@ -1,4 +1,5 @@
 """The precision the frozen teacher runs in, chosen apart from the student's."""
+
 from contextlib import nullcontext
 from typing import ContextManager
 
@@ -13,7 +14,8 @@ def check_teacher_precision(precision: str) -> str:
         raise ValueError(
             f'teacher_precision must be one of {TEACHER_PRECISIONS}, got {precision!r}: '
             f"'auto' follows the training step (bf16 under --amp), 'fp32' always runs the "
-            f"teacher in float32, 'bf16' always under bfloat16 autocast.")
+            f"teacher in float32, 'bf16' always under bfloat16 autocast."
+        )
     return precision
 
 

@@ -4,6 +4,7 @@ Everything outside :class:`deit_plugin.DistillationClassifier` that needs to fin
 check the teacher (the optimizer constructors, ``deit_plugin.DistillationHook``, the tools) goes
 through these helpers, so the attribute name is known in this module only.
 """
+
 import hashlib
 from typing import Dict, Optional
 
@@ -33,7 +34,8 @@ def without_teacher(model: nn.Module) -> nn.Module:
     if not hasattr(model, TEACHER_ATTR):
         return model
     return nn.ModuleDict(
-        {name: child for name, child in model.named_children() if name != TEACHER_ATTR})
+        {name: child for name, child in model.named_children() if name != TEACHER_ATTR}
+    )
 
 
 def is_teacher_key(key: str) -> bool:
@@ -57,8 +59,10 @@ def _tensor_bytes(tensor: torch.Tensor) -> bytes:
 def tensor_digests(state_dict: Dict[str, torch.Tensor]) -> Dict[str, str]:
     """SHA-256 (first 16 hex digits) of each tensor's dtype and raw bytes, by name: tells which
     tensors of a state dict changed."""
-    return {name: hashlib.sha256(str(t.dtype).encode() + _tensor_bytes(t)).hexdigest()[:16]
-            for name, t in state_dict.items()}
+    return {
+        name: hashlib.sha256(str(t.dtype).encode() + _tensor_bytes(t)).hexdigest()[:16]
+        for name, t in state_dict.items()
+    }
 
 
 def teacher_fingerprint(state_dict: Dict[str, torch.Tensor]) -> str:

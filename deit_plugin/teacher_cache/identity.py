@@ -1,5 +1,6 @@
 """What a teacher-output cache was recorded for, computed the same way by the recorder and at
 replay, and the one comparison that names every difference."""
+
 import hashlib
 import json
 from typing import Any, Dict, List
@@ -61,7 +62,8 @@ def data_identity(dataset) -> Dict[str, Any]:
         raise TypeError(
             f'The teacher cache identifies the training data by get_data_info(i), which '
             f'{type(inner).__name__} does not have. Use an mmengine BaseDataset (mmpretrain '
-            'datasets are), or train without teacher_cache.')
+            'datasets are), or train without teacher_cache.'
+        )
     h = hashlib.sha256()
     for i in range(len(inner)):
         info = inner.get_data_info(i)
@@ -85,9 +87,16 @@ def augmentation_identity(cfg) -> str:
     inner_sampler = sampler.get('sampler')
     if isinstance(inner_sampler, dict):
         sampler['sampler'] = {k: v for k, v in inner_sampler.items() if k != 'seed'}
-    return _digest(dict(pipeline=inner.get('pipeline'), sampler=sampler,
-                        data_preprocessor=preprocessor, augments=train_cfg.get('augments'),
-                        collate_fn=loader.get('collate_fn'), drop_last=loader.get('drop_last')))
+    return _digest(
+        dict(
+            pipeline=inner.get('pipeline'),
+            sampler=sampler,
+            data_preprocessor=preprocessor,
+            augments=train_cfg.get('augments'),
+            collate_fn=loader.get('collate_fn'),
+            drop_last=loader.get('drop_last'),
+        )
+    )
 
 
 def differences(recorded: dict, current: dict) -> List[str]:
@@ -97,8 +106,11 @@ def differences(recorded: dict, current: dict) -> List[str]:
         a, b = recorded.get(key), current.get(key)
         if a != b:
             if isinstance(a, dict) and isinstance(b, dict):
-                parts = [f'{k} {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b))
-                         if a.get(k) != b.get(k)]
+                parts = [
+                    f'{k} {a.get(k)!r} -> {b.get(k)!r}'
+                    for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k)
+                ]
                 out.append(f'{name} ({", ".join(parts)})')
             else:
                 out.append(f'{name} ({a!r} -> {b!r})')
@@ -108,6 +120,10 @@ def differences(recorded: dict, current: dict) -> List[str]:
 def run_identity(cfg, loader, teacher_fingerprint: str, world_size: int) -> Dict[str, Any]:
     """The checked fields (:data:`CHECKED_FIELDS`) of a run: its config, its built training
     dataloader, its loaded teacher's fingerprint and its number of processes."""
-    return dict(data=data_identity(loader.dataset), augmentation=augmentation_identity(cfg),
-                teacher_fingerprint=teacher_fingerprint, batch_size=loader.batch_size,
-                world_size=world_size)
+    return dict(
+        data=data_identity(loader.dataset),
+        augmentation=augmentation_identity(cfg),
+        teacher_fingerprint=teacher_fingerprint,
+        batch_size=loader.batch_size,
+        world_size=world_size,
+    )

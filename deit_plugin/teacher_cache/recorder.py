@@ -8,6 +8,7 @@ rank)`` as ``deit_plugin.ExactResumeHook`` seeds it, and the teacher runs on the
 ``DistillationClassifier.teacher_logits`` (the training step's teacher path: renormalisation,
 channels-last, ``teacher_precision``). Only the teacher's forward and the data pipeline run.
 """
+
 import copy
 import os
 import os.path as osp
@@ -23,9 +24,19 @@ from mmengine.runner import Runner
 from deit_plugin.datasets.sample_seeding import SeededBatchAugments, batch_seed
 from deit_plugin.datasets.seeded_dataset import _USAGE, SeededSampler
 from deit_plugin.registry import MODELS
+
 from .identity import run_identity
-from .storage import (FORMAT_VERSION, chunk_name, chunk_starts, pack_logits, read_manifest,
-                      recorded_precision, save_chunk, stores_all_classes, write_manifest)
+from .storage import (
+    FORMAT_VERSION,
+    chunk_name,
+    chunk_starts,
+    pack_logits,
+    read_manifest,
+    recorded_precision,
+    save_chunk,
+    stores_all_classes,
+    write_manifest,
+)
 
 
 def build_record_model(cfg) -> torch.nn.Module:
@@ -37,8 +48,10 @@ def build_record_model(cfg) -> torch.nn.Module:
         model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
     model = MODELS.build(model_cfg)
     if getattr(model, 'teacher', None) is None:
-        raise ValueError('the config\'s model has no teacher (model.teacher): there is nothing '
-                         'to record. Use the distillation config of the run.')
+        raise ValueError(
+            "the config's model has no teacher (model.teacher): there is nothing "
+            'to record. Use the distillation config of the run.'
+        )
     model.load_teacher_checkpoint()
     return model.eval()
 
@@ -47,18 +60,25 @@ def build_record_loader(cfg):
     """The config's training dataloader, built as the Runner builds it (data seed: the
     sampler's own ``seed`` if set, else ``randomness.seed``)."""
     train_cfg = cfg.get('train_cfg') or {}
-    if ('type' in train_cfg and train_cfg['type'] != 'EpochBasedTrainLoop') or \
-            not train_cfg.get('by_epoch', 'type' in train_cfg):
-        raise ValueError('the teacher cache follows epoch-based training loops '
-                         '(train_cfg.by_epoch=True); this config trains by iterations.')
+    if ('type' in train_cfg and train_cfg['type'] != 'EpochBasedTrainLoop') or not train_cfg.get(
+        'by_epoch', 'type' in train_cfg
+    ):
+        raise ValueError(
+            'the teacher cache follows epoch-based training loops '
+            '(train_cfg.by_epoch=True); this config trains by iterations.'
+        )
     randomness = cfg.get('randomness') or {}
-    loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader),
-                                     seed=randomness.get('seed'),
-                                     diff_rank_seed=randomness.get('diff_rank_seed', False))
+    loader = Runner.build_dataloader(
+        copy.deepcopy(cfg.train_dataloader),
+        seed=randomness.get('seed'),
+        diff_rank_seed=randomness.get('diff_rank_seed', False),
+    )
     if not isinstance(loader.sampler, SeededSampler):
-        raise TypeError(f'recording the teacher needs per-sample seeded data loading (the '
-                        f'replay reproduces each augmentation from its seed), but the training '
-                        f'sampler is {type(loader.sampler).__name__}: {_USAGE}.')
+        raise TypeError(
+            f'recording the teacher needs per-sample seeded data loading (the '
+            f'replay reproduces each augmentation from its seed), but the training '
+            f'sampler is {type(loader.sampler).__name__}: {_USAGE}.'
+        )
     return loader
 
 
@@ -72,34 +92,48 @@ class RecordChunk:
         self.batch_seed: List[int] = []
         self.batch_start = [0]
 
-    def add(self, iteration: int, seed: int, pairs: List[Tuple[int, int]],
-            packed: Dict[str, np.ndarray]) -> None:
+    def add(
+        self, iteration: int, seed: int, pairs: List[Tuple[int, int]], packed: Dict[str, np.ndarray]
+    ) -> None:
         self.batch_iter.append(iteration)
         self.batch_seed.append(seed)
         self.batch_start.append(self.batch_start[-1] + len(pairs))
-        packed = dict(packed, sample_index=np.array([i for i, _ in pairs], dtype=np.int32),
-                      sample_seed=np.array([s for _, s in pairs], dtype=np.uint64))
+        packed = dict(
+            packed,
+            sample_index=np.array([i for i, _ in pairs], dtype=np.int32),
+            sample_seed=np.array([s for _, s in pairs], dtype=np.uint64),
+        )
         for key, value in packed.items():
             self.arrays.setdefault(key, []).append(value)
 
     def finish(self) -> Dict[str, np.ndarray]:
         out = {key: np.concatenate(parts) for key, parts in self.arrays.items()}
-        out.update(batch_iter=np.array(self.batch_iter, dtype=np.int64),
-                   batch_seed=np.array(self.batch_seed, dtype=np.uint64),
-                   batch_start=np.array(self.batch_start, dtype=np.int64))
+        out.update(
+            batch_iter=np.array(self.batch_iter, dtype=np.int64),
+            batch_seed=np.array(self.batch_seed, dtype=np.uint64),
+            batch_start=np.array(self.batch_start, dtype=np.int64),
+        )
         return out
 
 
-def record_batch(model, chunk: RecordChunk, iteration: int, pairs: List[Tuple[int, int]],
-                 seed: int, inputs: torch.Tensor, topk: int) -> None:
+def record_batch(
+    model,
+    chunk: RecordChunk,
+    iteration: int,
+    pairs: List[Tuple[int, int]],
+    seed: int,
+    inputs: torch.Tensor,
+    topk: int,
+) -> None:
     """The record pass's work for one preprocessed batch: the teacher's logits through the
     training step's teacher path (``DistillationClassifier.teacher_logits``), packed to the
     top ``topk`` (:func:`.storage.pack_logits`) and added to ``chunk``."""
     chunk.add(iteration, seed, pairs, pack_logits(model.teacher_logits(inputs), topk))
 
 
-def recorded_batches(model, loader, epoch: int, first_batch: int = 0
-                     ) -> Iterator[Tuple[int, List[Tuple[int, int]], int, dict]]:
+def recorded_batches(
+    model, loader, epoch: int, first_batch: int = 0
+) -> Iterator[Tuple[int, List[Tuple[int, int]], int, dict]]:
     """The training batches of ``epoch`` from ``first_batch`` on, as the training step sees
     them after the data preprocessor: ``(iteration, [(index, sample seed)], batch seed,
     data)``.
@@ -119,15 +153,22 @@ def recorded_batches(model, loader, epoch: int, first_batch: int = 0
     for batch, data in enumerate(loader, first_batch):
         iteration = epoch * per_epoch + batch
         size = len(data['data_samples'])
-        batch_pairs, offset = pairs[offset:offset + size], offset + size
+        batch_pairs, offset = pairs[offset : offset + size], offset + size
         if augments is not None:
             augments.set_step(epoch, iteration)
         data = model.data_preprocessor(data, training=True)
         yield iteration, batch_pairs, batch_seed(sampler.seed, epoch, iteration, rank), data
 
 
-def record_teacher(cfg, out: str, epochs: int, topk: int = 10, chunk_iters: int = 500,
-                   progress: bool = True, logger: Optional[MMLogger] = None) -> dict:
+def record_teacher(
+    cfg,
+    out: str,
+    epochs: int,
+    topk: int = 10,
+    chunk_iters: int = 500,
+    progress: bool = True,
+    logger: Optional[MMLogger] = None,
+) -> dict:
     """Run the record pass for ``epochs`` epochs into ``out`` (continuing a killed pass).
 
     Args:
@@ -147,6 +188,7 @@ def record_teacher(cfg, out: str, epochs: int, topk: int = 10, chunk_iters: int 
         this rank), ``recorded``/``skipped`` (batches).
     """
     from tqdm import tqdm
+
     if epochs < 1 or topk < 1 or chunk_iters < 1:
         raise ValueError('--epochs, --topk and --chunk-iters must be >= 1.')
     logger = logger or MMLogger.get_current_instance()
@@ -157,20 +199,26 @@ def record_teacher(cfg, out: str, epochs: int, topk: int = 10, chunk_iters: int 
     sampler, per_epoch = loader.sampler, len(loader)
     manifest = dict(
         run_identity(cfg, loader, model.teacher_fingerprint, world_size),
-        format=FORMAT_VERSION, teacher_ckpt=model.teacher_ckpt, seed=int(sampler.seed),
-        epochs=epochs, topk=topk, num_classes=model.head.num_classes,
+        format=FORMAT_VERSION,
+        teacher_ckpt=model.teacher_ckpt,
+        seed=int(sampler.seed),
+        epochs=epochs,
+        topk=topk,
+        num_classes=model.head.num_classes,
         stores_all_classes=stores_all_classes(model.head.num_classes, topk),
-        batches_per_epoch=per_epoch, chunk_iters=chunk_iters,
-        teacher_precision=recorded_precision(model.teacher_precision))
+        batches_per_epoch=per_epoch,
+        chunk_iters=chunk_iters,
+        teacher_precision=recorded_precision(model.teacher_precision),
+    )
     old = read_manifest(out)
     if old is not None:
-        fixed = {k: v for k, v in manifest.items() if k not in ('epochs', 'seed',
-                                                                 'teacher_ckpt')}
-        changed = [f'{k} ({old.get(k)!r} -> {v!r})' for k, v in fixed.items()
-                   if old.get(k) != v]
+        fixed = {k: v for k, v in manifest.items() if k not in ('epochs', 'seed', 'teacher_ckpt')}
+        changed = [f'{k} ({old.get(k)!r} -> {v!r})' for k, v in fixed.items() if old.get(k) != v]
         if changed:
-            raise ValueError(f'{out} holds a teacher cache recorded for other settings: '
-                             f'{"; ".join(changed)}. Record into another --out, or delete it.')
+            raise ValueError(
+                f'{out} holds a teacher cache recorded for other settings: '
+                f'{"; ".join(changed)}. Record into another --out, or delete it.'
+            )
         sampler.seed = manifest['seed'] = old['seed']  # continue the recorded data stream
         manifest['epochs'] = max(epochs, old['epochs'])
     if rank == 0:
@@ -180,14 +228,22 @@ def record_teacher(cfg, out: str, epochs: int, topk: int = 10, chunk_iters: int 
 
     preprocessor = model.data_preprocessor
     if getattr(preprocessor, 'batch_augments', None) is not None:
-        preprocessor.batch_augments = SeededBatchAugments(preprocessor.batch_augments,
-                                                          sampler.seed, rank)
+        preprocessor.batch_augments = SeededBatchAugments(
+            preprocessor.batch_augments, sampler.seed, rank
+        )
     starts = list(chunk_starts(per_epoch, chunk_iters))
-    todo = {e: [s for s in starts if not osp.isfile(osp.join(out, chunk_name(e, rank, s)))]
-            for e in range(epochs)}
+    todo = {
+        e: [s for s in starts if not osp.isfile(osp.join(out, chunk_name(e, rank, s)))]
+        for e in range(epochs)
+    }
     skipped = sum(todo[e][0] if todo[e] else per_epoch for e in todo)
-    bar = tqdm(total=epochs * per_epoch, initial=skipped, unit='batch', desc='record teacher',
-               disable=not progress or rank != 0)
+    bar = tqdm(
+        total=epochs * per_epoch,
+        initial=skipped,
+        unit='batch',
+        desc='record teacher',
+        disable=not progress or rank != 0,
+    )
     recorded = 0
     for epoch, missing in todo.items():
         if not missing:
@@ -207,6 +263,8 @@ def record_teacher(cfg, out: str, epochs: int, topk: int = 10, chunk_iters: int 
     names = [chunk_name(e, rank, s) for e in range(epochs) for s in starts]
     size = sum(osp.getsize(osp.join(out, n)) for n in names if osp.isfile(osp.join(out, n)))
     rows = epochs * (len(sampler) if not loader.drop_last else per_epoch * loader.batch_size)
-    logger.info(f'teacher cache {out}: {recorded} batches recorded, {skipped} already there; '
-                f'rank {rank}: {size} bytes for {rows} sample-epochs')
+    logger.info(
+        f'teacher cache {out}: {recorded} batches recorded, {skipped} already there; '
+        f'rank {rank}: {size} bytes for {rows} sample-epochs'
+    )
     return dict(manifest=manifest, bytes=size, rows=rows, recorded=recorded, skipped=skipped)

@@ -19,6 +19,7 @@ Rows are per position in the (mixed) batch, as the teacher saw it: with Mixup/Cu
 the teacher's output for a mixture of the sample at that position and another of the batch.
 Every file is written atomically (``<name>.part``, then ``os.replace``).
 """
+
 import io
 import json
 import math
@@ -39,6 +40,8 @@ def recorded_precision(teacher_precision: str) -> str:
     """The precision the record pass runs the teacher in for a model's ``teacher_precision``:
     bf16 only when asked for explicitly (``'auto'`` records float32)."""
     return 'bf16' if teacher_precision == 'bf16' else 'fp32'
+
+
 _CHUNK = re.compile(r'^e(\d+)_r(\d+)_b(\d+)\.npz$')
 
 
@@ -76,16 +79,21 @@ def pack_logits(logits: torch.Tensor, topk: int) -> Dict[str, np.ndarray]:
     logits = logits.float()
     if stores_all_classes(num_classes, topk):
         values, classes = torch.sort(logits, dim=1, descending=True, stable=True)
-        return dict(values=values.numpy().astype(np.float32),
-                    classes=classes.numpy().astype(class_dtype(num_classes)))
+        return dict(
+            values=values.numpy().astype(np.float32),
+            classes=classes.numpy().astype(class_dtype(num_classes)),
+        )
     values, classes = torch.topk(logits, topk, dim=1, largest=True, sorted=True)
-    return dict(values=values.numpy().astype(np.float16),
-                classes=classes.numpy().astype(class_dtype(num_classes)),
-                logsumexp=torch.logsumexp(logits, dim=1).numpy().astype(np.float32))
+    return dict(
+        values=values.numpy().astype(np.float16),
+        classes=classes.numpy().astype(class_dtype(num_classes)),
+        logsumexp=torch.logsumexp(logits, dim=1).numpy().astype(np.float32),
+    )
 
 
-def unpack_logits(values: np.ndarray, classes: np.ndarray, logsumexp: Optional[np.ndarray],
-                  num_classes: int) -> torch.Tensor:
+def unpack_logits(
+    values: np.ndarray, classes: np.ndarray, logsumexp: Optional[np.ndarray], num_classes: int
+) -> torch.Tensor:
     """Teacher logits (``N x C`` float32) rebuilt from their stored form.
 
     All classes stored: the recorded logits, exactly. Top K stored: the K kept logits at their
@@ -139,5 +147,6 @@ def read_manifest(directory: str) -> Optional[dict]:
 
 def write_manifest(directory: str, manifest: dict) -> None:
     """Write ``manifest.json`` atomically."""
-    atomic_write(json.dumps(manifest, indent=2, sort_keys=True) + '\n',
-                 osp.join(directory, MANIFEST))
+    atomic_write(
+        json.dumps(manifest, indent=2, sort_keys=True) + '\n', osp.join(directory, MANIFEST)
+    )

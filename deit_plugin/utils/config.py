@@ -1,4 +1,5 @@
 """Config helpers shared by the model, the inferencer and the tools."""
+
 import copy
 import os.path as osp
 from pathlib import Path
@@ -7,8 +8,9 @@ from typing import Any, Mapping, Optional, Union
 from mmengine.config import Config
 
 
-def load_config(config: Union[str, Path, Config], cfg_options: Optional[dict] = None,
-                what: str = 'config') -> Config:
+def load_config(
+    config: Union[str, Path, Config], cfg_options: Optional[dict] = None, what: str = 'config'
+) -> Config:
     """The config that ``config`` names: a file, a ``<package>::<dir>/<file>.py`` name (as
     ``mmpretrain::deit/deit-tiny_4xb256_in1k.py`` or ``deit_plugin::fashion_mnist/...``, read by
     ``mmengine.hub.get_config``) or a loaded config (copied, so the caller's is not changed).
@@ -25,14 +27,16 @@ def load_config(config: Union[str, Path, Config], cfg_options: Optional[dict] = 
         cfg = copy.deepcopy(config)
     elif '::' in str(config):
         from mmengine.hub import get_config
+
         cfg = get_config(str(config))
     else:
         config = str(config)
         if not osp.isfile(config):
             raise FileNotFoundError(
-                f"{what} {config!r} does not exist: give a config file path or a "
+                f'{what} {config!r} does not exist: give a config file path or a '
                 f"'<package>::<dir>/<file>.py' config name (e.g. "
-                f"'mmpretrain::deit/deit-tiny_4xb256_in1k.py').")
+                f"'mmpretrain::deit/deit-tiny_4xb256_in1k.py')."
+            )
         cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -1,4 +1,5 @@
 """The model inside mmengine's wrappers."""
+
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
 

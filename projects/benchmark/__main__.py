@@ -47,6 +47,7 @@ GFLOP/s are given as a share of the measured matmul ceiling of the same precisio
 Inputs are random uint8 images and labels (speed does not depend on pixel values); the student
 uses no drop-path and no Mixup so that both sides compute bit-comparable losses.
 """
+
 import argparse
 import json
 import os
@@ -57,67 +58,115 @@ import tempfile
 import torch
 from tqdm import tqdm
 
-from tools._support.cli import positive_int
-
 from .machine import kernel_report, matmul_ceiling
 from .models import ARCHS, QUICK_TEACHER, TEACHER
 from .report import check_targets, summarise
 from .timing import PRECISIONS
 from .training import ADAMW
 from .workloads import bench_inference, train_rows
+from tools._support.cli import positive_int
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--quick', action='store_true',
-                        help='a smoke run: batch 2, 32 px, DeiT-Ti only, ResNet-18 teacher, '
-                        'no warm-up, 1 repeat, 2 record batches, 1 profiled step')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='a smoke run: batch 2, 32 px, DeiT-Ti only, ResNet-18 teacher, '
+        'no warm-up, 1 repeat, 2 record batches, 1 profiled step',
+    )
     parser.add_argument('--batch', type=int, default=16, help='batch size. Defaults to 16.')
     parser.add_argument('--img-size', type=int, default=224, help='Defaults to 224.')
     parser.add_argument('--repeats', type=int, default=10, help='timed runs. Defaults to 10.')
     parser.add_argument('--warmup', type=int, default=3, help='untimed runs. Defaults to 3.')
-    parser.add_argument('--repeat-rows', type=int, default=1,
-                        help='measure every row this many times (each with warm-up) and '
-                        'report the spread of its ratio: noise or a real difference. '
-                        'Defaults to 1.')
-    parser.add_argument('--threads', type=positive_int, default=2,
-                        help='torch threads. Defaults to 2.')
-    parser.add_argument('--archs', nargs='+', default=['tiny', 'small'], choices=list(ARCHS),
-                        help='inference comparisons. Defaults to tiny small.')
-    parser.add_argument('--student', default='tiny', choices=list(ARCHS),
-                        help='student of the training step. Defaults to tiny.')
-    parser.add_argument('--depth', type=int,
-                        help='transformer blocks of every DeiT (plugin and reference) instead '
-                        "of the arch's 12: a smaller model to check that both sides compute "
-                        'the same thing, whose times describe no published model. Defaults to '
-                        "the arch's depth.")
-    parser.add_argument('--teacher', default=TEACHER,
-                        help=f'teacher config of the training step. Defaults to {TEACHER}.')
-    parser.add_argument('--attn-impl', default='auto', choices=['sdpa', 'matmul', 'auto'],
-                        help="the plugin student's attention product (backbone attn_impl). "
-                        'Defaults to auto.')
-    parser.add_argument('--adamw', default='default', choices=list(ADAMW),
-                        help="AdamW implementation of both sides: torch's default (a loop "
-                        "over the parameters on CPU), foreach or fused. Defaults to default.")
-    parser.add_argument('--record-batches', type=int, default=8,
-                        help='batches of the record pass and of the cache the cached step '
-                        'reads. Defaults to 8.')
+    parser.add_argument(
+        '--repeat-rows',
+        type=int,
+        default=1,
+        help='measure every row this many times (each with warm-up) and '
+        'report the spread of its ratio: noise or a real difference. '
+        'Defaults to 1.',
+    )
+    parser.add_argument(
+        '--threads', type=positive_int, default=2, help='torch threads. Defaults to 2.'
+    )
+    parser.add_argument(
+        '--archs',
+        nargs='+',
+        default=['tiny', 'small'],
+        choices=list(ARCHS),
+        help='inference comparisons. Defaults to tiny small.',
+    )
+    parser.add_argument(
+        '--student',
+        default='tiny',
+        choices=list(ARCHS),
+        help='student of the training step. Defaults to tiny.',
+    )
+    parser.add_argument(
+        '--depth',
+        type=int,
+        help='transformer blocks of every DeiT (plugin and reference) instead '
+        "of the arch's 12: a smaller model to check that both sides compute "
+        'the same thing, whose times describe no published model. Defaults to '
+        "the arch's depth.",
+    )
+    parser.add_argument(
+        '--teacher',
+        default=TEACHER,
+        help=f'teacher config of the training step. Defaults to {TEACHER}.',
+    )
+    parser.add_argument(
+        '--attn-impl',
+        default='auto',
+        choices=['sdpa', 'matmul', 'auto'],
+        help="the plugin student's attention product (backbone attn_impl). Defaults to auto.",
+    )
+    parser.add_argument(
+        '--adamw',
+        default='default',
+        choices=list(ADAMW),
+        help="AdamW implementation of both sides: torch's default (a loop "
+        'over the parameters on CPU), foreach or fused. Defaults to default.',
+    )
+    parser.add_argument(
+        '--record-batches',
+        type=int,
+        default=8,
+        help='batches of the record pass and of the cache the cached step reads. Defaults to 8.',
+    )
     parser.add_argument('--skip-train', action='store_true', help='inference only')
-    parser.add_argument('--compile', action='store_true',
-                        help='also the training steps compiled with torch.compile (as '
-                        "mmengine's cfg.compile); compile time reported apart")
-    parser.add_argument('--compile-precisions', nargs='+', default=list(PRECISIONS),
-                        choices=list(PRECISIONS), metavar='PRECISION',
-                        help='precisions of the compiled rows. Defaults to fp32 bf16.')
-    parser.add_argument('--compile-backend', default='inductor',
-                        help="torch.compile backend (mmengine: cfg.compile=dict(backend=...)). "
-                        "Defaults to inductor.")
-    parser.add_argument('--profile', nargs='+', default=[], choices=list(PRECISIONS),
-                        metavar='PRECISION',
-                        help="torch.profiler tables of the plugin's student step in these "
-                        'precisions (fp32, bf16)')
-    parser.add_argument('--profile-steps', type=int, default=3,
-                        help='steps profiled. Defaults to 3.')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='also the training steps compiled with torch.compile (as '
+        "mmengine's cfg.compile); compile time reported apart",
+    )
+    parser.add_argument(
+        '--compile-precisions',
+        nargs='+',
+        default=list(PRECISIONS),
+        choices=list(PRECISIONS),
+        metavar='PRECISION',
+        help='precisions of the compiled rows. Defaults to fp32 bf16.',
+    )
+    parser.add_argument(
+        '--compile-backend',
+        default='inductor',
+        help='torch.compile backend (mmengine: cfg.compile=dict(backend=...)). '
+        'Defaults to inductor.',
+    )
+    parser.add_argument(
+        '--profile',
+        nargs='+',
+        default=[],
+        choices=list(PRECISIONS),
+        metavar='PRECISION',
+        help="torch.profiler tables of the plugin's student step in these precisions (fp32, bf16)",
+    )
+    parser.add_argument(
+        '--profile-steps', type=int, default=3, help='steps profiled. Defaults to 3.'
+    )
     parser.add_argument('--json', help='write all timings to this JSON file')
     parser.add_argument('--markdown', help='write the tables to this Markdown file')
     args = parser.parse_args(argv)
@@ -128,10 +177,9 @@ def parse_args(argv=None):
     if args.img_size % 16:
         parser.error(f'--img-size must be a multiple of the patch size 16, got {args.img_size}')
     if min(args.repeats, args.repeat_rows, args.record_batches, args.profile_steps) < 1:
-        parser.error('--repeats, --repeat-rows, --record-batches and --profile-steps must be '
-                     '>= 1')
+        parser.error('--repeats, --repeat-rows, --record-batches and --profile-steps must be >= 1')
     if args.depth is not None and args.depth < 1:
-        parser.error(f'--depth must be >= 1 (or left out for the arch\'s 12), got {args.depth}')
+        parser.error(f"--depth must be >= 1 (or left out for the arch's 12), got {args.depth}")
     if args.skip_train and (args.compile or args.profile):
         parser.error('--compile and --profile measure training steps: drop --skip-train')
     return args
@@ -142,26 +190,36 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
+
     init_default_scope('mmpretrain')
     # the optim-wrapper constructor logs every parameter group at INFO
     MMLogger.get_instance('deit_plugin_benchmark', log_level='WARNING')
-    result = dict(torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch,
-                  img_size=args.img_size, depth=args.depth, repeats=args.repeats,
-                  warmup=args.warmup, repeat_rows=args.repeat_rows, attn_impl=args.attn_impl,
-                  adamw=args.adamw,
-                  compile_backend=args.compile_backend if args.compile else None,
-                  command='python tools/benchmark.py ' + ' '.join(argv if argv is not None
-                                                                  else sys.argv[1:]),
-                  rows=[], load_before=os.getloadavg()[0], kernels=kernel_report())
+    result = dict(
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        batch=args.batch,
+        img_size=args.img_size,
+        depth=args.depth,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        repeat_rows=args.repeat_rows,
+        attn_impl=args.attn_impl,
+        adamw=args.adamw,
+        compile_backend=args.compile_backend if args.compile else None,
+        command='python tools/benchmark.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
+        rows=[],
+        load_before=os.getloadavg()[0],
+        kernels=kernel_report(),
+    )
     per_row = args.repeat_rows * (args.repeats + args.warmup)
     total = len(args.archs) * 2 * 2 * per_row
     if not args.skip_train:
-        total += (2 * (6 + 2) + (4 * len(args.compile_precisions) if args.compile else 0)) \
-            * per_row
+        total += (2 * (6 + 2) + (4 * len(args.compile_precisions) if args.compile else 0)) * per_row
     with tqdm(total=total, desc='benchmark', unit='run', file=sys.stdout) as progress:
         result['ceiling_gflops'] = {
             p: matmul_ceiling(p, max(args.repeats, 3), n=512 if args.quick else 2048)
-            for p in PRECISIONS}
+            for p in PRECISIONS
+        }
         for arch in args.archs:
             result['rows'] += bench_inference(arch, args, progress)
         if not args.skip_train:

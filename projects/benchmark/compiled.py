@@ -1,6 +1,7 @@
 """``--compile``: the live and no-teacher training steps of both sides compiled with
 ``torch.compile``, as mmengine's ``cfg.compile`` does (``torch.compile(model.train_step)``; the
 reference's step function likewise)."""
+
 import copy
 import time
 from typing import Callable, List
@@ -20,13 +21,13 @@ def snapshot(pair: TrainingPair, side: str, name: str, precision: str) -> Callab
         model, opt = pair.models[name], pair.wrappers[name, precision]
     else:
         model, opt = pair.students_ref[name], pair.optimizers[name]
-    state = {k: v.clone() for k, v in model.state_dict().items()
-             if not k.startswith('teacher.')}
+    state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith('teacher.')}
     opt_state = copy.deepcopy(opt.state_dict())
 
     def restore() -> None:
         model.load_state_dict(state, strict=side == 'reference')
         opt.load_state_dict(copy.deepcopy(opt_state))
+
     return restore
 
 
@@ -65,9 +66,17 @@ def compile_steps(pair: TrainingPair, precision: str, backend: str) -> List[dict
             restore()
             start = time.perf_counter()
             compiled = float(step(name, precision, compiled=True))
-            out.append(dict(side=side, step=name, precision=precision,
-                            first_call_s=time.perf_counter() - start, eager_loss=eager,
-                            compiled_loss=compiled, loss_diff=abs(eager - compiled)))
+            out.append(
+                dict(
+                    side=side,
+                    step=name,
+                    precision=precision,
+                    first_call_s=time.perf_counter() - start,
+                    eager_loss=eager,
+                    compiled_loss=compiled,
+                    loss_diff=abs(eager - compiled),
+                )
+            )
     pair.timing_teacher = True
     return out
 
@@ -76,11 +85,27 @@ def run_compiled(pair: TrainingPair, precision: str, progress: tqdm) -> List[dic
     """The compiled live and no-teacher rows (plugin vs reference), interleaved."""
     pair.timing_teacher = False
     blocks = measure(
-        {f'{side}_{name}': (lambda side=side, name=name: getattr(pair, f'{side}_step')(
-            name, precision, compiled=True))
-         for name in STEPS for side in ('plugin', 'reference')},
-        pair.args, progress)
+        {
+            f'{side}_{name}': (
+                lambda side=side, name=name: getattr(pair, f'{side}_step')(
+                    name, precision, compiled=True
+                )
+            )
+            for name in STEPS
+            for side in ('plugin', 'reference')
+        },
+        pair.args,
+        progress,
+    )
     pair.timing_teacher = True
-    return [pair_row(blocks, f'plugin_{name}', f'reference_{name}',
-                     workload=pair.workload(name) + ' compiled', precision=precision,
-                     batch=pair.args.batch) for name in STEPS]
+    return [
+        pair_row(
+            blocks,
+            f'plugin_{name}',
+            f'reference_{name}',
+            workload=pair.workload(name) + ' compiled',
+            precision=precision,
+            batch=pair.args.batch,
+        )
+        for name in STEPS
+    ]

@@ -1,4 +1,5 @@
 """What the machine offers: the matmul ceiling of each precision and the CPU kernels torch uses."""
+
 import os
 import re
 import sys
@@ -48,8 +49,10 @@ def kernel_report() -> Dict[str, str]:
     a, b = torch.randn(256, 256), torch.randn(256, 256)
 
     def bf16_mm() -> None:
-        with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), \
-                precision_context('bf16'):
+        with (
+            torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON),
+            precision_context('bf16'),
+        ):
             torch.mm(a, b)
 
     log = _stdout_of(bf16_mm)
@@ -59,13 +62,16 @@ def kernel_report() -> Dict[str, str]:
     q = torch.randn(1, 1, 8, 8)
     with torch.profiler.profile() as prof:
         F.scaled_dot_product_attention(q, q, q)
-    attention = [e.key for e in prof.key_averages()
-                 if 'attention' in e.key and e.key != 'aten::scaled_dot_product_attention']
+    attention = [
+        e.key
+        for e in prof.key_averages()
+        if 'attention' in e.key and e.key != 'aten::scaled_dot_product_attention'
+    ]
     _KERNELS.update(
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         onednn_isa=isa.group(1).strip() if isa else 'not reported',
         bf16_matmul=impl.group(1) if impl else 'not oneDNN',
         fp32_blas=blas.group(1) if blas else 'unknown',
-        sdpa_kernel=attention[0] if attention else 'unknown')
+        sdpa_kernel=attention[0] if attention else 'unknown',
+    )
     return dict(_KERNELS)
-

@@ -29,6 +29,7 @@ of ``tools/record_teacher.py``, in a process of its own, not timed) and builds t
 ``deit_plugin.CPUAmpOptimWrapper``, CUDA: ``AmpOptimWrapper(dtype='bfloat16')``); ``fp16``
 (CUDA only: ``AmpOptimWrapper``, dynamic loss scale).
 """
+
 import argparse
 import json
 import os
@@ -50,21 +51,36 @@ TOPK = 10
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('configs', nargs='+', help='training configs (e.g. '
-                        'configs/deit_s_distill.py configs/deit_b_distill_384_ft.py)')
-    parser.add_argument('--batch', type=int, default=16,
-                        help='images per step. Defaults to 16.')
+    parser.add_argument(
+        'configs',
+        nargs='+',
+        help='training configs (e.g. configs/deit_s_distill.py configs/deit_b_distill_384_ft.py)',
+    )
+    parser.add_argument('--batch', type=int, default=16, help='images per step. Defaults to 16.')
     parser.add_argument('--steps', type=int, default=5, help='timed steps. Defaults to 5.')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps. Defaults to 2.')
     parser.add_argument('--threads', type=int, default=2, help='torch threads. Defaults to 2.')
-    parser.add_argument('--precision', nargs='+', default=['fp32'], choices=PRECISIONS,
-                        help='Defaults to fp32.')
-    parser.add_argument('--modes', nargs='+', default=list(MODES), choices=MODES,
-                        help='teacher live and/or from the cache. Defaults to both.')
-    parser.add_argument('--device', default=None, choices=['cpu', 'cuda'],
-                        help='Defaults to cuda when available, else cpu.')
-    parser.add_argument('--if-cuda', action='store_true',
-                        help='only run when CUDA is available (make bench: the GPU rows)')
+    parser.add_argument(
+        '--precision', nargs='+', default=['fp32'], choices=PRECISIONS, help='Defaults to fp32.'
+    )
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        default=list(MODES),
+        choices=MODES,
+        help='teacher live and/or from the cache. Defaults to both.',
+    )
+    parser.add_argument(
+        '--device',
+        default=None,
+        choices=['cpu', 'cuda'],
+        help='Defaults to cuda when available, else cpu.',
+    )
+    parser.add_argument(
+        '--if-cuda',
+        action='store_true',
+        help='only run when CUDA is available (make bench: the GPU rows)',
+    )
     parser.add_argument('--json', help='write the rows to this JSON file')
     parser.add_argument('--markdown', help='write the table to this Markdown file')
     parser.add_argument('--one', help=argparse.SUPPRESS)  # config;precision;mode -> JSON
@@ -91,6 +107,7 @@ def _build(config: str, precision: str, device: str, cache_dir: str = None):
 
     import deit_plugin  # noqa: F401
     from deit_plugin.utils.config import model_with_data_preprocessor
+
     cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = model_with_data_preprocessor(cfg)
@@ -105,8 +122,9 @@ def _build(config: str, precision: str, device: str, cache_dir: str = None):
     model = model.to(device).train()
     wrapper_cfg = dict(cfg.optim_wrapper)
     if precision == 'bf16':
-        wrapper_cfg['type'] = ('AmpOptimWrapper' if device == 'cuda'
-                               else 'deit_plugin.CPUAmpOptimWrapper')
+        wrapper_cfg['type'] = (
+            'AmpOptimWrapper' if device == 'cuda' else 'deit_plugin.CPUAmpOptimWrapper'
+        )
         if device == 'cuda':
             wrapper_cfg['dtype'] = 'bfloat16'
     elif precision == 'fp16':
@@ -117,8 +135,13 @@ def _build(config: str, precision: str, device: str, cache_dir: str = None):
     ema = None
     for hook in cfg.get('custom_hooks', None) or []:
         if hook.get('type', '').split('.')[-1] == 'EMAHook':
-            ema = MODELS.build(dict(type=hook.get('ema_type', 'ExponentialMovingAverage'),
-                                    momentum=hook.get('momentum', 0.0002), model=model))
+            ema = MODELS.build(
+                dict(
+                    type=hook.get('ema_type', 'ExponentialMovingAverage'),
+                    momentum=hook.get('momentum', 0.0002),
+                    model=model,
+                )
+            )
     return cfg, model, optim_wrapper, ema
 
 
@@ -130,11 +153,13 @@ def _image_size(model) -> tuple:
 
 def _batch(model, batch: int, seed: int = 3) -> dict:
     from mmpretrain.structures import DataSample
+
     h, w = _image_size(model)
     g = torch.Generator().manual_seed(seed)
-    raw = torch.randint(0, 256, (batch, model.backbone.in_channels, h, w), generator=g,
-                        dtype=torch.uint8)
-    labels = torch.randint(0, model.head.num_classes, (batch, ), generator=g)
+    raw = torch.randint(
+        0, 256, (batch, model.backbone.in_channels, h, w), generator=g, dtype=torch.uint8
+    )
+    labels = torch.randint(0, model.head.num_classes, (batch,), generator=g)
     samples = []
     for i, y in enumerate(labels):
         sample = DataSample().set_gt_label(int(y))
@@ -146,8 +171,14 @@ def _batch(model, batch: int, seed: int = 3) -> dict:
 def _record_cache(config: str, batch: int, iterations: int, device: str, out: str) -> None:
     """The teacher's top-10 logits of the ``iterations`` batches the cached mode replays."""
     from deit_plugin.teacher_cache import RecordChunk, record_batch
-    from deit_plugin.teacher_cache.storage import (FORMAT_VERSION, chunk_name, save_chunk,
-                                                   stores_all_classes, write_manifest)
+    from deit_plugin.teacher_cache.storage import (
+        FORMAT_VERSION,
+        chunk_name,
+        save_chunk,
+        stores_all_classes,
+        write_manifest,
+    )
+
     _, model, _, _ = _build(config, 'fp32', device)
     data = _batch(model, batch)
     chunk = RecordChunk()
@@ -159,11 +190,23 @@ def _record_cache(config: str, batch: int, iterations: int, device: str, out: st
             record_batch(model, chunk, iteration, pairs, iteration, inputs, TOPK)
     os.makedirs(out, exist_ok=True)
     save_chunk(osp.join(out, chunk_name(0, 0, 0)), chunk.finish())
-    write_manifest(out, dict(
-        format=FORMAT_VERSION, num_classes=classes, topk=TOPK,
-        stores_all_classes=stores_all_classes(classes, TOPK), batches_per_epoch=iterations,
-        chunk_iters=iterations, epochs=1, seed=0, batch_size=batch, world_size=1,
-        data='random uint8 images (projects/benchmark/recipe.py)', teacher_precision='fp32'))
+    write_manifest(
+        out,
+        dict(
+            format=FORMAT_VERSION,
+            num_classes=classes,
+            topk=TOPK,
+            stores_all_classes=stores_all_classes(classes, TOPK),
+            batches_per_epoch=iterations,
+            chunk_iters=iterations,
+            epochs=1,
+            seed=0,
+            batch_size=batch,
+            world_size=1,
+            data='random uint8 images (projects/benchmark/recipe.py)',
+            teacher_precision='fp32',
+        ),
+    )
 
 
 def run_one(config: str, precision: str, mode: str, args) -> dict:
@@ -174,9 +217,21 @@ def run_one(config: str, precision: str, mode: str, args) -> dict:
     cache_dir = None
     if mode == 'cached':  # recorded by another process: this one's memory is the step's
         cache_dir = tempfile.mkdtemp(prefix='recipe_bench_cache_')
-        subprocess.run([sys.executable, '-m', 'projects.benchmark.recipe', config,
-                        *_passed(args), '--record', f'{config};{cache_dir}'], cwd=ROOT,
-                       env=_env(), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                '-m',
+                'projects.benchmark.recipe',
+                config,
+                *_passed(args),
+                '--record',
+                f'{config};{cache_dir}',
+            ],
+            cwd=ROOT,
+            env=_env(),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     cfg, model, optim_wrapper, ema = _build(config, precision, device, cache_dir)
     data = _batch(model, args.batch)
     _sync(device)
@@ -230,44 +285,71 @@ def run_one(config: str, precision: str, mode: str, args) -> dict:
 
     step, teacher, ema_s = med(steps[timed]), med(teacher_times[timed]), med(emas[timed])
     return dict(
-        config=osp.relpath(osp.abspath(config), ROOT), arch=cfg.model.backbone.get('arch'),
+        config=osp.relpath(osp.abspath(config), ROOT),
+        arch=cfg.model.backbone.get('arch'),
         teacher=model._teacher_desc if model.teacher is not None else None,
         img_size=list(_image_size(model)),
-        batch=args.batch, precision=precision, mode=mode, device=device,
-        threads=args.threads, steps=args.steps, warmup=args.warmup,
-        step_s=step, teacher_s=teacher, student_s=step - teacher, ema_s=ema_s,
-        images_per_s=args.batch / (step + ema_s), step_times=steps, teacher_times=teacher_times,
+        batch=args.batch,
+        precision=precision,
+        mode=mode,
+        device=device,
+        threads=args.threads,
+        steps=args.steps,
+        warmup=args.warmup,
+        step_s=step,
+        teacher_s=teacher,
+        student_s=step - teacher,
+        ema_s=ema_s,
+        images_per_s=args.batch / (step + ema_s),
+        step_times=steps,
+        teacher_times=teacher_times,
         built_rss_bytes=built_rss,
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         cuda_peak_bytes=torch.cuda.max_memory_allocated() if device == 'cuda' else None,
-        torch=torch.__version__)
+        torch=torch.__version__,
+    )
 
 
 def markdown(rows: List[Dict]) -> str:
-    gib = 1024 ** 3
-    lines = ['| config | px | batch | precision | teacher | step (ms) | student (ms) | '
-             'teacher (ms) | EMA (ms) | img/s | memory after build (GiB) | peak (GiB) |',
-             '|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|']
+    gib = 1024**3
+    lines = [
+        '| config | px | batch | precision | teacher | step (ms) | student (ms) | '
+        'teacher (ms) | EMA (ms) | img/s | memory after build (GiB) | peak (GiB) |',
+        '|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ]
     for r in rows:
-        size = r['img_size'][0] if len(set(r['img_size'])) == 1 else 'x'.join(
-            map(str, r['img_size']))
+        size = (
+            r['img_size'][0] if len(set(r['img_size'])) == 1 else 'x'.join(map(str, r['img_size']))
+        )
         peak = r['cuda_peak_bytes'] if r['device'] == 'cuda' else r['peak_rss_bytes']
         lines.append(
-            f"| `{r['config']}` | {size} | {r['batch']} | {r['precision']} ({r['device']}) | "
-            f"{r['mode']} | {r['step_s'] * 1e3:.0f} | {r['student_s'] * 1e3:.0f} | "
-            f"{r['teacher_s'] * 1e3:.0f} | {r['ema_s'] * 1e3:.0f} | {r['images_per_s']:.2f} | "
-            f"{r['built_rss_bytes'] / gib:.2f} | {peak / gib:.2f} |")
+            f'| `{r["config"]}` | {size} | {r["batch"]} | {r["precision"]} ({r["device"]}) | '
+            f'{r["mode"]} | {r["step_s"] * 1e3:.0f} | {r["student_s"] * 1e3:.0f} | '
+            f'{r["teacher_s"] * 1e3:.0f} | {r["ema_s"] * 1e3:.0f} | {r["images_per_s"]:.2f} | '
+            f'{r["built_rss_bytes"] / gib:.2f} | {peak / gib:.2f} |'
+        )
     return '\n'.join(lines) + '\n'
 
 
 def _passed(args) -> List[str]:
-    return ['--batch', str(args.batch), '--steps', str(args.steps), '--warmup',
-            str(args.warmup), '--threads', str(args.threads), '--device', args.device]
+    return [
+        '--batch',
+        str(args.batch),
+        '--steps',
+        str(args.steps),
+        '--warmup',
+        str(args.warmup),
+        '--threads',
+        str(args.threads),
+        '--device',
+        args.device,
+    ]
 
 
 def _env() -> Dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (ROOT, os.environ.get('PYTHONPATH')) if p))
+    return dict(
+        os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get('PYTHONPATH')) if p)
+    )
 
 
 def main(argv=None) -> List[dict]:
@@ -293,12 +375,24 @@ def main(argv=None) -> List[dict]:
             for mode in args.modes:
                 print(f'{config} {precision} {mode} ...', flush=True)
                 proc = subprocess.run(
-                    [sys.executable, '-m', 'projects.benchmark.recipe', config, *passed,
-                     '--one', f'{osp.abspath(config)};{precision};{mode}'],
-                    cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+                    [
+                        sys.executable,
+                        '-m',
+                        'projects.benchmark.recipe',
+                        config,
+                        *passed,
+                        '--one',
+                        f'{osp.abspath(config)};{precision};{mode}',
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
                 if proc.returncode != 0:
-                    raise SystemExit(f'{config} {precision} {mode} failed '
-                                     f'(exit {proc.returncode}).')
+                    raise SystemExit(
+                        f'{config} {precision} {mode} failed (exit {proc.returncode}).'
+                    )
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     table = markdown(rows)
     print(table)

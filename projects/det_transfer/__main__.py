@@ -21,18 +21,18 @@
    over.
 5. Prints the bbox mAPs, writes ``results.md``/``results.json`` and a bar plot to the work dir.
 """
+
 import argparse
 import os
 import os.path as osp
 import sys
 import time
 
-from tools._support.cli import positive_int
-from tools._support.runs import run_logged
-
 from . import report
 from .protocol import ROOT
 from .runs import plan, student_checkpoint, train_all
+from tools._support.cli import positive_int
+from tools._support.runs import run_logged
 
 
 def check_mmcv_ops() -> None:
@@ -50,23 +50,41 @@ def check_mmcv_ops() -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo_det')
-    parser.add_argument('--demo-dir', default='work_dirs/demo',
-                        help='work dir of the main demo (its student is the pretrained backbone)')
+    parser.add_argument(
+        '--demo-dir',
+        default='work_dirs/demo',
+        help='work dir of the main demo (its student is the pretrained backbone)',
+    )
     parser.add_argument('--data', default='data/fmnist_det')
     parser.add_argument('--num-train', type=int, default=2000)
     parser.add_argument('--num-val', type=int, default=500)
     parser.add_argument('--epochs', type=int, default=12, help='epochs on the full set')
-    parser.add_argument('--subset-epochs', type=int, default=36,
-                        help='epochs on the 10%% subset (same for both initialisations)')
+    parser.add_argument(
+        '--subset-epochs',
+        type=int,
+        default=36,
+        help='epochs on the 10%% subset (same for both initialisations)',
+    )
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
-    parser.add_argument('--lr', type=float, default=None,
-                        help="AdamW learning rate for both initialisations (default: the "
-                        "config's 1e-3); use another --work-dir per value")
-    parser.add_argument('--jobs', type=int, default=2,
-                        help='detection runs at a time (default 2, one torch thread each)')
-    parser.add_argument('--threads', type=positive_int, default=None,
-                        help='torch CPU threads per run (default: 1 with --jobs > 1, else '
-                        "torch's default)")
+    parser.add_argument(
+        '--lr',
+        type=float,
+        default=None,
+        help='AdamW learning rate for both initialisations (default: the '
+        "config's 1e-3); use another --work-dir per value",
+    )
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=2,
+        help='detection runs at a time (default 2, one torch thread each)',
+    )
+    parser.add_argument(
+        '--threads',
+        type=positive_int,
+        default=None,
+        help="torch CPU threads per run (default: 1 with --jobs > 1, else torch's default)",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error('--jobs must be at least 1')
@@ -85,23 +103,44 @@ def main(argv=None) -> None:
     student = student_checkpoint(args.demo_dir, args.threads)
     setup['student'] = time.time() - t0
     backbone_ckpt = osp.join(args.work_dir, 'student_backbone_rgb.pth')
-    setup['export'] = run_logged([py, 'tools/model_converters/export_backbone.py', student,
-                                  backbone_ckpt, '--in-channels', '3'],
-                                 'export the student backbone (1 -> 3 input channels)', ROOT)
-    setup['data'] = run_logged([py, 'tools/dataset_converters/fashion_mnist_detection.py',
-                                '--out', args.data, '--num-train', str(args.num_train),
-                                '--num-val', str(args.num_val)], 'generate the detection set',
-                               ROOT)
+    setup['export'] = run_logged(
+        [
+            py,
+            'tools/model_converters/export_backbone.py',
+            student,
+            backbone_ckpt,
+            '--in-channels',
+            '3',
+        ],
+        'export the student backbone (1 -> 3 input channels)',
+        ROOT,
+    )
+    setup['data'] = run_logged(
+        [
+            py,
+            'tools/dataset_converters/fashion_mnist_detection.py',
+            '--out',
+            args.data,
+            '--num-train',
+            str(args.num_train),
+            '--num-val',
+            str(args.num_val),
+        ],
+        'generate the detection set',
+        ROOT,
+    )
 
-    results, todo = plan(args.work_dir, backbone_ckpt, args.seeds, args.epochs,
-                         args.subset_epochs, args.lr)
+    results, todo = plan(
+        args.work_dir, backbone_ckpt, args.seeds, args.epochs, args.subset_epochs, args.lr
+    )
     det_minutes = train_all(todo, results, args.data, extra, args.jobs)
 
     text = report.table(results, setup, det_minutes, len(todo), args.seeds, args.jobs)
     print('\n' + text)
     out = osp.join(ROOT, args.work_dir)
-    report.write_results(out, text, results, det_minutes, setup, args.epochs,
-                         args.subset_epochs, args.seeds)
+    report.write_results(
+        out, text, results, det_minutes, setup, args.epochs, args.subset_epochs, args.seeds
+    )
     png = osp.join(out, 'det_map.png')
     report.plot(results, png)
     print(f'bar plot: {osp.relpath(png, ROOT)}')

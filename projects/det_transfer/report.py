@@ -1,5 +1,6 @@
 """The detection-transfer report: the bbox mAP table with its targets and times, the results
 files and the bar plot."""
+
 import json
 import os.path as osp
 import statistics
@@ -10,8 +11,14 @@ from .protocol import INITS, SUBSETS
 TARGETS = dict(pretrained_full_map=0.25, minutes=20.0)
 
 
-def table(results: Dict[str, Dict[str, List[dict]]], setup: Dict[str, float], det_minutes: float,
-          trained: int, seeds: List[int], jobs: int) -> str:
+def table(
+    results: Dict[str, Dict[str, List[dict]]],
+    setup: Dict[str, float],
+    det_minutes: float,
+    trained: int,
+    seeds: List[int],
+    jobs: int,
+) -> str:
     """The Markdown table of bbox mAPs per training set and initialisation, the targets and the
     times.
 
@@ -23,8 +30,10 @@ def table(results: Dict[str, Dict[str, List[dict]]], setup: Dict[str, float], de
         seeds (list[int]): The seeds.
         jobs (int): Runs trained at a time.
     """
-    lines = ['| training set | backbone init | bbox mAP (mean) | per seed | AP50 | seconds |',
-             '|---|---|---:|---|---:|---:|']
+    lines = [
+        '| training set | backbone init | bbox mAP (mean) | per seed | AP50 | seconds |',
+        '|---|---|---:|---|---:|---:|',
+    ]
     for subset in SUBSETS:
         for init in INITS:
             runs = results[subset][init]
@@ -33,7 +42,8 @@ def table(results: Dict[str, Dict[str, List[dict]]], setup: Dict[str, float], de
                 f'| {subset} | {init} | {statistics.mean(maps):.3f} | '
                 f'{", ".join(f"{m:.3f}" for m in maps)} | '
                 f'{statistics.mean(r["bbox_mAP_50"] for r in runs):.3f} | '
-                f'{statistics.mean(r["seconds"] for r in runs):.0f} |')
+                f'{statistics.mean(r["seconds"] for r in runs):.0f} |'
+            )
     pre_full = statistics.mean(r['bbox_mAP'] for r in results['full']['pretrained'])
     target_map, target_min = TARGETS['pretrained_full_map'], TARGETS['minutes']
     # wall time per four runs (one seed): of this call's runs when it ran any, else of the
@@ -41,11 +51,22 @@ def table(results: Dict[str, Dict[str, List[dict]]], setup: Dict[str, float], de
     if trained:
         per_seed = det_minutes * 4 / trained
     else:
-        per_seed = sum(r['seconds'] / r.get('jobs', 1) for s in SUBSETS for i in INITS
-                       for r in results[s][i]) / 60 / len(seeds)
+        per_seed = (
+            sum(
+                r['seconds'] / r.get('jobs', 1)
+                for s in SUBSETS
+                for i in INITS
+                for r in results[s][i]
+            )
+            / 60
+            / len(seeds)
+        )
     # one run after another, each at its 10th-percentile logged step time
-    est = sum(r['iters'] * r['fast_iter_s'] for s in SUBSETS for i in INITS
-              for r in results[s][i]) / 60 / len(seeds)
+    est = (
+        sum(r['iters'] * r['fast_iter_s'] for s in SUBSETS for i in INITS for r in results[s][i])
+        / 60
+        / len(seeds)
+    )
     lines += [
         '',
         f'pretrained, full set: bbox mAP {pre_full:.3f} (target >= {target_map}: '
@@ -61,21 +82,38 @@ def table(results: Dict[str, Dict[str, List[dict]]], setup: Dict[str, float], de
     return '\n'.join(lines)
 
 
-def write_results(out: str, text: str, results: dict, det_minutes: float,
-                  setup: Dict[str, float], epochs: int, subset_epochs: int,
-                  seeds: List[int]) -> None:
+def write_results(
+    out: str,
+    text: str,
+    results: dict,
+    det_minutes: float,
+    setup: Dict[str, float],
+    epochs: int,
+    subset_epochs: int,
+    seeds: List[int],
+) -> None:
     """``results.md`` (the table) and ``results.json`` (every run's metrics) in ``out``."""
     with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(text + '\n')
     with open(osp.join(out, 'results.json'), 'w') as f:
-        json.dump(dict(results=results, detection_minutes=det_minutes, setup_seconds=setup,
-                       epochs=epochs, subset_epochs=subset_epochs, seeds=seeds),
-                  f, indent=1)
+        json.dump(
+            dict(
+                results=results,
+                detection_minutes=det_minutes,
+                setup_seconds=setup,
+                epochs=epochs,
+                subset_epochs=subset_epochs,
+                seeds=seeds,
+            ),
+            f,
+            indent=1,
+        )
 
 
 def plot(results: dict, out_png: str) -> None:
     """A bar per training set and initialisation (mean bbox mAP), a dot per seed."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -86,15 +124,20 @@ def plot(results: dict, out_png: str) -> None:
         for i, subset in enumerate(SUBSETS):
             maps = [r['bbox_mAP'] for r in results[subset][init]]
             x = i + (j - 0.5) * width
-            ax.bar(x, statistics.mean(maps), width, color=colors[init],
-                   label=init if i == 0 else None)
+            ax.bar(
+                x, statistics.mean(maps), width, color=colors[init], label=init if i == 0 else None
+            )
             ax.scatter([x] * len(maps), maps, color='black', s=10, zorder=3)
-            ax.annotate(f'{statistics.mean(maps):.3f}', (x, statistics.mean(maps)),
-                        ha='center', va='bottom', fontsize=8)
+            ax.annotate(
+                f'{statistics.mean(maps):.3f}',
+                (x, statistics.mean(maps)),
+                ha='center',
+                va='bottom',
+                fontsize=8,
+            )
     ax.set_xticks(range(len(SUBSETS)), ['all training images', '10% of them'])
     ax.set_ylabel('bbox mAP (COCO, val)')
-    ax.set_title('RetinaNet + tiny DeiT backbone: distilled student vs random init',
-                 fontsize=9)
+    ax.set_title('RetinaNet + tiny DeiT backbone: distilled student vs random init', fontsize=9)
     ax.legend(title='backbone init', fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)

@@ -1,6 +1,7 @@
 """Running the detection-transfer runs: the student they start from, which runs are still to do
 (a run whose work dir holds ``done.json`` is reused), several runs at a time, and each run's
 final metrics."""
+
 import json
 import os.path as osp
 import sys
@@ -8,15 +9,16 @@ import time
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from deit_plugin.checkpoint import has_last_checkpoint
-from tools._support.logs import read_scalars
-from tools._support.runs import last_checkpoint, run_logged
 
 from ..jobs import Job, run_jobs
 from .protocol import INITS, ROOT, SUBSETS, run_name, train_command, write_run_config
+from tools._support.logs import read_scalars
+from tools._support.runs import last_checkpoint, run_logged
 
 
 class Todo(NamedTuple):
     """One run still to train; ``cost`` (epochs × share of the images) orders the runs."""
+
     cost: float
     name: str
     subset: str
@@ -31,8 +33,11 @@ def student_checkpoint(demo_dir: str, threads: Optional[int]) -> str:
     """The main demo's student checkpoint; runs the main demo when there is none."""
     if not has_last_checkpoint(osp.join(ROOT, demo_dir, 'student')):
         extra = ['--threads', str(threads)] if threads else []
-        run_logged([sys.executable, 'tools/run_demo.py', '--work-dir', demo_dir, *extra],
-                   'no distilled student yet: run the main demo (tools/run_demo.py) first', ROOT)
+        run_logged(
+            [sys.executable, 'tools/run_demo.py', '--work-dir', demo_dir, *extra],
+            'no distilled student yet: run the main demo (tools/run_demo.py) first',
+            ROOT,
+        )
     return last_checkpoint(osp.join(demo_dir, 'student'), ROOT)
 
 
@@ -56,8 +61,14 @@ def final_bbox_map(work_dir: str) -> dict:
     return metrics
 
 
-def plan(work_dir: str, backbone_ckpt: str, seeds: List[int], epochs: int, subset_epochs: int,
-         lr: Optional[float]) -> Tuple[Dict[str, Dict[str, List[dict]]], List[Todo]]:
+def plan(
+    work_dir: str,
+    backbone_ckpt: str,
+    seeds: List[int],
+    epochs: int,
+    subset_epochs: int,
+    lr: Optional[float],
+) -> Tuple[Dict[str, Dict[str, List[dict]]], List[Todo]]:
     """Write every run's config; collect the results of runs finished earlier.
 
     Returns:
@@ -72,8 +83,15 @@ def plan(work_dir: str, backbone_ckpt: str, seeds: List[int], epochs: int, subse
             for init in INITS:
                 name = run_name(init, subset, seed)
                 cfg_path = osp.join(work_dir, 'configs', f'{name}.py')
-                write_run_config(osp.join(ROOT, cfg_path), init, ann_file,
-                                 osp.join(ROOT, backbone_ckpt), seed, n_epochs, lr)
+                write_run_config(
+                    osp.join(ROOT, cfg_path),
+                    init,
+                    ann_file,
+                    osp.join(ROOT, backbone_ckpt),
+                    seed,
+                    n_epochs,
+                    lr,
+                )
                 run_dir = osp.join(work_dir, name)
                 done = osp.join(ROOT, run_dir, 'done.json')
                 if osp.isfile(done):  # a finished run of an earlier call: reuse it
@@ -82,8 +100,9 @@ def plan(work_dir: str, backbone_ckpt: str, seeds: List[int], epochs: int, subse
                     print(f'\n=== {name}: finished earlier, reusing {osp.relpath(done, ROOT)}')
                     continue
                 size = 1.0 if subset == 'full' else 0.1
-                todo.append(Todo(n_epochs * size, name, subset, init, seed, n_epochs, cfg_path,
-                                 run_dir))
+                todo.append(
+                    Todo(n_epochs * size, name, subset, init, seed, n_epochs, cfg_path, run_dir)
+                )
     todo.sort(key=lambda t: -t.cost)
     return results, todo
 
@@ -99,8 +118,13 @@ def finish_one(item: Todo, seconds: float, jobs: int) -> dict:
     return metrics
 
 
-def train_all(todo: List[Todo], results: Dict[str, Dict[str, List[dict]]], data: str,
-              extra: List[str], jobs: int) -> float:
+def train_all(
+    todo: List[Todo],
+    results: Dict[str, Dict[str, List[dict]]],
+    data: str,
+    extra: List[str],
+    jobs: int,
+) -> float:
     """Train the runs of ``todo``, ``jobs`` at a time, each into ``train.log`` in its work dir
     with a progress line while it runs, adding their metrics to ``results`` (sorted by seed at
     the end); returns the wall time in minutes.
@@ -118,23 +142,40 @@ def train_all(todo: List[Todo], results: Dict[str, Dict[str, List[dict]]], data:
             metrics = finish_one(item, seconds, jobs)
             results[item.subset][item.init].append(metrics)
             finished.append(item)
-            print(f'[{len(finished)}/{len(todo)}] {item.init} backbone, {item.subset} set: '
-                  f'bbox mAP {metrics["bbox_mAP"]:.3f} ({seconds:.0f} s; '
-                  f'{(time.time() - t_det) / 60:.1f} min since the first run)', flush=True)
+            print(
+                f'[{len(finished)}/{len(todo)}] {item.init} backbone, {item.subset} set: '
+                f'bbox mAP {metrics["bbox_mAP"]:.3f} ({seconds:.0f} s; '
+                f'{(time.time() - t_det) / 60:.1f} min since the first run)',
+                flush=True,
+            )
+
         return collect
 
     lanes = []
     for item in todo:
-        print(f'\n=== RetinaNet, {item.init} backbone, {item.subset} training set, '
-              f'{item.epochs} epochs, seed {item.seed}', flush=True)
-        lanes.append([Job(item.name, train_command(item.cfg_path, item.run_dir, data, extra),
-                          osp.join(item.run_dir, 'train.log'), threads_of(extra),
-                          epochs=item.epochs, on_exit=on_exit(item))])
+        print(
+            f'\n=== RetinaNet, {item.init} backbone, {item.subset} training set, '
+            f'{item.epochs} epochs, seed {item.seed}',
+            flush=True,
+        )
+        lanes.append(
+            [
+                Job(
+                    item.name,
+                    train_command(item.cfg_path, item.run_dir, data, extra),
+                    osp.join(item.run_dir, 'train.log'),
+                    threads_of(extra),
+                    epochs=item.epochs,
+                    on_exit=on_exit(item),
+                )
+            ]
+        )
     codes, _ = run_jobs(lanes, ROOT, max_parallel=jobs)
     failed = [item for item, c in zip(todo, codes) if c and c[0] != 0]
     if failed:
-        raise SystemExit('failed: ' + ', '.join(f'{item.name} (see {item.run_dir}/train.log)'
-                                                for item in failed))
+        raise SystemExit(
+            'failed: ' + ', '.join(f'{item.name} (see {item.run_dir}/train.log)' for item in failed)
+        )
     det_minutes = (time.time() - t_det) / 60
     for subset in SUBSETS:
         for init in INITS:

@@ -13,6 +13,7 @@ an interrupted one resumes from its last checkpoint. The report and every finish
 ``result.json`` are copied into ``--publish`` (default: docs/experiments/detection_transfer_v2,
 kept in the repository; ``--publish ''`` copies nothing).
 """
+
 import argparse
 import json
 import os
@@ -23,26 +24,28 @@ import statistics
 import sys
 import time
 
-from tools._support.cli import positive_int
-from projects.paper_claims.runs import ROOT, run_tool, schedule
-
 from . import protocol_v2 as protocol
+from projects.paper_claims.runs import ROOT, run_tool, schedule
+from tools._support.cli import positive_int
 
 
 def collect(work_dir: str, seeds) -> tuple:
     """The finished runs' results: students ``{(backbone, seed): result}`` and detection bbox
     mAPs ``{(target, subset, backbone, seed): mAP}`` with AP50s."""
-    students = {k: r.result() for k, r in protocol.student_runs(work_dir, seeds).items()
-                if r.done()}
+    students = {
+        k: r.result() for k, r in protocol.student_runs(work_dir, seeds).items() if r.done()
+    }
     maps, ap50 = {}, {}
     for seed in seeds:
         for (target, subset, backbone), run in protocol.detection_runs(work_dir, seed).items():
             if run.done():
                 final = run.result()['final']
                 if protocol.METRIC not in final:
-                    raise SystemExit(f'{run.name}: its last validation has no {protocol.METRIC} '
-                                     f'(see {run.work_dir}/train.log); the run counts as '
-                                     f'failed: report it, do not drop it.')
+                    raise SystemExit(
+                        f'{run.name}: its last validation has no {protocol.METRIC} '
+                        f'(see {run.work_dir}/train.log); the run counts as '
+                        f'failed: report it, do not drop it.'
+                    )
                 maps[target, subset, backbone, seed] = final[protocol.METRIC]
                 ap50[target, subset, backbone, seed] = final['coco/bbox_mAP_50']
     return students, maps, ap50
@@ -51,42 +54,64 @@ def collect(work_dir: str, seeds) -> tuple:
 def published_student(backbone: str, seed: int) -> float:
     """The paper-claims study's published fused top-1 of the same student run."""
     tag = protocol.STUDENT_CONDITIONS[backbone]
-    path = osp.join(ROOT, 'docs/experiments/paper_claims_v2/runs/5k-40', tag, f'seed{seed}',
-                    'result.json')
+    path = osp.join(
+        ROOT, 'docs/experiments/paper_claims_v2/runs/5k-40', tag, f'seed{seed}', 'result.json'
+    )
     with open(path) as f:
         return json.load(f)['final']['distill/fused_top1']
 
 
 def markdown(students: dict, maps: dict, ap50: dict) -> str:
     fmt = lambda v: '–' if v is None else f'{v:+.3f}'  # noqa: E731
-    lines = [f'# Detection transfer study v2 (protocol {protocol.PROTOCOL})', '',
-             '## Students (Fashion-MNIST test top-1, fused)', '',
-             '| backbone | seed | this study | paper-claims study (published) |',
-             '|---|---:|---:|---:|']
+    lines = [
+        f'# Detection transfer study v2 (protocol {protocol.PROTOCOL})',
+        '',
+        '## Students (Fashion-MNIST test top-1, fused)',
+        '',
+        '| backbone | seed | this study | paper-claims study (published) |',
+        '|---|---:|---:|---:|',
+    ]
     for (backbone, seed), res in sorted(students.items()):
-        lines.append(f"| {backbone} | {seed} | {res['final']['distill/fused_top1']:.2f} | "
-                     f'{published_student(backbone, seed):.2f} |')
-    lines += ['', '## bbox mAP (500 validation images)', '',
-              '| target | training set | backbone | mean | per seed | AP50 (mean) |',
-              '|---|---|---|---:|---|---:|']
+        lines.append(
+            f'| {backbone} | {seed} | {res["final"]["distill/fused_top1"]:.2f} | '
+            f'{published_student(backbone, seed):.2f} |'
+        )
+    lines += [
+        '',
+        '## bbox mAP (500 validation images)',
+        '',
+        '| target | training set | backbone | mean | per seed | AP50 (mean) |',
+        '|---|---|---|---:|---|---:|',
+    ]
     for target in protocol.TARGETS:
         for subset in protocol.SUBSETS:
             for backbone in protocol.BACKBONES:
-                keys = [(target, subset, backbone, s) for s in protocol.SEEDS
-                        if (target, subset, backbone, s) in maps]
+                keys = [
+                    (target, subset, backbone, s)
+                    for s in protocol.SEEDS
+                    if (target, subset, backbone, s) in maps
+                ]
                 if not keys:
                     continue
                 per_seed = ', '.join(f'{maps[k]:.3f}' for k in keys)
-                lines.append(f'| {target} | {subset} | {backbone} | '
-                             f'{statistics.mean(maps[k] for k in keys):.3f} | {per_seed} | '
-                             f'{statistics.mean(ap50[k] for k in keys):.3f} |')
-    lines += ['', '## Verdicts (shown: all 3 paired differences > 0; reversed: all < 0)', '',
-              '| comparison | target | training set | per seed | mean | verdict |',
-              '|---|---|---|---|---:|---|']
+                lines.append(
+                    f'| {target} | {subset} | {backbone} | '
+                    f'{statistics.mean(maps[k] for k in keys):.3f} | {per_seed} | '
+                    f'{statistics.mean(ap50[k] for k in keys):.3f} |'
+                )
+    lines += [
+        '',
+        '## Verdicts (shown: all 3 paired differences > 0; reversed: all < 0)',
+        '',
+        '| comparison | target | training set | per seed | mean | verdict |',
+        '|---|---|---|---|---:|---|',
+    ]
     for row in protocol.verdicts(maps):
-        lines.append(f"| {row['comparison']} | {row['target']} | {row['subset']} | "
-                     f"{', '.join(fmt(d) for d in row['diffs'])} | {fmt(row['mean'])} | "
-                     f"{row['verdict']} |")
+        lines.append(
+            f'| {row["comparison"]} | {row["target"]} | {row["subset"]} | '
+            f'{", ".join(fmt(d) for d in row["diffs"])} | {fmt(row["mean"])} | '
+            f'{row["verdict"]} |'
+        )
     return '\n'.join(lines) + '\n'
 
 
@@ -103,15 +128,21 @@ def publish(work_dir: str, dst: str, runs) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/det_transfer_v2')
-    parser.add_argument('--seeds', type=int, nargs='+', default=list(protocol.SEEDS),
-                        choices=list(protocol.SEEDS))
-    parser.add_argument('--jobs', type=positive_int, default=2,
-                        help='runs trained at the same time')
+    parser.add_argument(
+        '--seeds', type=int, nargs='+', default=list(protocol.SEEDS), choices=list(protocol.SEEDS)
+    )
+    parser.add_argument(
+        '--jobs', type=positive_int, default=2, help='runs trained at the same time'
+    )
     parser.add_argument('--threads', type=positive_int, default=1, help='torch threads per run')
-    parser.add_argument('--publish', default=protocol.PUBLISH,
-                        help='copy the report and every run result here (default: %(default)s)')
-    parser.add_argument('--report-only', action='store_true',
-                        help='train nothing: report the runs that are done')
+    parser.add_argument(
+        '--publish',
+        default=protocol.PUBLISH,
+        help='copy the report and every run result here (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--report-only', action='store_true', help='train nothing: report the runs that are done'
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit('terminated'))
     work_dir = osp.abspath(args.work_dir)
@@ -129,8 +160,9 @@ def main(argv=None) -> None:
         all_runs += [*students.values(), *det_runs.values()]
         if args.report_only:
             continue
-        schedule(list(students.values()), args.jobs, args.threads, batches_log,
-                 f'students, seed {seed}')
+        schedule(
+            list(students.values()), args.jobs, args.threads, batches_log, f'students, seed {seed}'
+        )
         for (backbone, _), run in students.items():
             dst = protocol.backbone_checkpoint(work_dir, backbone, seed)
             run_tool(protocol.export_command(run, dst), dst)
@@ -143,8 +175,10 @@ def main(argv=None) -> None:
     if args.publish:
         publish(work_dir, osp.abspath(args.publish), all_runs)
     print('\n' + text)
-    print(f'wall time {(time.time() - start) / 60:.1f} min; report in {work_dir}/results.md'
-          + (f', published to {args.publish}' if args.publish else ''))
+    print(
+        f'wall time {(time.time() - start) / 60:.1f} min; report in {work_dir}/results.md'
+        + (f', published to {args.publish}' if args.publish else '')
+    )
 
 
 if __name__ == '__main__':

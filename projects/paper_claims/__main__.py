@@ -6,10 +6,12 @@
 
 Every run is a ``tools/train.py`` subprocess (``--jobs`` at a time, ``--threads`` torch threads
 each, its output in ``train.log`` of its work dir, a live line per running run on the console:
-``projects/jobs.py``); finished runs leave ``result.json`` and are skipped when the study is started again, an
-interrupted run resumes from its last checkpoint. ``--publish DIR`` copies the report and every
-finished run's result into DIR (kept in the repository); runs found there count as done.
+``projects/jobs.py``); finished runs leave ``result.json`` and are skipped when the study is
+started again, an interrupted run resumes from its last checkpoint. ``--publish DIR`` copies the
+report and every finished run's result into DIR (kept in the repository); runs found there count
+as done.
 """
+
 import argparse
 import json
 import os
@@ -19,10 +21,9 @@ import signal
 import sys
 import time
 
-from tools._support.cli import positive_int
-
 from . import protocol, report
 from .runs import run_tool, schedule, test_checkpoint
+from tools._support.cli import positive_int
 
 
 def published_files(run):
@@ -41,8 +42,11 @@ def token_similarity_todo(arm, runs):
         if run is None or not run.done() or osp.isfile(osp.join(run.work_dir, report.TOKEN_FILE)):
             continue
         if not run.has_checkpoint():
-            print(f'{run.name}: no checkpoint in {run.work_dir} (its result was restored from '
-                  f'the publish dir), so its token similarity is not measured', flush=True)
+            print(
+                f'{run.name}: no checkpoint in {run.work_dir} (its result was restored from '
+                f'the publish dir), so its token similarity is not measured',
+                flush=True,
+            )
             continue
         todo.append(run)
     return todo
@@ -71,20 +75,26 @@ def publish_results(runs, publish: str, work_dir: str) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/paper_claims_v2')
-    parser.add_argument('--arms', nargs='+', default=list(protocol.ARMS),
-                        choices=list(protocol.ARMS))
+    parser.add_argument(
+        '--arms', nargs='+', default=list(protocol.ARMS), choices=list(protocol.ARMS)
+    )
     parser.add_argument('--seeds', type=int, nargs='+', default=list(protocol.SEEDS))
-    parser.add_argument('--jobs', type=positive_int, default=2,
-                        help='runs trained at the same time')
+    parser.add_argument(
+        '--jobs', type=positive_int, default=2, help='runs trained at the same time'
+    )
     parser.add_argument('--threads', type=positive_int, default=1, help='torch threads per run')
     parser.add_argument('--publish', help='copy the report and the run results here')
-    parser.add_argument('--teacher-cache', action='store_true',
-                        help='record each teacher\'s outputs once per arm (tools/record_teacher.py)'
-                        ' and train the students from them instead of running the teachers; '
-                        'reported as separate arms "<arm>+cache" (not protocol 2.0: all seeds '
-                        'and conditions see one data stream)')
-    parser.add_argument('--report-only', action='store_true',
-                        help='train nothing: report the runs that are done')
+    parser.add_argument(
+        '--teacher-cache',
+        action='store_true',
+        help="record each teacher's outputs once per arm (tools/record_teacher.py)"
+        ' and train the students from them instead of running the teachers; '
+        'reported as separate arms "<arm>+cache" (not protocol 2.0: all seeds '
+        'and conditions see one data stream)',
+    )
+    parser.add_argument(
+        '--report-only', action='store_true', help='train nothing: report the runs that are done'
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit('terminated'))
 
@@ -107,8 +117,13 @@ def main(argv=None) -> None:
         if not all(r.done() for r in t_runs.values()):
             if args.report_only:
                 continue
-            schedule(list(t_runs.values()), args.jobs, args.threads, batches_log,
-                     f'{arm.teachers} teachers')
+            schedule(
+                list(t_runs.values()),
+                args.jobs,
+                args.threads,
+                batches_log,
+                f'{arm.teachers} teachers',
+            )
         info = protocol.choose_teachers(arm, t_runs)
         for which in ('strong', 'matched'):
             for kind, t in info[which].items():
@@ -116,11 +131,17 @@ def main(argv=None) -> None:
                     continue
                 if not osp.isfile(t['ckpt']):
                     raise SystemExit(
-                        f"teacher checkpoint {t['ckpt']} (sha256 {t['sha256']}) is gone: the "
-                        f"published runs of this arm used it. Restore it, or start the arm "
-                        f"again in a new --work-dir and --publish dir (new teachers).")
-                metrics = test_checkpoint(protocol.TEACHER_CONFIGS[kind], t['ckpt'], [],
-                                          args.threads, t['ckpt'][:-4] + '_test.json')
+                        f'teacher checkpoint {t["ckpt"]} (sha256 {t["sha256"]}) is gone: the '
+                        f'published runs of this arm used it. Restore it, or start the arm '
+                        f'again in a new --work-dir and --publish dir (new teachers).'
+                    )
+                metrics = test_checkpoint(
+                    protocol.TEACHER_CONFIGS[kind],
+                    t['ckpt'],
+                    [],
+                    args.threads,
+                    t['ckpt'][:-4] + '_test.json',
+                )
                 t['test_top1'] = metrics['accuracy/top1']
         with open(osp.join(work_dir, arm.teachers, 'teachers.json'), 'w') as f:
             json.dump(info, f, indent=1)
@@ -140,10 +161,22 @@ def main(argv=None) -> None:
             for run in token_similarity_todo(arm, runs):  # claim (d), seed 0
                 prefix = osp.join(run.work_dir, 'token_similarity')
                 opts = [o for o in run.opts if o.startswith('model.')]
-                run_tool(['tools/analysis/token_similarity.py', run.config,
-                          run.last_checkpoint(), '--out', prefix, '--split', 'val',
-                          '--threads', str(args.threads), '--cfg-options', *opts],
-                         prefix + '.json')
+                run_tool(
+                    [
+                        'tools/analysis/token_similarity.py',
+                        run.config,
+                        run.last_checkpoint(),
+                        '--out',
+                        prefix,
+                        '--split',
+                        'val',
+                        '--threads',
+                        str(args.threads),
+                        '--cfg-options',
+                        *opts,
+                    ],
+                    prefix + '.json',
+                )
         students[arm.name] = runs
         if publish:
             publish_results([*t_runs.values(), *runs], publish, work_dir)
@@ -182,8 +215,10 @@ def main(argv=None) -> None:
             os.makedirs(dst, exist_ok=True)
             shutil.copy(osp.join(work_dir, key, 'teachers.json'), dst)
     print('\n' + table)
-    print(f'wall time {(time.time() - start) / 60:.1f} min; results in {work_dir}/results.'
-          f'{{md,csv,png}}' + (f', published to {publish}' if publish else ''))
+    print(
+        f'wall time {(time.time() - start) / 60:.1f} min; results in {work_dir}/results.'
+        f'{{md,csv,png}}' + (f', published to {publish}' if publish else '')
+    )
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
 """Resumable ``tools/train.py`` / ``tools/test.py`` subprocesses, several at a time."""
+
 import json
 import os
 import os.path as osp
@@ -8,9 +9,9 @@ import time
 from typing import List, Optional, Sequence
 
 from deit_plugin.checkpoint import has_last_checkpoint, read_last_checkpoint
-from tools._support.logs import read_resumed_scalars
 
 from ..jobs import Job, run_jobs, run_one
+from tools._support.logs import read_resumed_scalars
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -49,8 +50,15 @@ class Run:
         return read_last_checkpoint(self.work_dir)
 
     def command(self, threads: int) -> List[str]:
-        cmd = [sys.executable, 'tools/train.py', self.config, '--work-dir', self.work_dir,
-               '--threads', str(threads)]
+        cmd = [
+            sys.executable,
+            'tools/train.py',
+            self.config,
+            '--work-dir',
+            self.work_dir,
+            '--threads',
+            str(threads),
+        ]
         if self.has_checkpoint():
             cmd.append('--resume')
         return cmd + cfg_options(self.opts)
@@ -66,11 +74,20 @@ class Run:
             values = [e[key] for e in logs['train'] if key in e]
             if values:
                 means[key] = sum(values) / len(values)
-        result = dict(name=self.name, config=self.config, opts=self.opts,
-                      final=logs['val'][-1], curve=logs['val'], train_means=means,
-                      seconds=seconds, threads=threads, parallel=parallel,
-                      checkpoint=osp.relpath(self.last_checkpoint(), ROOT)
-                      if osp.isabs(self.last_checkpoint()) else self.last_checkpoint())
+        result = dict(
+            name=self.name,
+            config=self.config,
+            opts=self.opts,
+            final=logs['val'][-1],
+            curve=logs['val'],
+            train_means=means,
+            seconds=seconds,
+            threads=threads,
+            parallel=parallel,
+            checkpoint=osp.relpath(self.last_checkpoint(), ROOT)
+            if osp.isabs(self.last_checkpoint())
+            else self.last_checkpoint(),
+        )
         with open(self.result_file, 'w') as f:
             json.dump(result, f, indent=1)
         return result
@@ -82,8 +99,10 @@ def run_batch(runs: Sequence[Run], threads: int, batches_log: str) -> None:
     start = time.time()
     for run in runs:
         os.makedirs(run.work_dir, exist_ok=True)
-    jobs = [Job(run.name, run.command(threads), osp.join(run.work_dir, 'train.log'), threads)
-            for run in runs]
+    jobs = [
+        Job(run.name, run.command(threads), osp.join(run.work_dir, 'train.log'), threads)
+        for run in runs
+    ]
     codes, seconds = run_jobs([[job] for job in jobs], ROOT, append=True)
     failed = []
     for run, code, secs in zip(runs, codes, seconds):
@@ -92,33 +111,52 @@ def run_batch(runs: Sequence[Run], threads: int, batches_log: str) -> None:
         else:
             run.finish(secs[0], threads, len(runs))
     with open(batches_log, 'a') as f:
-        f.write(json.dumps(dict(runs=[r.name for r in runs], seconds=time.time() - start,
-                                finished=time.strftime('%Y-%m-%d %H:%M:%S'))) + '\n')
+        f.write(
+            json.dumps(
+                dict(
+                    runs=[r.name for r in runs],
+                    seconds=time.time() - start,
+                    finished=time.strftime('%Y-%m-%d %H:%M:%S'),
+                )
+            )
+            + '\n'
+        )
     if failed:
-        raise SystemExit('failed: ' + ', '.join(f'{r.name} (see {r.work_dir}/train.log)'
-                                                for r in failed))
+        raise SystemExit(
+            'failed: ' + ', '.join(f'{r.name} (see {r.work_dir}/train.log)' for r in failed)
+        )
 
 
-def schedule(runs: Sequence[Run], jobs: int, threads: int, batches_log: str,
-             what: str) -> None:
+def schedule(runs: Sequence[Run], jobs: int, threads: int, batches_log: str, what: str) -> None:
     """Train the runs that are not done, ``jobs`` at a time (a batch ends when its last run
     does), with a line per running run."""
     todo = [r for r in runs if not r.done()]
     print(f'\n=== {what}: {len(runs)} runs, {len(runs) - len(todo)} already done', flush=True)
     for i in range(0, len(todo), jobs):
-        batch = todo[i:i + jobs]
+        batch = todo[i : i + jobs]
         print(f'--- {what}: runs {i + 1}-{i + len(batch)} of {len(todo)}', flush=True)
         run_batch(batch, threads, batches_log)
 
 
-def test_checkpoint(config: str, ckpt: str, opts: Sequence[str], threads: int,
-                    out_json: str) -> dict:
+def test_checkpoint(
+    config: str, ckpt: str, opts: Sequence[str], threads: int, out_json: str
+) -> dict:
     """Metrics of ``ckpt`` on the config's test split (``tools/test.py``, its output next to
     ``out_json`` as ``.log``), cached in ``out_json``."""
     if not osp.isfile(out_json):
-        cmd = [sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
-               osp.dirname(out_json), '--metrics-json', out_json, '--threads', str(threads),
-               *cfg_options(opts)]
+        cmd = [
+            sys.executable,
+            'tools/test.py',
+            config,
+            ckpt,
+            '--work-dir',
+            osp.dirname(out_json),
+            '--metrics-json',
+            out_json,
+            '--threads',
+            str(threads),
+            *cfg_options(opts),
+        ]
         log = osp.splitext(out_json)[0] + '.log'
         code, _ = run_one(Job(f'test {osp.basename(ckpt)}', cmd, log, threads), ROOT)
         if code != 0:

@@ -2,6 +2,7 @@
 training run (v2 study augmentations: random crop, flip, RandAugment, random erasing,
 Mixup/CutMix), replay reproduces those batches bit for bit and trains as the live teacher does,
 check mode compares with the live teacher, and caches of other runs are refused."""
+
 import os
 import os.path as osp
 import sys
@@ -11,16 +12,20 @@ import pytest
 import torch
 from mmengine.config import Config, DictAction
 from reliability_utils import ROOT, save_initialised_teacher
+from tool_modules import TESTS, load_tool
 
 from deit_plugin.datasets import sample_seed
 from deit_plugin.models import DistillationClassifier
-from deit_plugin.teacher_cache import (TeacherCache, TeacherCacheError, pack_logits,
-                                       recorded_batches, unpack_logits)
+from deit_plugin.teacher_cache import (
+    TeacherCache,
+    TeacherCacheError,
+    pack_logits,
+    recorded_batches,
+    unpack_logits,
+)
 from deit_plugin.teacher_cache.identity import run_identity
 from deit_plugin.teacher_cache.recorder import build_record_loader, build_record_model
 from deit_plugin.teacher_cache.storage import load_chunk
-
-from tool_modules import TESTS, load_tool
 
 record_tool = load_tool('record_teacher.py')
 train_tool = load_tool('train.py')
@@ -33,10 +38,8 @@ def write_config(path, teacher_ckpt, cache_dir, check_fraction=0.0, extra_hooks=
     """The v2 study student (its augmentations, Mixup/CutMix included) on 64 in-memory
     Fashion-MNIST images with per-sample seeding, replaying ``cache_dir`` (None: the live
     teacher); no validation."""
-    cache = (f"dict(dir='{cache_dir}', check_fraction={check_fraction})" if cache_dir
-             else 'None')
-    cache_hook = ",\n                dict(type='deit_plugin.TeacherCacheHook')" if cache_dir \
-        else ''
+    cache = f"dict(dir='{cache_dir}', check_fraction={check_fraction})" if cache_dir else 'None'
+    cache_hook = ",\n                dict(type='deit_plugin.TeacherCacheHook')" if cache_dir else ''
     with open(path, 'w') as f:
         f.write(f"""_base_ = ['{V2}']
 custom_imports = dict(imports=['deit_plugin', 'signal_test_hooks'], allow_failed_imports=False)
@@ -86,11 +89,27 @@ def recorded(tmp_path_factory):
     config = write_config(tmp / 'student.py', teacher, tmp / 'cache')
     mp = pytest.MonkeyPatch()
     capture = CaptureTeacherInputs(mp)
-    result = record_tool.main([config, '--epochs', str(EPOCHS), '--out', str(tmp / 'cache'),
-                               '--chunk-iters', '3', '--no-progress'])
+    result = record_tool.main(
+        [
+            config,
+            '--epochs',
+            str(EPOCHS),
+            '--out',
+            str(tmp / 'cache'),
+            '--chunk-iters',
+            '3',
+            '--no-progress',
+        ]
+    )
     mp.undo()
-    return dict(tmp=tmp, teacher=teacher, config=config, cache=str(tmp / 'cache'),
-                result=result, inputs=capture.inputs)
+    return dict(
+        tmp=tmp,
+        teacher=teacher,
+        config=config,
+        cache=str(tmp / 'cache'),
+        result=result,
+        inputs=capture.inputs,
+    )
 
 
 # -- storage ---------------------------------------------------------------------------------------
@@ -116,8 +135,9 @@ def test_topk_rebuild_keeps_the_kept_probabilities_and_the_argmax():
     p_true, p_rebuilt = logits.softmax(1), rebuilt.softmax(1)
     # float16 logits (|z| < 12 here): probabilities within ~2 * 12 * 2**-11 relative
     rtol = 2 * float(logits.abs().max()) * 2**-11
-    assert torch.allclose(p_rebuilt.gather(1, classes), p_true.gather(1, classes), rtol=rtol,
-                          atol=0)
+    assert torch.allclose(
+        p_rebuilt.gather(1, classes), p_true.gather(1, classes), rtol=rtol, atol=0
+    )
     rest = torch.ones_like(logits, dtype=torch.bool).scatter_(1, classes, False)
     others = rebuilt[rest].view(64, 90)
     assert torch.equal(others, others[:, :1].expand(-1, 90))  # one fill value per sample
@@ -132,8 +152,12 @@ def test_bytes_per_sample_epoch_of_the_record(recorded):
     result = recorded['result']
     assert result['rows'] == EPOCHS * 64 and result['recorded'] == EPOCHS * PER_EPOCH
     files = [f for f in os.listdir(recorded['cache']) if f.endswith('.npz')]
-    assert sorted(files) == ['e0000_r0_b0000000.npz', 'e0000_r0_b0000003.npz',
-                             'e0001_r0_b0000000.npz', 'e0001_r0_b0000003.npz']
+    assert sorted(files) == [
+        'e0000_r0_b0000000.npz',
+        'e0000_r0_b0000003.npz',
+        'e0001_r0_b0000000.npz',
+        'e0001_r0_b0000003.npz',
+    ]
     assert result['bytes'] == sum(osp.getsize(osp.join(recorded['cache'], f)) for f in files)
     chunk = load_chunk(osp.join(recorded['cache'], 'e0001_r0_b0000000.npz'))
     payload = sum(a.nbytes for a in chunk.values())
@@ -153,6 +177,7 @@ def test_record_keys_are_the_training_streams_seeds(recorded):
 
 def test_a_killed_record_pass_continues_to_the_same_files(recorded, tmp_path, monkeypatch):
     from deit_plugin.teacher_cache import recorder
+
     save, calls = recorder.save_chunk, []
 
     def dies_at_the_third_chunk(path, arrays):
@@ -162,8 +187,16 @@ def test_a_killed_record_pass_continues_to_the_same_files(recorded, tmp_path, mo
         return save(path, arrays)
 
     monkeypatch.setattr(recorder, 'save_chunk', dies_at_the_third_chunk)
-    args = [recorded['config'], '--epochs', str(EPOCHS), '--out', str(tmp_path / 'c'),
-            '--chunk-iters', '3', '--no-progress']
+    args = [
+        recorded['config'],
+        '--epochs',
+        str(EPOCHS),
+        '--out',
+        str(tmp_path / 'c'),
+        '--chunk-iters',
+        '3',
+        '--no-progress',
+    ]
     with pytest.raises(KeyboardInterrupt):
         record_tool.main(args)
     assert not [f for f in os.listdir(tmp_path / 'c') if f.endswith('.part')]
@@ -172,8 +205,10 @@ def test_a_killed_record_pass_continues_to_the_same_files(recorded, tmp_path, mo
     assert result['skipped'] == PER_EPOCH and result['recorded'] == PER_EPOCH  # epoch 2 only
     for name in os.listdir(recorded['cache']):
         if name.endswith('.npz'):
-            a, b = load_chunk(str(tmp_path / 'c' / name)), load_chunk(
-                osp.join(recorded['cache'], name))
+            a, b = (
+                load_chunk(str(tmp_path / 'c' / name)),
+                load_chunk(osp.join(recorded['cache'], name)),
+            )
             assert all(np.array_equal(a[k], b[k]) for k in a), name
 
 
@@ -183,11 +218,25 @@ def test_record_refuses_unseeded_loading_and_a_directory_of_other_settings(recor
     cfg.train_dataloader.dataset = cfg.train_dataloader.dataset.dataset
     with pytest.raises(TypeError, match='needs per-sample seeded data loading.*SeededSampler'):
         build_record_loader(cfg)
-    with pytest.raises(ValueError, match=r'holds a teacher cache recorded for other settings: '
-                       r'batch_size \(16 -> 8\)'):
-        record_tool.main([recorded['config'], '--epochs', '1', '--out', recorded['cache'],
-                          '--chunk-iters', '3', '--no-progress', '--cfg-options',
-                          'train_dataloader.batch_size=8'])
+    with pytest.raises(
+        ValueError,
+        match=r'holds a teacher cache recorded for other settings: '
+        r'batch_size \(16 -> 8\)',
+    ):
+        record_tool.main(
+            [
+                recorded['config'],
+                '--epochs',
+                '1',
+                '--out',
+                recorded['cache'],
+                '--chunk-iters',
+                '3',
+                '--no-progress',
+                '--cfg-options',
+                'train_dataloader.batch_size=8',
+            ]
+        )
 
 
 # -- replay and check without a Runner -------------------------------------------------------------
@@ -196,13 +245,16 @@ def test_topk_cache_check_mode_has_no_label_mismatch(recorded, tmp_path):
     live teacher on the very batches of a training run: 0 hard-label mismatches, kept logits
     within float16 rounding."""
     out = str(tmp_path / 'top5')
-    record_tool.main([recorded['config'], '--epochs', str(EPOCHS), '--out', out, '--topk', '5',
-                      '--no-progress'])
+    record_tool.main(
+        [recorded['config'], '--epochs', str(EPOCHS), '--out', out, '--topk', '5', '--no-progress']
+    )
     cfg = Config.fromfile(recorded['config'])
     model, loader = build_record_model(cfg), build_record_loader(cfg)
     from deit_plugin.datasets import SeededBatchAugments
+
     model.data_preprocessor.batch_augments = SeededBatchAugments(
-        model.data_preprocessor.batch_augments, loader.sampler.seed)
+        model.data_preprocessor.batch_augments, loader.sampler.seed
+    )
     cache = TeacherCache(out, num_classes=10, check_fraction=1.0)
     cache.verify(run_identity(cfg, loader, model.teacher_fingerprint, 1), EPOCHS, PER_EPOCH, 0)
     biggest = 0.0
@@ -232,16 +284,20 @@ def test_a_cache_of_another_run_is_refused_naming_what_differs(recorded, tmp_pat
     }
     for what, (options, override) in cases.items():
         cfg = Config.fromfile(recorded['config'])
-        cfg.merge_from_dict({o.split('=')[0]: DictAction._parse_iterable(o.split('=')[1])
-                             for o in options})
+        cfg.merge_from_dict(
+            {o.split('=')[0]: DictAction._parse_iterable(o.split('=')[1]) for o in options}
+        )
         model, loader = build_record_model(cfg), build_record_loader(cfg)
         current = run_identity(cfg, loader, model.teacher_fingerprint, 1)
         current.update(override)
         with pytest.raises(TeacherCacheError, match=f'recorded for another run: {what}'):
             cache.verify(current, EPOCHS, len(loader), 0)
     current.update(batch_size=8)
-    with pytest.raises(TeacherCacheError, match=r'batch size \(16 -> 8\); world size '
-                       r'\(1 -> 2\) \(recorded -> this run\). Record the cache'):
+    with pytest.raises(
+        TeacherCacheError,
+        match=r'batch size \(16 -> 8\); world size '
+        r'\(1 -> 2\) \(recorded -> this run\). Record the cache',
+    ):
         cache.verify(current, EPOCHS, PER_EPOCH, 0)
     with pytest.raises(TeacherCacheError, match='does not cover the 3 epochs.*e0002_r0'):
         cache.verify(dict(cache.manifest), 3, PER_EPOCH, 0)
@@ -253,13 +309,17 @@ def test_a_cache_of_another_teacher_precision_is_refused(recorded):
     """The record pass ran the teacher in float32 ('auto' records float32): a run that asks
     for a bf16 teacher does not silently get float32 logits."""
     from deit_plugin.registry import MODELS
+
     cfg = Config.fromfile(recorded['config'])
     assert TeacherCache(recorded['cache'], num_classes=10).manifest['teacher_precision'] == 'fp32'
     model = dict(cfg.model, data_preprocessor=cfg.data_preprocessor)
     assert MODELS.build(dict(model, teacher_precision='auto')).teacher_cache is not None
-    with pytest.raises(TeacherCacheError, match=r"holds fp32 teacher outputs, this run asks for "
-                       r"bf16 \(model.teacher_precision='bf16'\): set model.teacher_precision="
-                       r"'fp32' or record"):
+    with pytest.raises(
+        TeacherCacheError,
+        match=r'holds fp32 teacher outputs, this run asks for '
+        r"bf16 \(model.teacher_precision='bf16'\): set model.teacher_precision="
+        r"'fp32' or record",
+    ):
         MODELS.build(dict(model, teacher_precision='bf16'))
 
 
@@ -270,8 +330,9 @@ def train(config, work_dir, *options):
 
 
 def final_state(work_dir):
-    return torch.load(osp.join(str(work_dir), f'epoch_{EPOCHS}.pth'),
-                      map_location='cpu')['state_dict']
+    return torch.load(osp.join(str(work_dir), f'epoch_{EPOCHS}.pth'), map_location='cpu')[
+        'state_dict'
+    ]
 
 
 def assert_same_state(a, b):
@@ -288,6 +349,7 @@ def test_replay_sees_the_recorded_batches_and_trains_as_the_live_teacher(recorde
     of the same run with the live teacher. With another randomness.seed the data stream stays
     the cache's and only the initialisation changes."""
     from deit_plugin.utils import unwrap_model as unwrap
+
     tmp = recorded['tmp']
     replay_cfg = write_config(tmp / 'replay.py', recorded['teacher'], recorded['cache'], 1.0)
     capture = CaptureTeacherInputs(monkeypatch)
@@ -319,10 +381,16 @@ def test_resume_mid_epoch_with_the_cache_is_bit_identical(recorded, monkeypatch)
     --resume: it continues at the next batch, finds each batch's record, and ends with the
     weights of the uninterrupted run."""
     from deit_plugin.engine import TrainingPreempted
+
     tmp = recorded['tmp']
-    config = write_config(tmp / 'preempt.py', recorded['teacher'], recorded['cache'], 1.0,
-                          ",\n                dict(type='deit_plugin.PreemptionHook'),\n"
-                          "                dict(type='SignalAtIterationHook')")
+    config = write_config(
+        tmp / 'preempt.py',
+        recorded['teacher'],
+        recorded['cache'],
+        1.0,
+        ",\n                dict(type='deit_plugin.PreemptionHook'),\n"
+        "                dict(type='SignalAtIterationHook')",
+    )
     straight = tmp / 'straight'
     train(config, straight)
     monkeypatch.syspath_prepend(TESTS)
@@ -331,8 +399,15 @@ def test_resume_mid_epoch_with_the_cache_is_bit_identical(recorded, monkeypatch)
         train(config, tmp / 'preempted')
     monkeypatch.delenv('DEIT_TEST_SIGNAL_AT')
     from deit_plugin.utils import unwrap_model as unwrap
-    args = [config, '--work-dir', str(tmp / 'preempted'), '--resume', '--threads',
-            str(torch.get_num_threads())]
+
+    args = [
+        config,
+        '--work-dir',
+        str(tmp / 'preempted'),
+        '--resume',
+        '--threads',
+        str(torch.get_num_threads()),
+    ]
     runner = train_tool.main(args)
     stats = unwrap(runner.model).teacher_cache.stats
     assert stats.batches == EPOCHS * PER_EPOCH - 6 and stats.label_mismatches == 0
@@ -341,14 +416,17 @@ def test_resume_mid_epoch_with_the_cache_is_bit_identical(recorded, monkeypatch)
 
 @pytest.mark.slow
 def test_training_refuses_a_cache_of_another_batch_size_and_a_missing_hook(recorded, tmp_path):
-    with pytest.raises(TeacherCacheError, match=r'recorded for another run: batch size '
-                       r'\(16 -> 8\) \(recorded -> this run\)'):
+    with pytest.raises(
+        TeacherCacheError,
+        match=r'recorded for another run: batch size '
+        r'\(16 -> 8\) \(recorded -> this run\)',
+    ):
         train(recorded['config'], tmp_path / 'bs8', 'train_dataloader.batch_size=8')
     with pytest.raises(TeacherCacheError, match="add dict\\(type='deit_plugin.TeacherCacheHook'"):
         train(recorded['config'], tmp_path / 'nohook', 'custom_hooks.3.type=EMAHook')
 
 
-STATS_HOOK = '''
+STATS_HOOK = """
 import json
 import os.path as osp
 
@@ -367,7 +445,7 @@ class DumpCacheStatsHook(Hook):
         with open(osp.join(runner.work_dir, f'stats_rank{runner.rank}.json'), 'w') as f:
             json.dump(dict(batches=s.batches, samples=s.samples,
                            mismatches=s.label_mismatches, max_abs_diff=s.max_abs_diff), f)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -377,36 +455,71 @@ def test_two_processes_record_and_replay_their_shards(recorded, tmp_path, monkey
     |delta logit| 0 on both ranks. One process refuses the 2-process cache."""
     import json
     import subprocess
+
     from tool_modules import free_port
+
     (tmp_path / 'dump_cache_stats.py').write_text(STATS_HOOK)
     cache = str(tmp_path / 'cache2')
-    config = write_config(tmp_path / 'ddp.py', recorded['teacher'], cache, 1.0,
-                          ",\n                dict(type='DumpCacheStatsHook')")
+    config = write_config(
+        tmp_path / 'ddp.py',
+        recorded['teacher'],
+        cache,
+        1.0,
+        ",\n                dict(type='DumpCacheStatsHook')",
+    )
     with open(config, 'a') as f:
-        f.write("custom_imports = dict(imports=['deit_plugin', 'dump_cache_stats'], "
-                "allow_failed_imports=False)\n")
-    pythonpath = os.pathsep.join(p for p in (ROOT, TESTS, str(tmp_path),
-                                             os.environ.get('PYTHONPATH')) if p)
+        f.write(
+            "custom_imports = dict(imports=['deit_plugin', 'dump_cache_stats'], "
+            'allow_failed_imports=False)\n'
+        )
+    pythonpath = os.pathsep.join(
+        p for p in (ROOT, TESTS, str(tmp_path), os.environ.get('PYTHONPATH')) if p
+    )
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PYTHONPATH=pythonpath)
     record = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={free_port()}', osp.join(ROOT, 'tools/record_teacher.py'), config,
-         '--epochs', str(EPOCHS), '--out', cache, '--launcher', 'pytorch', '--no-progress'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--nproc_per_node=2',
+            f'--master_port={free_port()}',
+            osp.join(ROOT, 'tools/record_teacher.py'),
+            config,
+            '--epochs',
+            str(EPOCHS),
+            '--out',
+            cache,
+            '--launcher',
+            'pytorch',
+            '--no-progress',
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert record.returncode == 0, record.stderr[-3000:]
     assert sorted(f for f in os.listdir(cache) if f.startswith('e0000')) == [
-        'e0000_r0_b0000000.npz', 'e0000_r1_b0000000.npz']
+        'e0000_r0_b0000000.npz',
+        'e0000_r1_b0000000.npz',
+    ]
     work_dir = tmp_path / 'ddp_replay'
-    result = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), config, '2',
-                             '--work-dir', str(work_dir)], cwd=ROOT,
-                            env=dict(env, PORT=str(free_port())), capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools/dist_train.sh'), config, '2', '--work-dir', str(work_dir)],
+        cwd=ROOT,
+        env=dict(env, PORT=str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):
         with open(work_dir / f'stats_rank{rank}.json') as f:
             stats = json.load(f)
-        assert stats == dict(batches=EPOCHS * PER_EPOCH // 2, samples=EPOCHS * 32,
-                             mismatches=0, max_abs_diff=0.0), rank
+        assert stats == dict(
+            batches=EPOCHS * PER_EPOCH // 2, samples=EPOCHS * 32, mismatches=0, max_abs_diff=0.0
+        ), rank
     monkeypatch.syspath_prepend(str(tmp_path))  # the config's custom hook module
     with pytest.raises(TeacherCacheError, match=r'world size \(2 -> 1\)'):
         train(config, tmp_path / 'one_process')
@@ -415,15 +528,18 @@ def test_two_processes_record_and_replay_their_shards(recorded, tmp_path, monkey
 def test_the_cached_study_config_loads_the_v2_data_with_seeds():
     """configs/fashion_mnist/study/deit_tiny_student_v2_cached.py: the v2 student's 4,500
     training images and pipeline, per-sample seeded, 36 batches of 128 per epoch."""
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/fashion_mnist/study/'
-                                         'deit_tiny_student_v2_cached.py'))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs/fashion_mnist/study/deit_tiny_student_v2_cached.py')
+    )
     v2 = Config.fromfile(V2)
     assert cfg.train_dataloader.dataset.dataset.pipeline == v2.train_pipeline
     assert cfg.model.teacher_cache.dir == 'work_dirs/teacher_cache/v2'
     loader = build_record_loader(cfg)
     assert len(loader.dataset) == 4500 and len(loader) == 36
-    assert [h['type'] for h in cfg.custom_hooks][-2:] == ['deit_plugin.ExactResumeHook',
-                                                          'deit_plugin.TeacherCacheHook']
+    assert [h['type'] for h in cfg.custom_hooks][-2:] == [
+        'deit_plugin.ExactResumeHook',
+        'deit_plugin.TeacherCacheHook',
+    ]
 
 
 def test_data_without_get_data_info_is_refused_not_hashed_by_index():
@@ -431,5 +547,6 @@ def test_data_without_get_data_info_is_refused_not_hashed_by_index():
     from torch.utils.data import TensorDataset
 
     from deit_plugin.teacher_cache.identity import data_identity
+
     with pytest.raises(TypeError, match='TensorDataset does not have.*BaseDataset'):
         data_identity(TensorDataset(torch.zeros(4, 1)))

@@ -1,5 +1,6 @@
 """Official/timm DeiT checkpoints: conversion, numerical parity with timm and mmpretrain,
 resolution change, backbone export. Random weights generated here; nothing is downloaded."""
+
 import os.path as osp
 import runpy
 import sys
@@ -9,13 +10,17 @@ import timm
 import torch
 from mmengine.runner import load_checkpoint
 from timm.layers import resample_abs_pos_embed
+from tool_modules import ROOT, load_tool
 
 from deit_plugin.checkpoint import CheckpointError, WrongCheckpointKind, read_checkpoint
-from deit_plugin.converters import (adapt_patch_embed_channels, convert_deit_state_dict,
-                                    describe_deit, extract_backbone)
+from deit_plugin.converters import (
+    adapt_patch_embed_channels,
+    convert_deit_state_dict,
+    describe_deit,
+    extract_backbone,
+)
 from deit_plugin.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
-from tool_modules import ROOT, load_tool
 
 deit_to_plugin = load_tool('model_converters/deit_to_plugin.py')
 ARCH = {'tiny': 'deit-tiny', 'small': 'deit-small', 'base': 'deit-base'}
@@ -41,11 +46,23 @@ def timm_deit(name: str, seed: int = 0) -> torch.nn.Module:
 
 def plugin_model(size: str, img_size: int, num_classes: int = 1000, **backbone):
     return MODELS.build(
-        dict(type='deit_plugin.DistillationClassifier',
-             backbone=dict(type='deit_plugin.DistilledVisionTransformer', arch=ARCH[size],
-                           img_size=img_size, patch_size=16, **backbone),
-             head=dict(type='deit_plugin.DeiTDistillHead', num_classes=num_classes,
-                       in_channels=DIMS[size], distillation='none')))
+        dict(
+            type='deit_plugin.DistillationClassifier',
+            backbone=dict(
+                type='deit_plugin.DistilledVisionTransformer',
+                arch=ARCH[size],
+                img_size=img_size,
+                patch_size=16,
+                **backbone,
+            ),
+            head=dict(
+                type='deit_plugin.DeiTDistillHead',
+                num_classes=num_classes,
+                in_channels=DIMS[size],
+                distillation='none',
+            ),
+        )
+    )
 
 
 # -- the pure conversion function --------------------------------------------------------------
@@ -54,17 +71,24 @@ def test_convert_maps_every_key_and_keeps_values():
     src = timm_deit('deit_tiny_distilled_patch16_224').state_dict()
     out = convert_deit_state_dict(src)
     assert len(out) == len(src)
-    assert torch.equal(out['backbone.layers.11.ffn.layers.0.0.weight'],
-                       src['blocks.11.mlp.fc1.weight'])
+    assert torch.equal(
+        out['backbone.layers.11.ffn.layers.0.0.weight'], src['blocks.11.mlp.fc1.weight']
+    )
     assert torch.equal(out['backbone.layers.3.attn.qkv.bias'], src['blocks.3.attn.qkv.bias'])
     assert torch.equal(out['backbone.ln1.weight'], src['norm.weight'])
     assert torch.equal(out['head.layers.head_dist.weight'], src['head_dist.weight'])
     model = plugin_model('tiny', 224)
     result = model.load_state_dict(out, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
-    assert describe_deit(out) == dict(arch='deit-tiny', embed_dims=192, num_layers=12,
-                                      patch_size=16, img_size=224, distilled=True,
-                                      num_classes=1000)
+    assert describe_deit(out) == dict(
+        arch='deit-tiny',
+        embed_dims=192,
+        num_layers=12,
+        patch_size=16,
+        img_size=224,
+        distilled=True,
+        num_classes=1000,
+    )
 
 
 @pytest.mark.slow
@@ -85,13 +109,24 @@ def test_non_distilled_checkpoint_is_refused_without_the_flag():
     assert 'backbone.dist_token' not in plain
 
 
-@pytest.mark.parametrize('state, message', [
-    ({'backbone.conv1.weight': torch.zeros(1), 'neck.fpn.weight': torch.zeros(1),
-      'rpn_head.conv.weight': torch.zeros(1)}, 'detector'),
-    ({'backbone.layers.0.ln1.weight': torch.zeros(1)}, 'needs no conversion'),
-    ({'stem.conv.weight': torch.zeros(1), 's1.b1.conv1.conv.weight': torch.zeros(1)},
-     'convolutional'),
-])
+@pytest.mark.parametrize(
+    'state, message',
+    [
+        (
+            {
+                'backbone.conv1.weight': torch.zeros(1),
+                'neck.fpn.weight': torch.zeros(1),
+                'rpn_head.conv.weight': torch.zeros(1),
+            },
+            'detector',
+        ),
+        ({'backbone.layers.0.ln1.weight': torch.zeros(1)}, 'needs no conversion'),
+        (
+            {'stem.conv.weight': torch.zeros(1), 's1.b1.conv1.conv.weight': torch.zeros(1)},
+            'convolutional',
+        ),
+    ],
+)
 def test_wrong_kind_of_checkpoint_is_named(state, message):
     with pytest.raises(WrongCheckpointKind, match=message):
         convert_deit_state_dict(state)
@@ -101,8 +136,9 @@ def test_wrong_kind_of_checkpoint_is_named(state, message):
 @pytest.mark.slow
 # every arch at 224 (the published ImageNet models), and 384 (the published fine-tuned
 # resolution: only the position embedding's size changes, the same for every arch) on DeiT-Ti
-@pytest.mark.parametrize('size, img_size', [('tiny', 224), ('small', 224), ('base', 224),
-                                            ('tiny', 384)])
+@pytest.mark.parametrize(
+    'size, img_size', [('tiny', 224), ('small', 224), ('base', 224), ('tiny', 384)]
+)
 def test_parity_with_timm_and_mmpretrain(size, img_size):
     name = f'deit_{size}_distilled_patch16_{img_size}'
     ref = timm_deit(name)
@@ -130,11 +166,17 @@ def test_parity_with_timm_and_mmpretrain(size, img_size):
 
         # mmpretrain's own distilled DeiT, from the same converted weights
         mmp = MODELS.build(
-            dict(type='mmpretrain.ImageClassifier',
-                 backbone=dict(type='mmpretrain.DistilledVisionTransformer', arch=ARCH[size],
-                               img_size=img_size, patch_size=16),
-                 head=dict(type='mmpretrain.DeiTClsHead', num_classes=1000,
-                           in_channels=DIMS[size])))
+            dict(
+                type='mmpretrain.ImageClassifier',
+                backbone=dict(
+                    type='mmpretrain.DistilledVisionTransformer',
+                    arch=ARCH[size],
+                    img_size=img_size,
+                    patch_size=16,
+                ),
+                head=dict(type='mmpretrain.DeiTClsHead', num_classes=1000, in_channels=DIMS[size]),
+            )
+        )
         mmp.load_state_dict(converted, strict=True)
         mmp.eval()
         assert (mmp(x, mode='tensor') - ref_eval).abs().max() <= 1e-4
@@ -157,14 +199,14 @@ def test_224_checkpoint_into_384_model_resizes_pos_embed_like_timm(tmp_path):
     # both extra tokens untouched, the grid interpolated bicubically as the official code
     # (main.py: F.interpolate bicubic, no antialias) = timm's resample with antialias=False
     assert torch.equal(pos[:, :2], src['pos_embed'][:, :2])
-    official = resample_abs_pos_embed(src['pos_embed'], new_size=[24, 24], num_prefix_tokens=2,
-                                      antialias=False)
+    official = resample_abs_pos_embed(
+        src['pos_embed'], new_size=[24, 24], num_prefix_tokens=2, antialias=False
+    )
     assert (pos - official).abs().max() <= 1e-5
     # timm's default resize (antialias=True) on request
     aa = plugin_model('tiny', 384, pos_embed_antialias=True)
     load_checkpoint(aa, path, map_location='cpu', strict=True)
-    timm_default = resample_abs_pos_embed(src['pos_embed'], new_size=[24, 24],
-                                          num_prefix_tokens=2)
+    timm_default = resample_abs_pos_embed(src['pos_embed'], new_size=[24, 24], num_prefix_tokens=2)
     assert (aa.backbone.pos_embed.detach() - timm_default).abs().max() <= 1e-5
     assert (timm_default - official).abs().max() > 1e-3  # the option matters
     # the rest of the weights arrive unchanged
@@ -185,20 +227,23 @@ def test_converter_cli_errors_name_the_problem(tmp_path, capsys, monkeypatch):
     assert deit_to_plugin.main([str(plain), str(tmp_path / 'o.pth')]) == 1
     assert '--init-dist-token-from-cls' in capsys.readouterr().err
     assert not (tmp_path / 'o.pth').exists()
-    assert deit_to_plugin.main([str(plain), str(tmp_path / 'o.pth'),
-                                '--init-dist-token-from-cls']) == 0
+    assert (
+        deit_to_plugin.main([str(plain), str(tmp_path / 'o.pth'), '--init-dist-token-from-cls'])
+        == 0
+    )
     assert torch.load(tmp_path / 'o.pth')['meta']['deit_plugin']['dist_token_from_cls'] is True
     # two options that contradict each other
     with pytest.raises(SystemExit):
-        deit_to_plugin.main([str(plain), str(tmp_path / 'n.pth'), '--not-distilled',
-                             '--init-dist-token-from-cls'])
+        deit_to_plugin.main(
+            [str(plain), str(tmp_path / 'n.pth'), '--not-distilled', '--init-dist-token-from-cls']
+        )
     assert 'drop --not-distilled, or drop --init-dist-token-from-cls' in capsys.readouterr().err
     assert not (tmp_path / 'n.pth').exists()
     # the command line: a truncated file is reported as truncated, with its path, exit code 1
     # (the script run as __main__, in this process: no second interpreter to import torch)
     data = plain.read_bytes()
     cut = tmp_path / 'cut.pth'
-    cut.write_bytes(data[:len(data) // 2])
+    cut.write_bytes(data[: len(data) // 2])
     monkeypatch.setattr(sys, 'argv', [tool, str(cut), str(tmp_path / 'c.pth')])
     with pytest.raises(SystemExit) as exit_info:  # any other exception: a traceback
         runpy.run_path(tool, run_name='__main__')
@@ -225,13 +270,19 @@ def test_read_checkpoint_refuses_files_of_the_wrong_kind(tmp_path):
 @pytest.mark.slow
 def test_backbone_export_loads_with_prefix_and_adapts_channels(tmp_path):
     torch.manual_seed(0)
-    cls_cfg = dict(type='deit_plugin.DistillationClassifier',
-                   backbone=dict(type='deit_plugin.DistilledVisionTransformer',
-                                 arch=dict(embed_dims=64, num_layers=2, num_heads=4,
-                                           feedforward_channels=128),
-                                 img_size=28, patch_size=4, in_channels=1),
-                   head=dict(type='deit_plugin.DeiTDistillHead', num_classes=10, in_channels=64,
-                             distillation='none'))
+    cls_cfg = dict(
+        type='deit_plugin.DistillationClassifier',
+        backbone=dict(
+            type='deit_plugin.DistilledVisionTransformer',
+            arch=dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
+            img_size=28,
+            patch_size=4,
+            in_channels=1,
+        ),
+        head=dict(
+            type='deit_plugin.DeiTDistillHead', num_classes=10, in_channels=64, distillation='none'
+        ),
+    )
     classifier = MODELS.build(cls_cfg)
     ckpt = tmp_path / 'student.pth'
     torch.save({'state_dict': classifier.state_dict(), 'meta': {'epoch': 3}}, ckpt)
@@ -241,19 +292,26 @@ def test_backbone_export_loads_with_prefix_and_adapts_channels(tmp_path):
     saved = torch.load(out)['state_dict']
     assert all(k.startswith('backbone.') for k in saved) and saved
     # mmdet's way of loading it: init_cfg Pretrained with prefix='backbone.'
-    rgb = MODELS.build(dict(cls_cfg['backbone'], in_channels=3, out_type='featmap',
-                            init_cfg=dict(type='Pretrained', checkpoint=str(out),
-                                          prefix='backbone.')))
+    rgb = MODELS.build(
+        dict(
+            cls_cfg['backbone'],
+            in_channels=3,
+            out_type='featmap',
+            init_cfg=dict(type='Pretrained', checkpoint=str(out), prefix='backbone.'),
+        )
+    )
     rgb.init_weights()
-    assert torch.equal(rgb.layers[1].ffn.layers[1].weight,
-                       classifier.backbone.layers[1].ffn.layers[1].weight)
+    assert torch.equal(
+        rgb.layers[1].ffn.layers[1].weight, classifier.backbone.layers[1].ffn.layers[1].weight
+    )
     # a gray image copied to 3 channels gives the gray model's features
     classifier.eval()
     rgb.eval()
     gray = torch.randn(2, 1, 28, 28)
     gray_model = MODELS.build(dict(cls_cfg['backbone'], out_type='featmap'))
-    gray_model.load_state_dict({k[9:]: v for k, v in classifier.state_dict().items()
-                                if k.startswith('backbone.')})
+    gray_model.load_state_dict(
+        {k[9:]: v for k, v in classifier.state_dict().items() if k.startswith('backbone.')}
+    )
     gray_model.eval()
     with torch.no_grad():
         assert (rgb(gray.repeat(1, 3, 1, 1))[0] - gray_model(gray)[0]).abs().max() <= 1e-5
@@ -263,8 +321,12 @@ def test_backbone_export_refuses_timm_and_detector_checkpoints():
     with pytest.raises(WrongCheckpointKind, match='deit_to_plugin'):
         extract_backbone({'patch_embed.proj.weight': torch.zeros(1)})
     with pytest.raises(WrongCheckpointKind, match='detector'):
-        extract_backbone({'backbone.patch_embed.projection.weight': torch.zeros(1, 1, 1, 1),
-                          'neck.lateral.weight': torch.zeros(1)})
+        extract_backbone(
+            {
+                'backbone.patch_embed.projection.weight': torch.zeros(1, 1, 1, 1),
+                'neck.lateral.weight': torch.zeros(1),
+            }
+        )
 
 
 @pytest.mark.parametrize('old, new', [(1, 3), (3, 1), (3, 6)])
@@ -290,6 +352,7 @@ def test_finetune_224_to_384_with_distillation_takes_a_real_step(tmp_path):
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.structures import DataSample
+
     cfg = Config.fromfile(osp.join(ROOT, 'configs/deit_b_distill_384_ft.py'))
     src = timm_deit('deit_base_distilled_patch16_224').state_dict()
     ckpt = tmp_path / 'deit_b_224_plugin.pth'
@@ -297,8 +360,7 @@ def test_finetune_224_to_384_with_distillation_takes_a_real_step(tmp_path):
     torch.manual_seed(0)
     teacher_file = tmp_path / 'regnety_160-a5fe301d.pth'
     torch.save({'model': timm.create_model('regnety_160').state_dict()}, teacher_file)
-    model = MODELS.build(dict(model_with_data_preprocessor(cfg),
-                              teacher_ckpt=str(teacher_file)))
+    model = MODELS.build(dict(model_with_data_preprocessor(cfg), teacher_ckpt=str(teacher_file)))
     load_checkpoint(model, str(ckpt), map_location='cpu', strict=False)  # what load_from does
     model.load_teacher_checkpoint()
     assert model.backbone.pos_embed.shape == (1, 24 * 24 + 2, 768)
@@ -308,8 +370,10 @@ def test_finetune_224_to_384_with_distillation_takes_a_real_step(tmp_path):
     teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
     head_before = model.head.layers['head_dist'].weight.detach().clone()
     torch.manual_seed(1)
-    data = dict(inputs=[torch.randint(0, 256, (3, 384, 384), dtype=torch.uint8) for _ in range(2)],
-                data_samples=[DataSample().set_gt_label(i) for i in (3, 7)])
+    data = dict(
+        inputs=[torch.randint(0, 256, (3, 384, 384), dtype=torch.uint8) for _ in range(2)],
+        data_samples=[DataSample().set_gt_label(i) for i in (3, 7)],
+    )
     model.train()
     losses = model.train_step(data, optim_wrapper)
     assert set(losses) >= {'loss_cls', 'loss_dist'}
@@ -325,8 +389,10 @@ def test_onnx_export_matches_pytorch_with_dynamic_batch(tmp_path):
     import onnx
     import onnxruntime as ort
     from mmengine.config import Config
+
     spec = importlib.util.spec_from_file_location(
-        'export_onnx', osp.join(ROOT, 'tools/deployment/export_onnx.py'))
+        'export_onnx', osp.join(ROOT, 'tools/deployment/export_onnx.py')
+    )
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     config = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
@@ -346,7 +412,8 @@ def test_onnx_export_matches_pytorch_with_dynamic_batch(tmp_path):
     with torch.no_grad():
         cls_logits, dist_logits = model.head.logits(model.extract_feat(x))
     got = ort.InferenceSession(out, providers=['CPUExecutionProvider']).run(
-        ['logits'], {'inputs': x.numpy()})[0]
+        ['logits'], {'inputs': x.numpy()}
+    )[0]
     assert got.shape == (5, 10)
     assert abs(got - ((cls_logits + dist_logits) / 2).numpy()).max() <= 1e-4
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
@@ -368,10 +435,19 @@ def test_converted_timm_checkpoint_evaluates_with_tools_test_like_timm(fmnist_ro
 
     import cv2
     from timm.models.deit import VisionTransformerDistilled
+
     test_tool = load_tool('test.py')
     torch.manual_seed(0)
-    ref = VisionTransformerDistilled(img_size=28, patch_size=4, in_chans=1, num_classes=10,
-                                     embed_dim=64, depth=4, num_heads=4, mlp_ratio=4.).eval()
+    ref = VisionTransformerDistilled(
+        img_size=28,
+        patch_size=4,
+        in_chans=1,
+        num_classes=10,
+        embed_dim=64,
+        depth=4,
+        num_heads=4,
+        mlp_ratio=4.0,
+    ).eval()
     with torch.no_grad():
         ref.head.weight.normal_(0, 0.5)
         ref.head_dist.weight.normal_(0, 0.5)
@@ -381,24 +457,35 @@ def test_converted_timm_checkpoint_evaluates_with_tools_test_like_timm(fmnist_ro
     config = tmp_path / 'student_only.py'
     config.write_text(
         f"_base_ = ['{osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')}']\n"
-        "model = dict(teacher=None, teacher_ckpt=None, predict_with_teacher=False,\n"
+        'model = dict(teacher=None, teacher_ckpt=None, predict_with_teacher=False,\n'
         "             head=dict(distillation='none'))\n"
         "val_evaluator = [dict(type='Accuracy', topk=(1, ))]\n"
-        "test_evaluator = val_evaluator\n")
+        'test_evaluator = val_evaluator\n'
+    )
     preds = tmp_path / 'preds.pkl'
-    metrics = test_tool.main([str(config), str(converted), '--work-dir', str(tmp_path / 'wd'),
-                              '--out', str(preds), '--cfg-options',
-                              f'test_dataloader.dataset.data_root={fmnist_root}'])
+    metrics = test_tool.main(
+        [
+            str(config),
+            str(converted),
+            '--work-dir',
+            str(tmp_path / 'wd'),
+            '--out',
+            str(preds),
+            '--cfg-options',
+            f'test_dataloader.dataset.data_root={fmnist_root}',
+        ]
+    )
     with open(preds, 'rb') as f:
         dumped = pickle.load(f)
     files = [d['img_path'] for d in dumped]
     images = torch.from_numpy(
-        __import__('numpy').stack([cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in files])).float()
+        __import__('numpy').stack([cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in files])
+    ).float()
     x = ((images - 72.94) / 90.02).unsqueeze(1)
     with torch.no_grad():
         expected = ref(x).softmax(dim=1)
     scores = torch.stack([d['pred_score'] for d in dumped])
     assert len(dumped) == len(glob.glob(osp.join(fmnist_root, 'test', '*', '*.png')))
     assert (scores - expected).abs().max() <= 1e-4
-    top1 = (expected.argmax(1) == torch.tensor([int(d['gt_label'][0]) for d in dumped]))
+    top1 = expected.argmax(1) == torch.tensor([int(d['gt_label'][0]) for d in dumped])
     assert metrics['accuracy/top1'] == pytest.approx(top1.float().mean().item() * 100, abs=1e-3)

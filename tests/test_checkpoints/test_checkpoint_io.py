@@ -1,5 +1,6 @@
 """A checkpoint being written when the process dies never replaces the last good one, and a
 truncated checkpoint is reported as truncated, with its path, on every load path."""
+
 import builtins
 import os
 import os.path as osp
@@ -13,15 +14,20 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from reliability_utils import save_initialised_teacher, tiny_student_cfg
 
-from deit_plugin.checkpoint import (AtomicLocalBackend, CheckpointTruncatedError,
-                                       CheckpointUnreadableError, find_resume_checkpoint)
+from deit_plugin.checkpoint import (
+    AtomicLocalBackend,
+    CheckpointTruncatedError,
+    CheckpointUnreadableError,
+    find_resume_checkpoint,
+)
 
-GOOD = {'state_dict': {'w': torch.arange(1000.)}, 'meta': {'epoch': 1}}
+GOOD = {'state_dict': {'w': torch.arange(1000.0)}, 'meta': {'epoch': 1}}
 NEW = {'state_dict': {'w': torch.zeros(200000)}, 'meta': {'epoch': 2}}
 
 
 def save_bytes(obj):
     import io
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
@@ -42,7 +48,7 @@ def die_while_writing(backend, path, how):
                         self.f = f
 
                     def write(self, data):
-                        self.f.write(data[:len(data) // 2])
+                        self.f.write(data[: len(data) // 2])
                         self.f.flush()
                         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -92,7 +98,7 @@ def test_atomic_write_success_replaces_and_cleans_up(tmp_path):
 def truncate(path, keep=0.5):
     data = open(path, 'rb').read()
     with open(path, 'wb') as f:
-        f.write(data[:int(len(data) * keep)])
+        f.write(data[: int(len(data) * keep)])
 
 
 @pytest.fixture
@@ -107,6 +113,7 @@ def truncated(tmp_path):
 
 def load_teacher(path):
     from model_builders import student
+
     student(teacher_ckpt=path).load_teacher_checkpoint()
 
 
@@ -116,15 +123,24 @@ def load_pretrained(path):
 
 def resume_with_train_py(path):
     from tool_modules import load_tool
+
     train = load_tool('train.py')
-    train.merge_args(train.Config(dict(work_dir=osp.dirname(path))),
-                     train.parse_args(['cfg.py', '--resume', path]))
+    train.merge_args(
+        train.Config(dict(work_dir=osp.dirname(path))),
+        train.parse_args(['cfg.py', '--resume', path]),
+    )
 
 
-@pytest.mark.parametrize('load', [lambda p: _load_checkpoint(p, map_location='cpu'),
-                                  load_pretrained, load_teacher, resume_with_train_py],
-                         ids=['runner_resume_and_load_from', 'init_cfg_pretrained',
-                              'teacher_ckpt', 'train_py_resume'])
+@pytest.mark.parametrize(
+    'load',
+    [
+        lambda p: _load_checkpoint(p, map_location='cpu'),
+        load_pretrained,
+        load_teacher,
+        resume_with_train_py,
+    ],
+    ids=['runner_resume_and_load_from', 'init_cfg_pretrained', 'teacher_ckpt', 'train_py_resume'],
+)
 def test_truncated_checkpoint_is_reported_with_its_path_and_the_fix(truncated, load):
     with pytest.raises(CheckpointTruncatedError) as e:
         load(truncated)
@@ -176,8 +192,9 @@ class CrashWhileSaving(Hook):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('hook,survives', [('deit_plugin.AtomicCheckpointHook', True),
-                                           ('CheckpointHook', False)])
+@pytest.mark.parametrize(
+    'hook,survives', [('deit_plugin.AtomicCheckpointHook', True), ('CheckpointHook', False)]
+)
 def test_crash_while_saving_with_max_keep_ckpts_1(fmnist_root, tmp_path, hook, survives):
     """max_keep_ckpts=1: mmengine deletes epoch_1.pth before writing epoch_2.pth; the atomic
     hook deletes it only once epoch_2.pth is complete."""
@@ -198,9 +215,14 @@ def test_crash_while_saving_with_max_keep_ckpts_1(fmnist_root, tmp_path, hook, s
 
 
 def test_every_checkpoint_problem_is_one_catchable_error_class(tmp_path):
-    from deit_plugin.checkpoint import (CheckpointError, CheckpointNotFoundError,
-                                        check_checkpoint_file, read_checkpoint,
-                                        unwrap_state_dict)
+    from deit_plugin.checkpoint import (
+        CheckpointError,
+        CheckpointNotFoundError,
+        check_checkpoint_file,
+        read_checkpoint,
+        unwrap_state_dict,
+    )
+
     (tmp_path / 'text.pth').write_text('not a checkpoint')
     (tmp_path / 'empty.pth').write_bytes(b'')
     torch.save(torch.zeros(2), tmp_path / 'tensor.pth')
@@ -216,34 +238,49 @@ def test_every_checkpoint_problem_is_one_catchable_error_class(tmp_path):
         with pytest.raises(CheckpointError) as e:
             problem()
         raised[name] = type(e.value).__name__
-    assert raised == {'missing': 'CheckpointNotFoundError',
-                      'unreadable': 'CheckpointUnreadableError',
-                      'truncated': 'CheckpointTruncatedError',
-                      'not a dict': 'CheckpointUnreadableError',
-                      'no weights': 'WrongCheckpointKind'}
+    assert raised == {
+        'missing': 'CheckpointNotFoundError',
+        'unreadable': 'CheckpointUnreadableError',
+        'truncated': 'CheckpointTruncatedError',
+        'not a dict': 'CheckpointUnreadableError',
+        'no weights': 'WrongCheckpointKind',
+    }
     assert issubclass(CheckpointNotFoundError, FileNotFoundError)
 
 
-@pytest.mark.parametrize('keys, expected', [
-    (['backbone.conv1.weight', 'bbox_head.retina_cls.weight'],
-     "a detector's checkpoint (it has bbox_head.retina_cls.weight)"),
-    (['backbone.layers.0.ln1.weight', 'backbone.dist_token'],
-     "a distilled DeiT student's checkpoint (it has backbone.dist_token)"),
-    (['backbone.layers.0.ln1.weight', 'teacher.backbone.conv1.weight'],
-     "a distillation model with its teacher's checkpoint (it has "
-     "teacher.backbone.conv1.weight)"),
-    (['backbone.layers.0.ln1.weight', 'head.fc.weight'],
-     "a mmpretrain/deit_plugin classifier's checkpoint (it has backbone.layers.0.ln1.weight)"),
-    (['stem.conv.weight'], "a convolutional network's checkpoint (it has stem.conv.weight)"),
-    (['fc.weight'], "a checkpoint of an unknown model (keys like ['fc.weight'])"),
-])
+@pytest.mark.parametrize(
+    'keys, expected',
+    [
+        (
+            ['backbone.conv1.weight', 'bbox_head.retina_cls.weight'],
+            "a detector's checkpoint (it has bbox_head.retina_cls.weight)",
+        ),
+        (
+            ['backbone.layers.0.ln1.weight', 'backbone.dist_token'],
+            "a distilled DeiT student's checkpoint (it has backbone.dist_token)",
+        ),
+        (
+            ['backbone.layers.0.ln1.weight', 'teacher.backbone.conv1.weight'],
+            "a distillation model with its teacher's checkpoint (it has "
+            'teacher.backbone.conv1.weight)',
+        ),
+        (
+            ['backbone.layers.0.ln1.weight', 'head.fc.weight'],
+            "a mmpretrain/deit_plugin classifier's checkpoint (it has backbone.layers.0.ln1.weight)",  # noqa: E501
+        ),
+        (['stem.conv.weight'], "a convolutional network's checkpoint (it has stem.conv.weight)"),
+        (['fc.weight'], "a checkpoint of an unknown model (keys like ['fc.weight'])"),
+    ],
+)
 def test_one_kind_detector_names_the_kind_and_the_key_that_shows_it(keys, expected):
     from deit_plugin.checkpoint import checkpoint_kind
+
     assert str(checkpoint_kind({k: torch.zeros(1) for k in keys})) == expected
 
 
 def test_revise_keys_strips_the_ddp_prefix_as_mmengine_does():
     from deit_plugin.checkpoint import revise_keys
+
     state = {'module.backbone.w': 1, 'head.module.b': 2}
     assert list(revise_keys(state)) == ['backbone.w', 'head.module.b']
     assert list(revise_keys(state, [(r'^module\.backbone\.', '')])) == ['w', 'head.module.b']

@@ -1,5 +1,6 @@
 """Published checkpoints (deit_plugin.checkpoint.published, tools/model_converters/
 publish_model.py) and the teacher the demo ships."""
+
 import hashlib
 import os.path as osp
 
@@ -7,8 +8,12 @@ import pytest
 import torch
 from tool_modules import ROOT, load_tool
 
-from deit_plugin.checkpoint import (CheckpointError, check_published, read_checkpoint,
-                                    write_checkpoint)
+from deit_plugin.checkpoint import (
+    CheckpointError,
+    check_published,
+    read_checkpoint,
+    write_checkpoint,
+)
 
 DEMO_TEACHER = 'checkpoints/fashion_mnist/resnet_cifar18_fmnist5k_teacher_v2_epoch88-eba6616f.pth'
 
@@ -16,12 +21,19 @@ DEMO_TEACHER = 'checkpoints/fashion_mnist/resnet_cifar18_fmnist5k_teacher_v2_epo
 def test_publish_keeps_weights_and_meta_and_names_the_file_by_its_hash(tmp_path):
     src = str(tmp_path / 'epoch_3.pth')
     weights = {'w': torch.arange(6.0).reshape(2, 3)}
-    write_checkpoint(dict(state_dict=weights, meta=dict(epoch=3, seed=0),
-                          optimizer={'state': {0: {'momentum_buffer': torch.ones(3)}}},
-                          message_hub={'log_scalars': {}}, random_states={'torch': 1}), src)
+    write_checkpoint(
+        dict(
+            state_dict=weights,
+            meta=dict(epoch=3, seed=0),
+            optimizer={'state': {0: {'momentum_buffer': torch.ones(3)}}},
+            message_hub={'log_scalars': {}},
+            random_states={'torch': 1},
+        ),
+        src,
+    )
     publish = load_tool('model_converters/publish_model.py')
     assert publish.main([src, str(tmp_path / 'model')]) == 0
-    (path, ) = [p for p in tmp_path.iterdir() if p.name.startswith('model-')]
+    (path,) = [p for p in tmp_path.iterdir() if p.name.startswith('model-')]
     sha = check_published(str(path))
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
     assert path.name == f'model-{sha[:8]}.pth'
@@ -36,8 +48,9 @@ def test_publish_keeps_weights_and_meta_and_names_the_file_by_its_hash(tmp_path)
     data[-10] ^= 1
     changed = tmp_path / path.name.replace('model', 'copy')
     changed.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=f'has changed: its sha256 starts with .*'
-                       f'its name says {sha[:8]}'):
+    with pytest.raises(
+        CheckpointError, match=f'has changed: its sha256 starts with .*its name says {sha[:8]}'
+    ):
         check_published(str(changed))
     with pytest.raises(CheckpointError, match='name must end in'):
         check_published(src)
@@ -52,6 +65,7 @@ def test_the_demo_teacher_is_the_published_file_and_scores_its_held_out_accuracy
     from mmengine.registry import init_default_scope
 
     from tools._support.model_loading import batches, build_loader, load_config, load_model
+
     path = osp.join(ROOT, DEMO_TEACHER)
     check_published(path)
     meta = read_checkpoint(path)['meta']

@@ -3,18 +3,23 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
-from deit_plugin.utils.config import model_with_data_preprocessor
 from tool_modules import ROOT
 
+from deit_plugin.utils.config import model_with_data_preprocessor
 
 
 def load(name):
     return Config.fromfile(osp.join(ROOT, 'configs', name))
 
 
-@pytest.mark.parametrize('name,arch,width', [('deit_ti_distill.py', 'deit-tiny', 192),
-                                             ('deit_s_distill.py', 'deit-small', 384),
-                                             ('deit_b_distill.py', 'deit-base', 768)])
+@pytest.mark.parametrize(
+    'name,arch,width',
+    [
+        ('deit_ti_distill.py', 'deit-tiny', 192),
+        ('deit_s_distill.py', 'deit-small', 384),
+        ('deit_b_distill.py', 'deit-base', 768),
+    ],
+)
 def test_imagenet_configs_follow_the_official_recipe(name, arch, width):
     cfg = load(name)
     assert cfg.default_scope == 'mmpretrain'
@@ -31,7 +36,10 @@ def test_imagenet_configs_follow_the_official_recipe(name, arch, width):
     assert opt.constructor == 'deit_plugin.StudentOptimWrapperConstructor'
     assert 'clip_grad' not in opt
     assert (opt.optimizer.type, opt.optimizer.lr, opt.optimizer.weight_decay) == (
-        'AdamW', 5e-4 * 1024 / 512, 0.05)
+        'AdamW',
+        5e-4 * 1024 / 512,
+        0.05,
+    )
     assert set(opt.paramwise_cfg.custom_keys) == {'.cls_token', '.dist_token', '.pos_embed'}
     warmup, cosine = cfg.param_scheduler
     assert (warmup.end, warmup.start_factor * opt.optimizer.lr) == (5, pytest.approx(1e-6))
@@ -54,6 +62,7 @@ def test_deit_s_distill_builds_the_regnety_160_teacher_and_loads_the_official_fi
     unwraps exactly that); our teacher must give timm's logits on those weights."""
     import timm
     import torch
+
     cfg = load('deit_s_distill.py')
     assert osp.basename(cfg.model.teacher_ckpt) == 'regnety_160-a5fe301d.pth'
     torch.manual_seed(0)

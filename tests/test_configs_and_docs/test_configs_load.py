@@ -1,5 +1,6 @@
 """Every config under configs/ loads and builds its model through the registry, and the bases in
 configs/_base_/ give the study and demo configs the values their protocols fix."""
+
 import ast
 import glob
 import os.path as osp
@@ -7,9 +8,9 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from tool_modules import ROOT
 
 from deit_plugin.utils.config import model_with_data_preprocessor
-from tool_modules import ROOT
 
 CONFIG_DIR = osp.join(ROOT, 'configs')
 
@@ -25,8 +26,9 @@ BASES = [p for p in ALL if is_base(p)]
 # ImageNet/COCO-size models (DeiT-S/B, RegNetY-16GF teachers, COCO detectors) cost seconds each
 # to build: for those the test resolves every component type in the registry instead.
 BUILT = ('fashion_mnist/', 'det/retinanet_deit_tiny_fmnist_det.py')
-# building this one reads a recorded teacher cache (tests/test_cache/test_teacher_cache.py records one)
-NOT_BUILT = ('fashion_mnist/study/deit_tiny_student_v2_cached.py', )
+# building this one reads a recorded teacher cache
+# (tests/test_cache/test_teacher_cache.py records one)
+NOT_BUILT = ('fashion_mnist/study/deit_tiny_student_v2_cached.py',)
 STUDY = 'fashion_mnist/study/'
 
 
@@ -56,9 +58,12 @@ def component_types(model):
 
 
 def test_the_glob_finds_the_configs_and_the_bases():
-    assert {'deit_s_distill.py', 'fashion_mnist/study/deit_tiny_student_v2.py',
-            'fashion_mnist/study/resnet_cifar_teacher_v2.py',
-            'det/retinanet_deit_s_sfp_1x_coco.py'} <= set(CONFIGS)
+    assert {
+        'deit_s_distill.py',
+        'fashion_mnist/study/deit_tiny_student_v2.py',
+        'fashion_mnist/study/resnet_cifar_teacher_v2.py',
+        'det/retinanet_deit_s_sfp_1x_coco.py',
+    } <= set(CONFIGS)
     assert not [c for c in CONFIGS if '_base_' in c]
     assert osp.join(CONFIG_DIR, '_base_', 'default_runtime.py') in BASES
 
@@ -118,10 +123,14 @@ def test_demo_configs():
     assert (opt.optimizer.type, opt.optimizer.lr) == ('AdamW', 2e-3)
     assert set(opt.paramwise_cfg.custom_keys) == {'.cls_token', '.dist_token', '.pos_embed'}
     assert [h.type for h in student.custom_hooks] == [
-        'deit_plugin.DistillationHook', 'deit_plugin.RandomStateHook',
-        'deit_plugin.FiniteLossHook']
+        'deit_plugin.DistillationHook',
+        'deit_plugin.RandomStateHook',
+        'deit_plugin.FiniteLossHook',
+    ]
     assert (teacher.optim_wrapper.optimizer.type, teacher.optim_wrapper.optimizer.lr) == (
-        'SGD', 0.1)
+        'SGD',
+        0.1,
+    )
     assert teacher.custom_hooks[0].type == 'deit_plugin.ChannelsLastHook'
     no_teacher = load('fashion_mnist/deit_tiny_no_teacher.py')
     assert no_teacher.model.head.distillation == 'none'
@@ -131,10 +140,15 @@ def test_demo_configs():
 def test_study_v2_student_has_the_protocol_values():
     cfg = load(STUDY + 'deit_tiny_student_v2.py')
     assert [(a.type, a.alpha) for a in cfg.data_preprocessor.batch_augments.augments] == [
-        ('Mixup', 0.8), ('CutMix', 1.0)]
+        ('Mixup', 0.8),
+        ('CutMix', 1.0),
+    ]
     train = cfg.train_dataloader.dataset
     assert (train.type, train.split, train.index_range) == (
-        'deit_plugin.FashionMNISTIdx', 'train', (0, 4500))
+        'deit_plugin.FashionMNISTIdx',
+        'train',
+        (0, 4500),
+    )
     ops = pipeline_by_type(train.pipeline)
     assert ops['deit_plugin.RandomErasing'].erase_prob == 0.25
     assert ops['RandomCrop'].padding == 2
@@ -164,9 +178,12 @@ def test_study_v2_teachers_are_chosen_on_held_out_images(name):
     assert cfg.train_cfg.max_epochs == 100 and cfg.train_cfg.val_interval == 1
     ckpt = cfg.default_hooks.checkpoint
     assert (ckpt.type, ckpt.interval, ckpt.max_keep_ckpts) == (
-        'deit_plugin.AtomicCheckpointHook', 1, -1)
+        'deit_plugin.AtomicCheckpointHook',
+        1,
+        -1,
+    )
     assert (ckpt.save_best, ckpt.rule) == ('accuracy/top1', 'greater')
-    assert cfg.val_evaluator == dict(type='Accuracy', topk=(1, ))
+    assert cfg.val_evaluator == dict(type='Accuracy', topk=(1,))
     assert pipeline_by_type(train.pipeline)['deit_plugin.RandomErasing'].erase_prob == 0.25
 
 
@@ -184,8 +201,10 @@ def test_study_v2_vit_teacher_uses_the_student_recipe():
     # a plain ViT: no distillation token to exempt, no teacher to leave out
     assert set(vit.optim_wrapper.paramwise_cfg.custom_keys) == {'.cls_token', '.pos_embed'}
     assert 'constructor' not in vit.optim_wrapper
-    assert [h.type for h in vit.custom_hooks] == ['deit_plugin.RandomStateHook',
-                                                  'deit_plugin.FiniteLossHook']
+    assert [h.type for h in vit.custom_hooks] == [
+        'deit_plugin.RandomStateHook',
+        'deit_plugin.FiniteLossHook',
+    ]
     # the CNN teacher: crop, flip and erasing, no RandAugment and no Mixup/CutMix
     assert 'deit_plugin.GrayAsRGB' not in pipeline_by_type(cnn.train_dataloader.dataset.pipeline)
     assert 'batch_augments' not in cnn.data_preprocessor
@@ -193,12 +212,18 @@ def test_study_v2_vit_teacher_uses_the_student_recipe():
 
 
 def test_study_v1_configs_read_fashion_mnist_in_memory():
-    for name, epochs in (('deit_tiny_student.py', 3), ('resnet_cifar_teacher.py', 2),
-                         ('vit_teacher.py', 6)):
+    for name, epochs in (
+        ('deit_tiny_student.py', 3),
+        ('resnet_cifar_teacher.py', 2),
+        ('vit_teacher.py', 6),
+    ):
         cfg = load(STUDY + name)
         train, val = cfg.train_dataloader.dataset, cfg.val_dataloader.dataset
         assert (train.type, train.split, train.indices) == (
-            'deit_plugin.FashionMNISTIdx', 'train', None)
+            'deit_plugin.FashionMNISTIdx',
+            'train',
+            None,
+        )
         assert [t.type for t in train.pipeline] == ['RandomFlip', 'PackInputs']
         assert (val.type, val.split) == ('deit_plugin.FashionMNISTIdx', 'test')
         assert cfg.train_cfg.max_epochs == epochs == cfg.param_scheduler[1].end
@@ -210,9 +235,11 @@ def test_bases_resolve_by_package_name(tmp_path):
     """configs/_base_/ ships with the package: deit_plugin:: names reach it (see
     docs/user_guides/package_configs.md)."""
     user = tmp_path / 'my_vit.py'
-    user.write_text("_base_ = ['deit_plugin::_base_/models/vit_tiny_fmnist.py',\n"
-                    "          'deit_plugin::_base_/schedules/fashion_mnist_adamw.py']\n"
-                    "train_cfg = dict(max_epochs=1)\n")
+    user.write_text(
+        "_base_ = ['deit_plugin::_base_/models/vit_tiny_fmnist.py',\n"
+        "          'deit_plugin::_base_/schedules/fashion_mnist_adamw.py']\n"
+        'train_cfg = dict(max_epochs=1)\n'
+    )
     cfg = Config.fromfile(str(user))
     model = dict(cfg.model)
     # mmengine scopes what a package's config defines: the ViT still comes from mmpretrain
@@ -220,6 +247,7 @@ def test_bases_resolve_by_package_name(tmp_path):
     assert model == load('_base_/models/vit_tiny_fmnist.py').model
     from mmpretrain.models import VisionTransformer
     from mmpretrain.registry import MODELS
+
     assert isinstance(MODELS.build(cfg.model).backbone, VisionTransformer)
     assert cfg.optim_wrapper.optimizer.lr == 2e-3
     assert cfg.train_cfg == dict(by_epoch=True, max_epochs=1, val_interval=3)

@@ -24,6 +24,7 @@ is reported: a typo in the first component is not silently skipped.
 The student configs shown in the README and the config guide are built as written, so that the
 first config a user copies cannot rot either.
 """
+
 import fnmatch
 import glob
 import importlib.util
@@ -56,7 +57,9 @@ CODE_SPAN = re.compile(r'(`+)(.+?)\1')
 # 'mmpretrain::_base_/x.py' and URLs do not count)
 PATH = re.compile(r'(?<![\w./:~{}*-])([\w.{},*-]+(?:/[\w.{},*-]+)+/?)')
 SCHEME = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*:')
-FILE_NAME = re.compile(r'\.(?:[A-Za-z]\w*|\{[^}]*\})$')  # ends in an extension: 'x.py', 'x.{md,csv}'
+FILE_NAME = re.compile(
+    r'\.(?:[A-Za-z]\w*|\{[^}]*\})$'
+)  # ends in an extension: 'x.py', 'x.{md,csv}'
 
 
 def doc_files(root: str) -> List[str]:
@@ -81,7 +84,8 @@ def is_ignored(rel: str, patterns: List[str]) -> bool:
         if pattern.endswith('/'):  # a directory: any component but the file itself
             name = pattern.rstrip('/')
             if any(fnmatch.fnmatch(p, name) for p in parts[:-1]) or (
-                    rel.endswith('/') and fnmatch.fnmatch(parts[-1], name)):
+                rel.endswith('/') and fnmatch.fnmatch(parts[-1], name)
+            ):
                 return True
         elif '/' in pattern:
             if fnmatch.fnmatch(rel.strip('/'), pattern):
@@ -97,7 +101,7 @@ def expand_braces(path: str) -> List[str]:
         return [path]
     out = []
     for alt in match.group(1).split(','):
-        out += expand_braces(path[:match.start()] + alt + path[match.end():])
+        out += expand_braces(path[: match.start()] + alt + path[match.end() :])
     return out
 
 
@@ -146,8 +150,9 @@ def links(prose: List[Tuple[int, str]]) -> Iterator[Tuple[int, str]]:
             yield number, match.group(1)
 
 
-def code_paths(prose: List[Tuple[int, str]],
-               code: List[Tuple[int, str]]) -> Iterator[Tuple[int, str]]:
+def code_paths(
+    prose: List[Tuple[int, str]], code: List[Tuple[int, str]]
+) -> Iterator[Tuple[int, str]]:
     for number, line in prose:
         for span in CODE_SPAN.finditer(line):
             for match in PATH.finditer(span.group(2)):
@@ -157,8 +162,9 @@ def code_paths(prose: List[Tuple[int, str]],
             yield number, match.group(1)
 
 
-def check_link(doc: str, target: str, root: str, patterns: List[str],
-               cache: Dict[str, set]) -> Optional[str]:
+def check_link(
+    doc: str, target: str, root: str, patterns: List[str], cache: Dict[str, set]
+) -> Optional[str]:
     if SCHEME.match(target):
         return None
     file_part, _, fragment = target.partition('#')
@@ -176,16 +182,22 @@ def check_link(doc: str, target: str, root: str, patterns: List[str],
 
 
 def exists(base: str, name: str) -> bool:
-    return all(glob.glob(osp.join(base, v)) if '*' in v else osp.exists(osp.join(base, v))
-               for v in expand_braces(name))
+    return all(
+        glob.glob(osp.join(base, v)) if '*' in v else osp.exists(osp.join(base, v))
+        for v in expand_braces(name)
+    )
 
 
 def check_path(name: str, root: str, top: set, patterns: List[str]) -> Optional[str]:
     name = name.rstrip(',.')
     parts = name.split('/')
     first = parts[0]
-    if (is_ignored(name, patterns) or '{{' in name or any(p.startswith('my_') for p in parts)
-            or not (first in top or name.endswith('/') or FILE_NAME.search(name))):
+    if (
+        is_ignored(name, patterns)
+        or '{{' in name
+        or any(p.startswith('my_') for p in parts)
+        or not (first in top or name.endswith('/') or FILE_NAME.search(name))
+    ):
         return None  # run-time, user's or variable path, or no file name ('H/p', 'NaN/Inf')
     if first in ('.', '..'):
         folders = [d for d, _, _ in os.walk(osp.join(root, 'configs'))]
@@ -197,8 +209,10 @@ def check_path(name: str, root: str, top: set, patterns: List[str]) -> Optional[
     else:
         spec = importlib.util.find_spec(first) if first.isidentifier() else None
         if spec is None or not spec.submodule_search_locations:
-            return (f'path `{name}`: {first!r} is neither a top-level entry of the repository '
-                    'nor an installed package')
+            return (
+                f'path `{name}`: {first!r} is neither a top-level entry of the repository '
+                'nor an installed package'
+            )
         base = osp.dirname(list(spec.submodule_search_locations)[0])
     for variant in expand_braces(name):
         if not exists(base, variant):
@@ -215,13 +229,20 @@ def find_problems(root: str) -> List[str]:
     for doc in doc_files(root):
         with open(doc, encoding='utf-8') as f:
             prose, code = split_markdown(f.read())
-        found = [(number, check_link(doc, target, root, patterns, cache))
-                 for number, target in links(prose)]
-        found += [(number, check_path(name, root, top, patterns))
-                  for number, name in code_paths(prose, code)]
+        found = [
+            (number, check_link(doc, target, root, patterns, cache))
+            for number, target in links(prose)
+        ]
+        found += [
+            (number, check_path(name, root, top, patterns))
+            for number, name in code_paths(prose, code)
+        ]
         rel_doc = osp.relpath(doc, root)
-        problems += [f'{rel_doc}:{number}: {problem}'
-                     for number, problem in sorted(found, key=lambda item: item[0]) if problem]
+        problems += [
+            f'{rel_doc}:{number}: {problem}'
+            for number, problem in sorted(found, key=lambda item: item[0])
+            if problem
+        ]
     return problems
 
 
@@ -229,8 +250,10 @@ def test_every_link_and_path_in_the_docs_exists():
     docs = doc_files(ROOT)
     assert osp.join(ROOT, 'README.md') in docs and any('/docs/' in d for d in docs)
     problems = find_problems(ROOT)
-    assert not problems, ('the documentation names files that do not exist (fix the link/path, '
-                          'or create the file):\n' + '\n'.join(problems))
+    assert not problems, (
+        'the documentation names files that do not exist (fix the link/path, '
+        'or create the file):\n' + '\n'.join(problems)
+    )
 
 
 def write(path, text: str) -> None:
@@ -245,32 +268,50 @@ def test_the_check_reports_broken_links_paths_and_anchors(tmp_path):
     write(tmp_path / 'configs' / 'a_b.py', '')
     write(tmp_path / 'configs' / 'a_c.py', '')
     write(tmp_path / 'docs' / 'guide.md', '# Guide\n\n## Train ≥ 2.6 `fast`\n')
-    write(tmp_path / 'README.md', '\n'.join([
-        '# Title',
-        '[ok](docs/guide.md) [ok anchor](docs/guide.md#train--26-fast) [own](#title)',
-        '[url](https://example.com/x/y.md) ![missing image](docs/images/none.png)',
-        '[bad anchor](docs/guide.md#nowhere) [missing page](docs/missing.md)',
-        'Run `python tools/train.py configs/a_{b,c}.py` then `tools/test.py`.',
-        'Outputs go to `work_dirs/demo/results.md`; `mmpretrain::_base_/x.py` is upstream,',
-        'so is `mmengine/runner/checkpoint.py`; `mmengine/runner/nothing.py` is not;',
-        '`tool/train.py` is a typo and `configs/a_*.py` matches, `configs/z_*.py` does not.',
-        '```bash',
-        'python tools/train.py configs/a_d.py --work-dir work_dirs/x',
-        '```',
-        "Your `configs/my_set/x.py` may say `_base_ = ['../configs/a_b.py']` or `./a_c.py`,",
-        "`teacher='{{fileDirname}}/t.py'`, but not `../elsewhere/a_b.py`.",
-    ]))
+    write(
+        tmp_path / 'README.md',
+        '\n'.join(
+            [
+                '# Title',
+                '[ok](docs/guide.md) [ok anchor](docs/guide.md#train--26-fast) [own](#title)',
+                '[url](https://example.com/x/y.md) ![missing image](docs/images/none.png)',
+                '[bad anchor](docs/guide.md#nowhere) [missing page](docs/missing.md)',
+                'Run `python tools/train.py configs/a_{b,c}.py` then `tools/test.py`.',
+                'Outputs go to `work_dirs/demo/results.md`; `mmpretrain::_base_/x.py` is upstream,',
+                'so is `mmengine/runner/checkpoint.py`; `mmengine/runner/nothing.py` is not;',
+                '`tool/train.py` is a typo and `configs/a_*.py` matches, `configs/z_*.py` does not.',  # noqa: E501
+                '```bash',
+                'python tools/train.py configs/a_d.py --work-dir work_dirs/x',
+                '```',
+                "Your `configs/my_set/x.py` may say `_base_ = ['../configs/a_b.py']` or `./a_c.py`,",  # noqa: E501
+                "`teacher='{{fileDirname}}/t.py'`, but not `../elsewhere/a_b.py`.",
+            ]
+        ),
+    )
     problems = find_problems(str(tmp_path))
     assert [p.split(': ', 1)[0] for p in problems] == [
-        'README.md:3', 'README.md:4', 'README.md:4', 'README.md:5', 'README.md:7',
-        'README.md:8', 'README.md:8', 'README.md:10', 'README.md:13']
+        'README.md:3',
+        'README.md:4',
+        'README.md:4',
+        'README.md:5',
+        'README.md:7',
+        'README.md:8',
+        'README.md:8',
+        'README.md:10',
+        'README.md:13',
+    ]
     text = '\n'.join(problems)
-    for expected in ('docs/images/none.png does not exist', 'anchor #nowhere',
-                     'docs/missing.md does not exist', 'tools/test.py does not exist',
-                     'runner/nothing.py does not exist in the installed mmengine',
-                     "'tool' is neither", 'configs/z_*.py does not exist',
-                     'configs/a_d.py does not exist',
-                     '`../elsewhere/a_b.py`: not found from any folder under configs/'):
+    for expected in (
+        'docs/images/none.png does not exist',
+        'anchor #nowhere',
+        'docs/missing.md does not exist',
+        'tools/test.py does not exist',
+        'runner/nothing.py does not exist in the installed mmengine',
+        "'tool' is neither",
+        'configs/z_*.py does not exist',
+        'configs/a_d.py does not exist',
+        '`../elsewhere/a_b.py`: not found from any folder under configs/',
+    ):
         assert expected in text, (expected, problems)
 
 
@@ -288,6 +329,7 @@ def test_the_documented_student_config_builds_and_trains_only_the_student(page, 
     from mmpretrain.registry import MODELS
 
     from deit_plugin import DistillationClassifier, DistilledVisionTransformer
+
     config = tmp_path / 'student.py'
     config.write_text(first_python_block(page), encoding='utf-8')
     cfg = Config.fromfile(str(config))
@@ -302,18 +344,24 @@ def test_the_documented_student_config_builds_and_trains_only_the_student(page, 
     teacher = {id(p) for p in model.teacher.parameters()}
     assert not in_optimizer & teacher, (
         f'{page}: teacher parameters in the optimizer, e.g. '
-        f'{sorted(names[i] for i in in_optimizer & teacher)[:3]}')
+        f'{sorted(names[i] for i in in_optimizer & teacher)[:3]}'
+    )
     student = set(names) - teacher
     assert in_optimizer == student, sorted(names[i] for i in student ^ in_optimizer)[:3]
     hooks = [h['type'] for h in cfg.custom_hooks]
     assert 'deit_plugin.DistillationHook' in hooks
 
 
-@pytest.mark.parametrize('heading,anchor', [
-    ('Checkpoints under torch ≥ 2.6', 'checkpoints-under-torch--26'),
-    ('`make demo-det`: does the distilled student help?', 'make-demo-det-does-the-distilled-'
-     'student-help'),
-    ('224 → 384', '224--384'),
-])
+@pytest.mark.parametrize(
+    'heading,anchor',
+    [
+        ('Checkpoints under torch ≥ 2.6', 'checkpoints-under-torch--26'),
+        (
+            '`make demo-det`: does the distilled student help?',
+            'make-demo-det-does-the-distilled-student-help',
+        ),
+        ('224 → 384', '224--384'),
+    ],
+)
 def test_anchor_rule_matches_github(heading, anchor):
     assert slug(heading) == anchor

@@ -8,6 +8,7 @@
 - the demo's teacher is the study's strong 5,000-image CNN teacher (same published weights);
 - the settings the README states are the configs' and docs' (images, epochs, Python, bad inputs).
 """
+
 import csv
 import os.path as osp
 import re
@@ -43,8 +44,7 @@ def table_rows(text: str) -> list:
 def row(rows: list, starts: str) -> list:
     """The cells (bold marks removed) of the one table row whose text starts with ``starts``
     (cells joined with ``' | '``)."""
-    cells = [[c.strip().replace('**', '') for c in r.strip().strip('|').split('|')]
-             for r in rows]
+    cells = [[c.strip().replace('**', '') for c in r.strip().strip('|').split('|')] for r in rows]
     found = [c for c in cells if ' | '.join(c).startswith(starts)]
     assert len(found) == 1, f'expected one row starting {starts!r}, found {len(found)}'
     return found[0]
@@ -54,8 +54,9 @@ def test_the_readme_demo_table_is_the_published_demo_results():
     published = read(DEMO_RESULTS)
     block = readme_demo_block()
     assert table_rows(block) == table_rows(published), (
-        f'the README demo table differs from {DEMO_RESULTS}: copy the run\'s '
-        'work_dirs/demo/results.md to it and its table into the README')
+        f"the README demo table differs from {DEMO_RESULTS}: copy the run's "
+        'work_dirs/demo/results.md to it and its table into the README'
+    )
     whole = [line for line in published.splitlines() if line.startswith('whole demo:')]
     assert len(whole) == 1 and whole[0] in block.splitlines()
 
@@ -100,8 +101,11 @@ def test_the_demo_teacher_is_the_studys_strong_cnn_teacher():
     assert osp.isfile(osp.join(ROOT, 'checkpoints/fashion_mnist', name))
     epoch = int(re.search(r'_epoch(\d+)-', name).group(1))
     study = read(f'{STUDY}/results.md')
-    match = re.search(r'5k: strong CNN \(ResNet_CIFAR-18\): epoch (\d+), held-out '
-                      rf'({NUMBER}), test ({NUMBER})', study)
+    match = re.search(
+        r'5k: strong CNN \(ResNet_CIFAR-18\): epoch (\d+), held-out '
+        rf'({NUMBER}), test ({NUMBER})',
+        study,
+    )
     assert match, f'{STUDY}/results.md lost its 5k teachers line'
     assert int(match.group(1)) == epoch
     assert match.group(3) == cells[3]
@@ -131,8 +135,8 @@ def test_the_python_version_is_setup_cfgs(readme):
 
 def test_the_count_of_refused_inputs_is_the_bad_input_table(readme):
     page = read('docs/user_guides/resume_and_failures.md')
-    section = page[page.index('## Bad inputs'):]
-    section = section[:section.index('\n## ', 1)]
+    section = page[page.index('## Bad inputs') :]
+    section = section[: section.index('\n## ', 1)]
     cases = len(table_rows(section)) - 2  # header and separator
     assert f'{cases} kinds of malformed input' in readme
     assert f'The {cases} cases of' in section

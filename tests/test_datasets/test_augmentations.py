@@ -1,5 +1,6 @@
 """The recipe's augmentations on gray images (deit_plugin/datasets/transforms.py) and the
 in-memory Fashion-MNIST's index ranges."""
+
 import numpy as np
 import pytest
 from mmpretrain.registry import TRANSFORMS
@@ -14,12 +15,21 @@ def gray(seed=0, shape=(28, 28)):
 
 def test_mmpretrain_random_erasing_fails_on_gray_and_ours_erases_a_patch():
     img = gray()
-    upstream = TRANSFORMS.build(dict(type='RandomErasing', erase_prob=1.0, mode='rand',
-                                     fill_color=72.9, fill_std=90.0))
+    upstream = TRANSFORMS.build(
+        dict(type='RandomErasing', erase_prob=1.0, mode='rand', fill_color=72.9, fill_std=90.0)
+    )
     with pytest.raises(ValueError, match='broadcast'):
         upstream(dict(img=img.copy()))
-    ours = TRANSFORMS.build(dict(type='deit_plugin.RandomErasing', erase_prob=1.0, mode='const',
-                                 fill_color=7, min_area_ratio=0.1, max_area_ratio=0.2))
+    ours = TRANSFORMS.build(
+        dict(
+            type='deit_plugin.RandomErasing',
+            erase_prob=1.0,
+            mode='const',
+            fill_color=7,
+            min_area_ratio=0.1,
+            max_area_ratio=0.2,
+        )
+    )
 
     def slack(area):  # h, w = round(sqrt(area·r)), round(sqrt(area/r)), r in [3/10, 10/3]
         return 0.5 * np.sqrt(area) * (np.sqrt(10 / 3) + np.sqrt(3 / 10)) + 0.25
@@ -32,7 +42,7 @@ def test_mmpretrain_random_erasing_fails_on_gray_and_ours_erases_a_patch():
         changed = out != img
         assert set(np.unique(out[changed])) == {7}
         rows, cols = np.nonzero(changed)  # one rectangle, filled
-        box = out[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        box = out[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
         assert (box == 7).all()
         low, high = 0.1 * img.size, 0.2 * img.size
         assert low - slack(low) <= box.size <= high + slack(high)
@@ -43,8 +53,11 @@ def test_mmpretrain_random_erasing_fails_on_gray_and_ours_erases_a_patch():
 
 def test_random_erasing_keeps_colour_images_per_channel():
     img = np.zeros((16, 16, 3), dtype=np.uint8)
-    t = TRANSFORMS.build(dict(type='deit_plugin.RandomErasing', erase_prob=1.0, mode='const',
-                              fill_color=(10, 20, 30)))
+    t = TRANSFORMS.build(
+        dict(
+            type='deit_plugin.RandomErasing', erase_prob=1.0, mode='const', fill_color=(10, 20, 30)
+        )
+    )
     out = t(dict(img=img))['img']
     erased = out.any(axis=2)
     assert erased.any()
@@ -54,14 +67,28 @@ def test_random_erasing_keeps_colour_images_per_channel():
 def test_randaugment_needs_three_channels_and_gray_as_rgb_runs_every_policy():
     img = FashionMNISTIdx(split='train', indices=1).get_data_info(0)['img']
     policy = [dict(type='Equalize', prob=1.0)]
-    plain = TRANSFORMS.build(dict(type='RandAugment', policies=[policy[0]], num_policies=1,
-                                  magnitude_level=9))
+    plain = TRANSFORMS.build(
+        dict(type='RandAugment', policies=[policy[0]], num_policies=1, magnitude_level=9)
+    )
     # mmcv's equalize indexes a channel axis that a (28, 28) image does not have
     with pytest.raises(IndexError, match='array is 2-dimensional, but 3 were indexed'):
         plain(dict(img=img.copy(), img_shape=img.shape))
-    wrapped = TRANSFORMS.build(dict(type='deit_plugin.GrayAsRGB', transforms=[dict(
-        type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
-        magnitude_level=9, magnitude_std=0.5, hparams=dict(pad_val=0))]))
+    wrapped = TRANSFORMS.build(
+        dict(
+            type='deit_plugin.GrayAsRGB',
+            transforms=[
+                dict(
+                    type='RandAugment',
+                    policies='timm_increasing',
+                    num_policies=2,
+                    total_level=10,
+                    magnitude_level=9,
+                    magnitude_std=0.5,
+                    hparams=dict(pad_val=0),
+                )
+            ],
+        )
+    )
     np.random.seed(0)  # mmpretrain's transforms draw from numpy's global generator
     changed = 0
     for i in range(30):
@@ -71,16 +98,24 @@ def test_randaugment_needs_three_channels_and_gray_as_rgb_runs_every_policy():
     # each of the 2 ops runs with p=0.5 and some leave this image as it is: about 2/3 change it
     assert changed >= 10
     # equalize on the RGB copy is equalize of the gray image (all channels equal)
-    eq = TRANSFORMS.build(dict(type='deit_plugin.GrayAsRGB', transforms=[
-        dict(type='RandAugment', policies=policy, num_policies=1, magnitude_level=9)]))
+    eq = TRANSFORMS.build(
+        dict(
+            type='deit_plugin.GrayAsRGB',
+            transforms=[
+                dict(type='RandAugment', policies=policy, num_policies=1, magnitude_level=9)
+            ],
+        )
+    )
     import mmcv
+
     expected = mmcv.imequalize(np.repeat(img[..., None], 3, axis=2))[..., 0]
     np.testing.assert_array_equal(eq(dict(img=img.copy(), img_shape=img.shape))['img'], expected)
 
 
 def test_gray_as_rgb_refuses_colour_images():
-    t = TRANSFORMS.build(dict(type='deit_plugin.GrayAsRGB', transforms=[dict(type='RandomFlip',
-                                                                            prob=1.0)]))
+    t = TRANSFORMS.build(
+        dict(type='deit_plugin.GrayAsRGB', transforms=[dict(type='RandomFlip', prob=1.0)])
+    )
     with pytest.raises(ValueError, match='gray HxW'):
         t(dict(img=np.zeros((4, 4, 3), dtype=np.uint8)))
 
@@ -90,8 +125,9 @@ def test_index_range_takes_a_contiguous_slice_of_the_file():
     part = FashionMNISTIdx(split='train', index_range=(4500, 5000))
     assert len(part) == 500
     for i in (0, 499):
-        np.testing.assert_array_equal(part.get_data_info(i)['img'],
-                                      full.get_data_info(4500 + i)['img'])
+        np.testing.assert_array_equal(
+            part.get_data_info(i)['img'], full.get_data_info(4500 + i)['img']
+        )
     with pytest.raises(ValueError, match='reaches past'):
         FashionMNISTIdx(split='test', index_range=(0, 10001))
     with pytest.raises(ValueError, match='start < stop'):

@@ -1,4 +1,5 @@
 """The generated detection set: real pixels, tight boxes, COCO json that mmdet reads."""
+
 import json
 import os
 import os.path as osp
@@ -60,6 +61,7 @@ def test_boxes_are_the_tight_boxes_of_the_pasted_objects(sources):
 def test_generated_set_is_deterministic_coco_read_by_mmdet(tmp_path):
     from mmdet.datasets import CocoDataset
     from mmengine.registry import init_default_scope
+
     init_default_scope('mmdet')
     a, b, c = tmp_path / 'a', tmp_path / 'b', tmp_path / 'c'
     counts = det.generate(str(a), num_train=20, num_val=6, seed=3)
@@ -79,21 +81,29 @@ def test_generated_set_is_deterministic_coco_read_by_mmdet(tmp_path):
     assert [im['id'] for im in sub['images']] == [1, 2]
     assert sub['annotations'] == [an for an in coco['annotations'] if an['image_id'] <= 2]
 
-    ds = CocoDataset(data_root=str(a), ann_file='annotations/train.json',
-                     data_prefix=dict(img='train/'), metainfo=dict(classes=det.CLASSES),
-                     pipeline=[], test_mode=True)
+    ds = CocoDataset(
+        data_root=str(a),
+        ann_file='annotations/train.json',
+        data_prefix=dict(img='train/'),
+        metainfo=dict(classes=det.CLASSES),
+        pipeline=[],
+        test_mode=True,
+    )
     assert len(ds) == 20
     info = ds[6]
     img = cv2.imread(info['img_path'])
     assert img.shape == (64, 64, 3)
     boxes = sorted(inst['bbox'] for inst in info['instances'])
-    expected = sorted([an['bbox'][0], an['bbox'][1], an['bbox'][0] + an['bbox'][2],
-                       an['bbox'][1] + an['bbox'][3]]
-                      for an in coco['annotations'] if an['image_id'] == 7)
+    expected = sorted(
+        [an['bbox'][0], an['bbox'][1], an['bbox'][0] + an['bbox'][2], an['bbox'][1] + an['bbox'][3]]
+        for an in coco['annotations']
+        if an['image_id'] == 7
+    )
     assert boxes == expected and len(boxes) >= 1
     labels = sorted(inst['bbox_label'] for inst in info['instances'])
-    assert labels == sorted(an['category_id'] - 1 for an in coco['annotations']
-                            if an['image_id'] == 7)
+    assert labels == sorted(
+        an['category_id'] - 1 for an in coco['annotations'] if an['image_id'] == 7
+    )
     assert osp.isfile(a / 'meta.json')
 
 
@@ -121,12 +131,15 @@ def test_another_fashion_mnist_folder_regenerates_the_set(tmp_path, capsys):
 def test_plain_background_is_the_same_layout_in_fashion_mnist_gray(sources):
     backgrounds, items, labels = sources
     for seed in range(10):
-        photo, _, photo_objs = det.render_image(np.random.default_rng(seed), backgrounds, items,
-                                                labels)
-        plain, canvas, objs = det.render_image(np.random.default_rng(seed), backgrounds, items,
-                                               labels, background='plain')
+        photo, _, photo_objs = det.render_image(
+            np.random.default_rng(seed), backgrounds, items, labels
+        )
+        plain, canvas, objs = det.render_image(
+            np.random.default_rng(seed), backgrounds, items, labels, background='plain'
+        )
         assert [(o['bbox'], o['label']) for o in objs] == [
-            (o['bbox'], o['label']) for o in photo_objs]
+            (o['bbox'], o['label']) for o in photo_objs
+        ]
         assert all((a['mask'] == b['mask']).all() for a, b in zip(objs, photo_objs))
         assert not canvas.any()
         assert (plain[..., 0] == plain[..., 1]).all() and (plain[..., 1] == plain[..., 2]).all()
@@ -135,5 +148,4 @@ def test_plain_background_is_the_same_layout_in_fashion_mnist_gray(sources):
         assert (plain[covered, 0] > 25).all()  # the items' own gray levels above the threshold
         assert (photo[covered] != plain[covered]).any()  # the photo set is tinted
     with pytest.raises(ValueError, match="background must be one of .*'plain'"):
-        det.render_image(np.random.default_rng(0), backgrounds, items, labels,
-                         background='white')
+        det.render_image(np.random.default_rng(0), backgrounds, items, labels, background='white')

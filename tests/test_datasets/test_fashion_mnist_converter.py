@@ -13,7 +13,7 @@ def test_real_idx_files_have_the_documented_shapes_and_labels():
     src = conv.find_source()
     images, labels = conv.load_split(src, 'test')
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
-    assert labels.shape == (10000, )
+    assert labels.shape == (10000,)
     assert np.bincount(labels).tolist() == [1000] * 10  # the test split is balanced
 
 
@@ -22,8 +22,9 @@ def test_pngs_hold_the_idx_pixels_in_label_ordered_folders(fmnist_root):
     folders = conv.class_folders()
     assert sorted(folders) == folders  # CustomDataset labels = sorted folder order
     for i in (0, 1, 1999):
-        png = cv2.imread(osp.join(fmnist_root, 'train', folders[labels[i]], f'{i:05d}.png'),
-                         cv2.IMREAD_UNCHANGED)
+        png = cv2.imread(
+            osp.join(fmnist_root, 'train', folders[labels[i]], f'{i:05d}.png'), cv2.IMREAD_UNCHANGED
+        )
         np.testing.assert_array_equal(png, images[i])
 
 
@@ -40,6 +41,7 @@ def test_truncated_idx_file_is_reported(tmp_path):
 
 def _pngs(root):
     import glob
+
     return sorted(glob.glob(osp.join(root, '*', '*', '*.png')))
 
 
@@ -51,7 +53,7 @@ def test_a_folder_of_other_settings_or_another_tool_is_refused(tmp_path, capsys)
     # same settings: nothing rewritten, the recorded counts come back
     assert conv.convert(src, out, limit=12) == dict(train=12, test=12)
     # another limit would leave 12 stale PNGs beside the new ones: refused, nothing written
-    with pytest.raises(FileExistsError, match=r"limit=12 \(asked 5\).*another --out"):
+    with pytest.raises(FileExistsError, match=r'limit=12 \(asked 5\).*another --out'):
         conv.convert(src, out, limit=5)
     assert len(_pngs(out)) == 24
     assert conv.main(['--src', src, '--out', out, '--limit', '5']) == 2
@@ -66,6 +68,7 @@ def test_a_folder_of_other_settings_or_another_tool_is_refused(tmp_path, capsys)
 
 def test_an_interrupted_conversion_is_written_again(tmp_path):
     import json
+
     src = conv.find_source()
     out = str(tmp_path / 'fm')
     conv.convert(src, out, limit=6)

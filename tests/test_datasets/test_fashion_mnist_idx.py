@@ -22,8 +22,14 @@ def test_reads_both_splits_like_the_png_converter():
 
 
 def test_indices_keep_the_first_images_and_pipeline_packs_gray_tensors():
-    ds = DATASETS.build(dict(type='deit_plugin.FashionMNISTIdx', split='train', indices=500,
-                             pipeline=[dict(type='PackInputs')]))
+    ds = DATASETS.build(
+        dict(
+            type='deit_plugin.FashionMNISTIdx',
+            split='train',
+            indices=500,
+            pipeline=[dict(type='PackInputs')],
+        )
+    )
     full_labels = converter.load_split(converter.find_source(), 'train')[1][:500]
     assert len(ds) == 500
     assert [ds.get_data_info(i)['gt_label'] for i in range(500)] == full_labels.tolist()
@@ -41,8 +47,9 @@ def test_missing_files_and_bad_split_are_explained(tmp_path):
 
 def test_a_set_but_wrong_environment_variable_is_not_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv('DEIT_FASHION_MNIST_DIR', str(tmp_path))
-    with pytest.raises(FileNotFoundError,
-                       match=f'DEIT_FASHION_MNIST_DIR={tmp_path} does not hold .*unset it'):
+    with pytest.raises(
+        FileNotFoundError, match=f'DEIT_FASHION_MNIST_DIR={tmp_path} does not hold .*unset it'
+    ):
         DATASETS.build(dict(type='deit_plugin.FashionMNISTIdx', indices=2))
     monkeypatch.delenv('DEIT_FASHION_MNIST_DIR')
     assert len(DATASETS.build(dict(type='deit_plugin.FashionMNISTIdx', indices=2))) == 2

@@ -5,6 +5,7 @@ fine-tune it with hard distillation from that teacher, (c) evaluate, classify an
 The "downloads" are random-weight files in the official/mmpretrain formats; the configs are the
 project's, copied, with the dataset set in their one place, a ResNet-18 teacher instead of the
 ResNet-50 and a tiny DeiT for speed."""
+
 import os
 import os.path as osp
 import shutil
@@ -12,7 +13,6 @@ import shutil
 import pytest
 import timm
 import torch
-
 from tool_modules import ROOT, load_tool
 
 deit_to_plugin = load_tool('model_converters/deit_to_plugin.py')
@@ -25,9 +25,11 @@ RESNET = 'checkpoints/resnet50_8xb32_in1k_20210831-ea4938fc.pth'
 DEIT = 'checkpoints/deit_small_distilled_patch16_224-649709d9.pth'
 DEIT_PLUGIN = 'checkpoints/deit_small_distilled_patch16_224_plugin.pth'
 TINY = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
-LOADER_OPTS = [f'{loader}.{key}'
-               for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
-               for key in ('num_workers=0', 'persistent_workers=False', 'batch_size=12')]
+LOADER_OPTS = [
+    f'{loader}.{key}'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    for key in ('num_workers=0', 'persistent_workers=False', 'batch_size=12')
+]
 
 
 def write_image_folder(fmnist_root, out, per_class):
@@ -64,11 +66,16 @@ def set_dataset(base_file, **values):
 def test_recipe_end_to_end(fmnist_root, tmp_path, monkeypatch):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
+
     monkeypatch.chdir(tmp_path)
     write_image_folder(fmnist_root, 'data/my_dataset', per_class=12)
     shutil.copytree(osp.join(ROOT, 'configs/custom'), 'configs/custom')
-    set_dataset('configs/custom/_base_custom_dataset.py', data_root='data/my_dataset',
-                num_classes=3, img_size=32)
+    set_dataset(
+        'configs/custom/_base_custom_dataset.py',
+        data_root='data/my_dataset',
+        num_classes=3,
+        img_size=32,
+    )
     # the teacher at depth 18: what the recipe does does not depend on the ResNet's size
     teacher_cfg = 'configs/custom/resnet50_teacher_ft.py'
     replace_once(teacher_cfg, 'depth=50', 'depth=18')
@@ -77,23 +84,40 @@ def test_recipe_end_to_end(fmnist_root, tmp_path, monkeypatch):
 
     # stand-ins for the two downloads (the ImageNet ResNet at the depth the teacher now has)
     torch.manual_seed(0)
-    imagenet_resnet = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='ResNet', depth=18, num_stages=4, out_indices=(3, ), style='pytorch'),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=1000, in_channels=512)))
+    imagenet_resnet = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='ResNet', depth=18, num_stages=4, out_indices=(3,), style='pytorch'),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=1000, in_channels=512),
+        )
+    )
     torch.save(dict(meta=dict(), state_dict=imagenet_resnet.state_dict()), RESNET)
     official = timm.models.deit.VisionTransformerDistilled(
-        img_size=32, patch_size=16, embed_dim=TINY['embed_dims'], depth=TINY['num_layers'],
-        num_heads=TINY['num_heads'], mlp_ratio=2, num_classes=1000)
+        img_size=32,
+        patch_size=16,
+        embed_dim=TINY['embed_dims'],
+        depth=TINY['num_layers'],
+        num_heads=TINY['num_heads'],
+        mlp_ratio=2,
+        num_classes=1000,
+    )
     torch.save(dict(model=official.state_dict()), DEIT)
 
     # (a) the teacher
-    train_tool.main(['configs/custom/resnet50_teacher_ft.py', '--work-dir',
-                     'work_dirs/custom_teacher', '--cfg-options', 'train_cfg.max_epochs=1',
-                     *LOADER_OPTS])
-    teacher = torch.load('work_dirs/custom_teacher/epoch_1.pth', map_location='cpu',
-                         weights_only=False)['state_dict']
+    train_tool.main(
+        [
+            'configs/custom/resnet50_teacher_ft.py',
+            '--work-dir',
+            'work_dirs/custom_teacher',
+            '--cfg-options',
+            'train_cfg.max_epochs=1',
+            *LOADER_OPTS,
+        ]
+    )
+    teacher = torch.load(
+        'work_dirs/custom_teacher/epoch_1.pth', map_location='cpu', weights_only=False
+    )['state_dict']
     assert teacher['head.fc.weight'].shape == (3, 512)
     # the backbone started from the ImageNet file: three warmup steps later the last block is
     # still within 5% of it (the first layers of this random stand-in move more)
@@ -104,40 +128,60 @@ def test_recipe_end_to_end(fmnist_root, tmp_path, monkeypatch):
     # (b) the student: convert, then fine-tune with hard distillation
     assert deit_to_plugin.main([DEIT, DEIT_PLUGIN]) == 0
     with open('configs/custom/tiny_student.py', 'w') as f:
-        f.write(f"_base_ = ['./deit_s_distill_ft.py']\n"
-                f"model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY!r})),\n"
-                f"             head=dict(in_channels=64),\n"
-                f"             teacher_ckpt='work_dirs/custom_teacher/epoch_1.pth')\n"
-                f"train_cfg = dict(max_epochs=1, val_interval=1)\n")
-    train_tool.main(['configs/custom/tiny_student.py', '--work-dir', 'work_dirs/custom_student',
-                     '--cfg-options', *LOADER_OPTS])
-    student = torch.load('work_dirs/custom_student/epoch_1.pth', map_location='cpu',
-                         weights_only=False)
+        f.write(
+            f"_base_ = ['./deit_s_distill_ft.py']\n"
+            f'model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY!r})),\n'
+            f'             head=dict(in_channels=64),\n'
+            f"             teacher_ckpt='work_dirs/custom_teacher/epoch_1.pth')\n"
+            f'train_cfg = dict(max_epochs=1, val_interval=1)\n'
+        )
+    train_tool.main(
+        [
+            'configs/custom/tiny_student.py',
+            '--work-dir',
+            'work_dirs/custom_student',
+            '--cfg-options',
+            *LOADER_OPTS,
+        ]
+    )
+    student = torch.load(
+        'work_dirs/custom_student/epoch_1.pth', map_location='cpu', weights_only=False
+    )
     state = student['state_dict']
     assert state['head.layers.head.weight'].shape == (3, 64)
     assert not any(k.startswith('teacher.') for k in state)
     # class names: the folder names, sorted
-    assert list(student['meta']['dataset_meta']['classes']) == ['sneaker', 't-shirt_top',
-                                                                 'trouser']
+    assert list(student['meta']['dataset_meta']['classes']) == ['sneaker', 't-shirt_top', 'trouser']
     # the backbone started from the converted official file
     official_sd = official.state_dict()
     assert torch.allclose(state['backbone.dist_token'], official_sd['dist_token'], atol=1e-3)
-    assert not torch.allclose(state['backbone.dist_token'], torch.zeros_like(
-        state['backbone.dist_token']))
+    assert not torch.allclose(
+        state['backbone.dist_token'], torch.zeros_like(state['backbone.dist_token'])
+    )
     cfg = Config.fromfile('configs/custom/tiny_student.py')
     assert cfg.model.head.num_classes == 3 and cfg.data_preprocessor.num_classes == 3
     assert cfg.model.head.distillation == 'hard'
 
     # (c) evaluate (teacher accuracy and agreement included), classify, export
-    metrics = test_tool.main(['configs/custom/tiny_student.py',
-                              'work_dirs/custom_student/epoch_1.pth', '--work-dir',
-                              'work_dirs/custom_test', '--out', 'preds.pkl',
-                              '--cfg-options', *LOADER_OPTS])
+    metrics = test_tool.main(
+        [
+            'configs/custom/tiny_student.py',
+            'work_dirs/custom_student/epoch_1.pth',
+            '--work-dir',
+            'work_dirs/custom_test',
+            '--out',
+            'preds.pkl',
+            '--cfg-options',
+            *LOADER_OPTS,
+        ]
+    )
     import pickle
+
     with open('preds.pkl', 'rb') as f:
         dumped = pickle.load(f)
     assert len(dumped) == len(os.listdir('data/my_dataset/val')) * len(
-        os.listdir('data/my_dataset/val/trouser'))
+        os.listdir('data/my_dataset/val/trouser')
+    )
     n = len(dumped) / 100
     # every number recounted from the dumped predictions of the val images
     recount = {
@@ -148,31 +192,51 @@ def test_recipe_end_to_end(fmnist_root, tmp_path, monkeypatch):
     for key, hits in recount.items():
         assert sum(int(h) for h in hits) / n == pytest.approx(metrics[key], abs=1e-4), key
     from deit_plugin.apis import inference_model
+
     image = osp.join('data/my_dataset/val/trouser', os.listdir('data/my_dataset/val/trouser')[0])
-    result = inference_model('configs/custom/tiny_student.py', image,
-                             pretrained='work_dirs/custom_student/epoch_1.pth', device='cpu')
-    assert result['pred_class'] == ['sneaker', 't-shirt_top', 'trouser'][
-        int(result['pred_scores'].argmax())]
-    assert result['cls_pred_scores'].shape == (3, )
+    result = inference_model(
+        'configs/custom/tiny_student.py',
+        image,
+        pretrained='work_dirs/custom_student/epoch_1.pth',
+        device='cpu',
+    )
+    assert (
+        result['pred_class']
+        == ['sneaker', 't-shirt_top', 'trouser'][int(result['pred_scores'].argmax())]
+    )
+    assert result['cls_pred_scores'].shape == (3,)
     # mmpretrain's own inferencer on the same RGB config: same fused scores, heads in samples
     from mmpretrain import ImageClassificationInferencer
+
     inferencer = ImageClassificationInferencer(
-        'configs/custom/tiny_student.py', pretrained='work_dirs/custom_student/epoch_1.pth',
-        device='cpu', predict_with_teacher=False)
-    (sample, ) = inferencer(image, return_datasamples=True)
+        'configs/custom/tiny_student.py',
+        pretrained='work_dirs/custom_student/epoch_1.pth',
+        device='cpu',
+        predict_with_teacher=False,
+    )
+    (sample,) = inferencer(image, return_datasamples=True)
     assert torch.allclose(sample.pred_score, torch.from_numpy(result['pred_scores']), atol=1e-5)
-    assert torch.allclose(sample.cls_pred_score,
-                          torch.from_numpy(result['cls_pred_scores']), atol=1e-5)
-    assert export_onnx.main(['configs/custom/tiny_student.py',
-                             'work_dirs/custom_student/epoch_1.pth', 'student.onnx']) == 0
+    assert torch.allclose(
+        sample.cls_pred_score, torch.from_numpy(result['cls_pred_scores']), atol=1e-5
+    )
+    assert (
+        export_onnx.main(
+            [
+                'configs/custom/tiny_student.py',
+                'work_dirs/custom_student/epoch_1.pth',
+                'student.onnx',
+            ]
+        )
+        == 0
+    )
     # the exported model on the same preprocessed image gives the inference API's scores
     import onnxruntime as ort
+
     data = next(iter(inferencer.preprocess([image])))
     inputs = inferencer.model.data_preprocessor(data, False)['inputs']
     session = ort.InferenceSession('student.onnx', providers=['CPUExecutionProvider'])
     logits = torch.from_numpy(session.run(['logits'], {'inputs': inputs.numpy()})[0])
-    assert torch.allclose(logits.softmax(-1)[0], torch.from_numpy(result['pred_scores']),
-                          atol=1e-4)
+    assert torch.allclose(logits.softmax(-1)[0], torch.from_numpy(result['pred_scores']), atol=1e-4)
 
 
 def test_recipe_defaults_are_the_papers_transfer_settings():
@@ -180,7 +244,9 @@ def test_recipe_defaults_are_the_papers_transfer_settings():
     batch 768, wd 1e-4, 1000 epochs, no random erasing, no stochastic depth, hard distillation)
     and the dataset's class count reaching every head from its one place."""
     from mmengine.config import Config
+
     from deit_plugin.models.distill_classifier import load_teacher_config
+
     cfg = Config.fromfile(osp.join(ROOT, 'configs/custom/deit_s_distill_ft.py'))
     assert cfg.model.backbone.img_size == 224 and cfg.model.backbone.drop_path_rate == 0
     assert cfg.model.head.distillation == 'hard' and cfg.model.head.alpha == 0.5

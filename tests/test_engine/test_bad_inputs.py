@@ -3,6 +3,7 @@ names the problem and the fix (checked by message), never a traceback from deep 
 
 docs/user_guides/resume_and_failures.md lists every case with its message; keep the two in step.
 """
+
 import gzip
 import os.path as osp
 import re
@@ -11,14 +12,13 @@ import struct
 import pytest
 import torch
 from mmpretrain.structures import DataSample
-from reliability_utils import ROOT, STUDENT_CFG
 from model_builders import student
+from reliability_utils import ROOT, STUDENT_CFG
+from tool_modules import load_tool
 
 from deit_plugin import FashionMNISTIdx
 from deit_plugin.converters.deit import convert_deit_state_dict
 from deit_plugin.datasets import SeededDataset, read_idx
-
-from tool_modules import load_tool
 
 train_tool = load_tool('train.py')
 
@@ -47,13 +47,14 @@ def model():
 
 def head_loss(samples, n=2, teacher_classes=4):
     m = model()
-    return m.head.loss(m.extract_feat(images(n)), samples,
-                       teacher_logits=torch.randn(n, teacher_classes))
+    return m.head.loss(
+        m.extract_feat(images(n)), samples, teacher_logits=torch.randn(n, teacher_classes)
+    )
 
 
 def cut_inside_model(text):
     """The config text cut right after ``model = dict(``: a file whose writing stopped."""
-    return text[:text.index('model = dict(') + len('model = dict(')]
+    return text[: text.index('model = dict(') + len('model = dict(')]
 
 
 def write(tmp, name, text):
@@ -73,8 +74,14 @@ def another_architecture_as_teacher(tmp):
     """A ViT-style student checkpoint given as the ResNet teacher's checkpoint."""
     other = student()
     path = tmp / 'student.pth'
-    torch.save({'state_dict': {k: v for k, v in other.state_dict().items()
-                               if not k.startswith('teacher.')}}, path)
+    torch.save(
+        {
+            'state_dict': {
+                k: v for k, v in other.state_dict().items() if not k.startswith('teacher.')
+            }
+        },
+        path,
+    )
     m = student(teacher_ckpt=str(path))
     m.load_teacher_checkpoint()
 
@@ -83,38 +90,68 @@ def checkpoint_of_another_width(tmp):
     """The table's tiny student (width 16, 2 blocks) saved as a training checkpoint; the demo
     config's student is 64 wide with 4 blocks."""
     path = tmp / 'other_width.pth'
-    torch.save({'meta': {}, 'state_dict': {k: v for k, v in model().state_dict().items()
-                                           if not k.startswith('teacher.')}}, path)
+    torch.save(
+        {
+            'meta': {},
+            'state_dict': {
+                k: v for k, v in model().state_dict().items() if not k.startswith('teacher.')
+            },
+        },
+        path,
+    )
     return str(path)
 
 
 def train_with_load_from_of_another_width(tmp):
-    config = write(tmp, 'load_other.py', f"_base_ = ['{STUDENT_CFG}']\n"
-                   f"load_from = '{checkpoint_of_another_width(tmp)}'\n")
+    config = write(
+        tmp,
+        'load_other.py',
+        f"_base_ = ['{STUDENT_CFG}']\nload_from = '{checkpoint_of_another_width(tmp)}'\n",
+    )
     train_tool.main([config, '--work-dir', str(tmp / 'w')])
 
 
 def resume_with_another_width(tmp):
-    train_tool.main([STUDENT_CFG, '--work-dir', str(tmp / 'w'),
-                     '--resume', checkpoint_of_another_width(tmp)])
+    train_tool.main(
+        [STUDENT_CFG, '--work-dir', str(tmp / 'w'), '--resume', checkpoint_of_another_width(tmp)]
+    )
 
 
 def drop_path_rate_of(rate):
     from mmpretrain.registry import MODELS
-    MODELS.build(dict(type='deit_plugin.DistilledVisionTransformer', arch='deit-tiny',
-                      img_size=32, patch_size=16, drop_path_rate=rate))
+
+    MODELS.build(
+        dict(
+            type='deit_plugin.DistilledVisionTransformer',
+            arch='deit-tiny',
+            img_size=32,
+            patch_size=16,
+            drop_path_rate=rate,
+        )
+    )
 
 
 def resume_with_soft_distillation(tmp):
     """Settings recorded by a hard-distillation run, resumed with the paper's soft ones."""
     from mmpretrain.registry import MODELS
-    from deit_plugin.engine.distillation_settings import (check_distillation_settings,
-                                                          distillation_settings)
+
+    from deit_plugin.engine.distillation_settings import (
+        check_distillation_settings,
+        distillation_settings,
+    )
+
     head = dict(type='deit_plugin.DeiTDistillHead', num_classes=4, in_channels=16)
     hard = distillation_settings(MODELS.build(head))
-    soft = distillation_settings(MODELS.build(dict(
-        head, distillation='soft', alpha=0.1,
-        distill_loss=dict(type='deit_plugin.SoftDistillationLoss', tau=3.0))))
+    soft = distillation_settings(
+        MODELS.build(
+            dict(
+                head,
+                distillation='soft',
+                alpha=0.1,
+                distill_loss=dict(type='deit_plugin.SoftDistillationLoss', tau=3.0),
+            )
+        )
+    )
     check_distillation_settings(hard, soft, 'work_dirs/x/epoch_3.pth', allow=False)
 
 
@@ -136,6 +173,7 @@ def read_only_work_dir(tmp):
 def unreachable_teacher_url(tmp):
     """Nothing listens on port 9 (discard) of 127.0.0.1; torch's download cache in ``tmp``."""
     from unittest import mock
+
     with mock.patch.dict('os.environ', TORCH_HOME=str(tmp / 'torch_home')):
         student(teacher_ckpt='http://127.0.0.1:9/teacher.pth').load_teacher_checkpoint()
 
@@ -144,111 +182,180 @@ def unreachable_teacher_url(tmp):
 CASES = {
     # classifier forward (DistillationClassifier.loss / predict)
     'wrong_channel_count': (
-        'classifier forward', lambda tmp: model().loss(images(channels=1), labels(0, 1)),
+        'classifier forward',
+        lambda tmp: model().loss(images(channels=1), labels(0, 1)),
         r'built for 3-channel images but the batch has 1 channels .*set '
-        r'backbone.in_channels=1'),
+        r'backbone.in_channels=1',
+    ),
     'size_not_divisible_by_patch': (
-        'classifier forward', lambda tmp: model().loss(images(size=(18, 16)), labels(0, 1)),
-        r'input size 18x16 is not a multiple of the patch size 4: resize or crop'),
+        'classifier forward',
+        lambda tmp: model().loss(images(size=(18, 16)), labels(0, 1)),
+        r'input size 18x16 is not a multiple of the patch size 4: resize or crop',
+    ),
     'nan_pixels': (
-        'classifier forward', lambda tmp: model().loss(images(fill=float('nan')),
-                                                       labels(0, 1)),
+        'classifier forward',
+        lambda tmp: model().loss(images(fill=float('nan')), labels(0, 1)),
         r'non-finite pixels: 1 NaN and 0 Inf values \(first in sample 0.*check the images and '
-        r'the data preprocessor'),
+        r'the data preprocessor',
+    ),
     'inf_pixels_at_inference': (
-        'classifier forward', lambda tmp: model().predict(images(fill=float('inf'))),
-        r'non-finite pixels: 0 NaN and 1 Inf values'),
+        'classifier forward',
+        lambda tmp: model().predict(images(fill=float('inf'))),
+        r'non-finite pixels: 0 NaN and 1 Inf values',
+    ),
     'empty_batch': (
-        'classifier forward', lambda tmp: model().loss(images(n=0), []),
-        r'got an empty batch \(shape \(0, 3, 16, 16\)\).*check the dataset'),
+        'classifier forward',
+        lambda tmp: model().loss(images(n=0), []),
+        r'got an empty batch \(shape \(0, 3, 16, 16\)\).*check the dataset',
+    ),
     'not_an_image_batch': (
-        'classifier forward', lambda tmp: model().predict(torch.randn(3, 16, 16)),
+        'classifier forward',
+        lambda tmp: model().predict(torch.randn(3, 16, 16)),
         r'expects a \(B, C, H, W\) image batch, got \(3, 16, 16\): pass images through the '
-        r'data preprocessor'),
+        r'data preprocessor',
+    ),
     'label_out_of_range': (
-        'classifier forward', lambda tmp: model().loss(images(), labels(4, 1)),
-        r'label 4 of sample 0 is outside 0..3 \(num_classes=4\): set head.num_classes'),
+        'classifier forward',
+        lambda tmp: model().loss(images(), labels(4, 1)),
+        r'label 4 of sample 0 is outside 0..3 \(num_classes=4\): set head.num_classes',
+    ),
     'fewer_labels_than_images': (
-        'classifier forward', lambda tmp: model().loss(images(), labels(1)),
-        r'got 1 data samples for a batch of 2 images'),
+        'classifier forward',
+        lambda tmp: model().loss(images(), labels(1)),
+        r'got 1 data samples for a batch of 2 images',
+    ),
     # head loss (DeiTDistillHead.loss)
     'head_negative_label': (
-        'head loss', lambda tmp: head_loss(labels(-1, 1)),
-        r'DeiTDistillHead: label -1 of sample 0 is outside 0..3'),
+        'head loss',
+        lambda tmp: head_loss(labels(-1, 1)),
+        r'DeiTDistillHead: label -1 of sample 0 is outside 0..3',
+    ),
     'head_no_labels': (
-        'head loss', lambda tmp: head_loss([]),
-        r'DeiTDistillHead got no data samples \(labels\) for a batch of 2.*PackInputs'),
+        'head loss',
+        lambda tmp: head_loss([]),
+        r'DeiTDistillHead got no data samples \(labels\) for a batch of 2.*PackInputs',
+    ),
     'head_teacher_of_other_classes': (
-        'head loss', lambda tmp: head_loss(labels(0, 1), teacher_classes=5),
-        r'distillation logits \(2, 4\) and teacher logits \(2, 5\) differ in shape'),
+        'head loss',
+        lambda tmp: head_loss(labels(0, 1), teacher_classes=5),
+        r'distillation logits \(2, 4\) and teacher logits \(2, 5\) differ in shape',
+    ),
     # teacher checkpoint
     'teacher_checkpoint_of_another_architecture': (
-        'teacher checkpoint', another_architecture_as_teacher,
+        'teacher checkpoint',
+        another_architecture_as_teacher,
         r"does not fit the teacher.*distilled DeiT student's checkpoint.*Set "
-        r'model.teacher_ckpt to a checkpoint written by training the teacher'),
+        r'model.teacher_ckpt to a checkpoint written by training the teacher',
+    ),
     'teacher_checkpoint_url_unreachable': (
-        'teacher checkpoint', unreachable_teacher_url,
+        'teacher checkpoint',
+        unreachable_teacher_url,
         r'could not read the teacher checkpoint http://127.0.0.1:9/teacher.pth \(URLError: '
-        r'.*\): check the address and the network, or download the file'),
+        r'.*\): check the address and the network, or download the file',
+    ),
     'teacher_checkpoint_is_a_directory': (
         'teacher checkpoint',
         lambda tmp: student(teacher_ckpt=str(tmp)).load_teacher_checkpoint(),
-        r'is a directory: set model.teacher_ckpt to the checkpoint file itself'),
+        r'is a directory: set model.teacher_ckpt to the checkpoint file itself',
+    ),
     # converters (official/timm DeiT -> plugin)
     'converter_given_a_resnet': (
-        'converter', lambda tmp: convert_deit_state_dict(model().teacher.state_dict()),
-        r'not an official/timm DeiT checkpoint: it lacks'),
+        'converter',
+        lambda tmp: convert_deit_state_dict(model().teacher.state_dict()),
+        r'not an official/timm DeiT checkpoint: it lacks',
+    ),
     # tools/train.py config checks
     'half_written_config': (
-        'tools/train.py', lambda tmp: train_tool.main([write(
-            tmp, 'half.py', cut_inside_model(open(STUDENT_CFG).read()))]),
-        r'half.py is not valid Python \(line \d+: .*\): is it complete\?'),
+        'tools/train.py',
+        lambda tmp: train_tool.main(
+            [write(tmp, 'half.py', cut_inside_model(open(STUDENT_CFG).read()))]
+        ),
+        r'half.py is not valid Python \(line \d+: .*\): is it complete\?',
+    ),
     'config_without_training_settings': (
-        'tools/train.py', lambda tmp: train_tool.main([write(
-            tmp, 'model_only.py', "model = dict(type='deit_plugin.DistillationClassifier')\n"),
-            '--work-dir', str(tmp / 'w')]),
-        r'model_only.py has no train_dataloader, train_cfg, optim_wrapper: training needs'),
+        'tools/train.py',
+        lambda tmp: train_tool.main(
+            [
+                write(
+                    tmp,
+                    'model_only.py',
+                    "model = dict(type='deit_plugin.DistillationClassifier')\n",
+                ),
+                '--work-dir',
+                str(tmp / 'w'),
+            ]
+        ),
+        r'model_only.py has no train_dataloader, train_cfg, optim_wrapper: training needs',
+    ),
     'config_missing': (
-        'tools/train.py', lambda tmp: train_tool.main([str(tmp / 'nope.py')]),
-        r'config file .*nope.py does not exist'),
+        'tools/train.py',
+        lambda tmp: train_tool.main([str(tmp / 'nope.py')]),
+        r'config file .*nope.py does not exist',
+    ),
     # datasets
     'indices_out_of_range': (
-        'dataset', lambda tmp: FashionMNISTIdx(split='test', indices=[3, 10000]),
-        r'indices \[10000\] are outside the test split of 10000 images'),
+        'dataset',
+        lambda tmp: FashionMNISTIdx(split='test', indices=[3, 10000]),
+        r'indices \[10000\] are outside the test split of 10000 images',
+    ),
     'unknown_split': (
-        'dataset', lambda tmp: FashionMNISTIdx(split='val'),
-        r"split must be 'train' or 'test', got 'val'"),
+        'dataset',
+        lambda tmp: FashionMNISTIdx(split='val'),
+        r"split must be 'train' or 'test', got 'val'",
+    ),
     'truncated_idx_file': (
-        'dataset', truncated_idx,
-        r'the header says \(10, 28, 28\), the file holds 2352 values \(truncated download\?\)'),
+        'dataset',
+        truncated_idx,
+        r'the header says \(10, 28, 28\), the file holds 2352 values \(truncated download\?\)',
+    ),
     'seeded_dataset_without_its_sampler': (
-        'dataset', lambda tmp: SeededDataset(FashionMNISTIdx(indices=2))[0],
-        r'indexed by \(index, seed\) pairs from deit_plugin.SeededSampler, got 0'),
+        'dataset',
+        lambda tmp: SeededDataset(FashionMNISTIdx(indices=2))[0],
+        r'indexed by \(index, seed\) pairs from deit_plugin.SeededSampler, got 0',
+    ),
     # checkpoints given to tools/train.py, and what a resume may change
     'load_from_of_another_width': (
-        'tools/train.py', train_with_load_from_of_another_width,
+        'tools/train.py',
+        train_with_load_from_of_another_width,
         r'load_from \S+other_width.pth does not fit the DistillationClassifier of this config.*'
         r'differ in shape \(\d+\): backbone.cls_token \(1, 1, 16\) in the checkpoint, '
         r'\(1, 1, 64\) in the model.*missing from the checkpoint.*Fix: give a checkpoint of '
-        r'this model'),
+        r'this model',
+    ),
     'resume_of_another_width': (
-        'tools/train.py', resume_with_another_width,
-        r'--resume \S+other_width.pth does not fit .*without --resume'),
+        'tools/train.py',
+        resume_with_another_width,
+        r'--resume \S+other_width.pth does not fit .*without --resume',
+    ),
     'resume_with_other_distillation': (
-        'resume', resume_with_soft_distillation,
+        'resume',
+        resume_with_soft_distillation,
         r"distillation settings differ .*alpha 0.5 -> 0.1, distill_loss 'HardDistillationLoss' "
-        r"-> 'SoftDistillationLoss', distillation 'hard' -> 'soft'.*--allow-distillation-change"),
+        r"-> 'SoftDistillationLoss', distillation 'hard' -> 'soft'.*--allow-distillation-change",
+    ),
     'drop_path_rate_out_of_range': (
-        'backbone', lambda tmp: drop_path_rate_of(2.0),
-        r'drop_path_rate must be in \[0, 1\), got 2.0: .*Set backbone.drop_path_rate'),
+        'backbone',
+        lambda tmp: drop_path_rate_of(2.0),
+        r'drop_path_rate must be in \[0, 1\), got 2.0: .*Set backbone.drop_path_rate',
+    ),
     'batch_size_zero': (
-        'tools/train.py', lambda tmp: train_tool.main([
-            STUDENT_CFG, '--work-dir', str(tmp / 'w'),
-            '--cfg-options', 'train_dataloader.batch_size=0']),
-        r'train_dataloader.batch_size must be a whole number of at least 1, got 0'),
+        'tools/train.py',
+        lambda tmp: train_tool.main(
+            [
+                STUDENT_CFG,
+                '--work-dir',
+                str(tmp / 'w'),
+                '--cfg-options',
+                'train_dataloader.batch_size=0',
+            ]
+        ),
+        r'train_dataloader.batch_size must be a whole number of at least 1, got 0',
+    ),
     'read_only_work_dir': (
-        'tools/train.py', read_only_work_dir,
-        r'work dir \S+ cannot be written \(.*\): .*Pass --work-dir <a folder you can write>'),
+        'tools/train.py',
+        read_only_work_dir,
+        r'work dir \S+ cannot be written \(.*\): .*Pass --work-dir <a folder you can write>',
+    ),
 }
 
 
@@ -270,8 +377,10 @@ def doc_fragments(message):
     """The documented (shortened) message as regexes: its parts between '...', with '<path>'
     and 'line N' standing for any path and line number."""
     parts = [p.strip() for p in message.split('...') if p.strip(' :.')]
-    return [re.escape(p).replace(re.escape('<path>'), r'\S+')
-            .replace(re.escape('line N'), r'line \d+') for p in parts]
+    return [
+        re.escape(p).replace(re.escape('<path>'), r'\S+').replace(re.escape('line N'), r'line \d+')
+        for p in parts
+    ]
 
 
 @pytest.mark.parametrize('case', list(CASES))
@@ -286,12 +395,20 @@ def test_bad_input_gives_one_clear_error(case, tmp_path):
     doc_entry, doc_message = doc_table()[list(CASES).index(case)]
     assert doc_entry == entry
     for fragment in doc_fragments(doc_message):
-        assert re.search(fragment, str(e.value), re.S), \
+        assert re.search(fragment, str(e.value), re.S), (
             f'{case}: the guide quotes {fragment!r}, the error is {e.value}'
+        )
 
 
 def test_the_guide_lists_every_case():
     assert len(doc_table()) == len(CASES) == 28
     assert {entry for entry, _ in doc_table()} == {
-        'classifier forward', 'head loss', 'teacher checkpoint', 'converter', 'tools/train.py',
-        'dataset', 'resume', 'backbone'}
+        'classifier forward',
+        'head loss',
+        'teacher checkpoint',
+        'converter',
+        'tools/train.py',
+        'dataset',
+        'resume',
+        'backbone',
+    }

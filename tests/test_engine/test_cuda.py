@@ -4,6 +4,7 @@ reference, DDP with NCCL in one process, and the teacher-output cache on the GPU
 Marked ``cuda`` and skipped without a CUDA device. The step and cache tests also run on the CPU
 (bf16 through ``deit_plugin.CPUAmpOptimWrapper``), so the shared code is exercised everywhere.
 """
+
 import os
 import os.path as osp
 import subprocess
@@ -13,15 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from reliability_utils import STUDENT_CFG, save_initialised_teacher
-
 from tool_modules import ROOT, free_port
 
 HAS_CUDA = torch.cuda.is_available()
 cuda = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason='needs a CUDA GPU')]
 DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 # (device, precision) of the step tests: fp16 needs CUDA (mmengine's AmpOptimWrapper)
-STEPS = [pytest.param('cuda', 'fp16', marks=cuda), pytest.param('cuda', 'bf16', marks=cuda),
-         pytest.param('cpu', 'bf16')]
+STEPS = [
+    pytest.param('cuda', 'fp16', marks=cuda),
+    pytest.param('cuda', 'bf16', marks=cuda),
+    pytest.param('cpu', 'bf16'),
+]
 IMG = 64  # 4x4 patches of 16 px: small, with the real DeiT-Ti widths
 
 
@@ -32,7 +35,9 @@ def pair(device: str, tmp_path):
     from mmpretrain.registry import MODELS
 
     from deit_plugin.models.distill_classifier import load_teacher_config
+
     from projects.benchmark.models import QUICK_TEACHER, build_plugin, plugin_cfg, timm_deit
+
     ref = timm_deit('tiny', IMG, seed=0)
     ref.set_distilled_training(True)
     teacher_cfg, _ = load_teacher_config(QUICK_TEACHER)
@@ -48,9 +53,10 @@ def pair(device: str, tmp_path):
 
 def data(n: int = 4):
     from mmpretrain.structures import DataSample
+
     g = torch.Generator().manual_seed(3)
     raw = torch.randint(0, 256, (n, 3, IMG, IMG), generator=g, dtype=torch.uint8)
-    labels = torch.randint(0, 1000, (n, ), generator=g)
+    labels = torch.randint(0, 1000, (n,), generator=g)
     samples = []
     for i, y in enumerate(labels):
         sample = DataSample().set_gt_label(int(y))
@@ -61,14 +67,23 @@ def data(n: int = 4):
 
 def optim_wrapper(model, device: str, precision: str):
     from mmengine.optim import build_optim_wrapper
+
     if device == 'cuda':
-        wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic',
-                       dtype='bfloat16' if precision == 'bf16' else 'float16')
+        wrapper = dict(
+            type='AmpOptimWrapper',
+            loss_scale='dynamic',
+            dtype='bfloat16' if precision == 'bf16' else 'float16',
+        )
     else:
         wrapper = dict(type='deit_plugin.CPUAmpOptimWrapper')
-    return build_optim_wrapper(model, dict(
-        wrapper, constructor='deit_plugin.StudentOptimWrapperConstructor',
-        optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)))
+    return build_optim_wrapper(
+        model,
+        dict(
+            wrapper,
+            constructor='deit_plugin.StudentOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
+        ),
+    )
 
 
 def reference_loss(model, ref, raw, labels, device: str, precision: str) -> float:
@@ -78,14 +93,15 @@ def reference_loss(model, ref, raw, labels, device: str, precision: str) -> floa
     from timm.loss import LabelSmoothingCrossEntropy
 
     from projects.benchmark.models import normalise
+
     x = normalise(raw).to(device)
     labels = labels.to(device)
     with torch.no_grad(), torch.autocast(device, dtype=DTYPES[precision]):
         z_cls, z_dist = ref(x)
-        z_teacher = model.teacher(x.contiguous(memory_format=torch.channels_last),
-                                  mode='tensor')
-        loss = (0.5 * LabelSmoothingCrossEntropy(0.1)(z_cls.float(), labels)
-                + 0.5 * F.cross_entropy(z_dist.float(), z_teacher.float().argmax(1)))
+        z_teacher = model.teacher(x.contiguous(memory_format=torch.channels_last), mode='tensor')
+        loss = 0.5 * LabelSmoothingCrossEntropy(0.1)(z_cls.float(), labels) + 0.5 * F.cross_entropy(
+            z_dist.float(), z_teacher.float().argmax(1)
+        )
     return float(loss)
 
 
@@ -109,8 +125,14 @@ def test_teacher_cache_replays_the_live_teacher_on_the_device(device, tmp_path):
     from mmpretrain.registry import MODELS
 
     from deit_plugin.teacher_cache import RecordChunk, record_batch
-    from deit_plugin.teacher_cache.storage import (FORMAT_VERSION, chunk_name, save_chunk,
-                                                   stores_all_classes, write_manifest)
+    from deit_plugin.teacher_cache.storage import (
+        FORMAT_VERSION,
+        chunk_name,
+        save_chunk,
+        stores_all_classes,
+        write_manifest,
+    )
+
     model, _ = pair(device, tmp_path)
     batch, _, _ = data()
     pre = model.data_preprocessor(batch, True)
@@ -120,11 +142,23 @@ def test_teacher_cache_replays_the_live_teacher_on_the_device(device, tmp_path):
     cache_dir = tmp_path / 'cache'
     cache_dir.mkdir()
     save_chunk(str(cache_dir / chunk_name(0, 0, 0)), chunk.finish())
-    write_manifest(str(cache_dir), dict(
-        format=FORMAT_VERSION, num_classes=1000, topk=10,
-        stores_all_classes=stores_all_classes(1000, 10), batches_per_epoch=1, chunk_iters=1,
-        epochs=1, seed=0, batch_size=4, world_size=1, data='tests/test_engine/test_cuda.py',
-        teacher_precision='fp32'))
+    write_manifest(
+        str(cache_dir),
+        dict(
+            format=FORMAT_VERSION,
+            num_classes=1000,
+            topk=10,
+            stores_all_classes=stores_all_classes(1000, 10),
+            batches_per_epoch=1,
+            chunk_iters=1,
+            epochs=1,
+            seed=0,
+            batch_size=4,
+            world_size=1,
+            data='tests/test_engine/test_cuda.py',
+            teacher_precision='fp32',
+        ),
+    )
     cfg = dict(model_cfg(model), teacher_cache=dict(dir=str(cache_dir)))
     cached = MODELS.build(cfg).to(device).train()
     cached.load_state_dict(model.state_dict())
@@ -138,6 +172,7 @@ def test_teacher_cache_replays_the_live_teacher_on_the_device(device, tmp_path):
 
 def model_cfg(model) -> dict:
     from projects.benchmark.models import QUICK_TEACHER, plugin_cfg
+
     return plugin_cfg('tiny', IMG, 'hard', QUICK_TEACHER, model.teacher_ckpt)
 
 
@@ -148,17 +183,45 @@ def test_ddp_with_nccl_in_one_process(_, fmnist_root, tmp_path):
     MMDistributedDataParallel around the student (the teacher in its ignore list)."""
     teacher = save_initialised_teacher(str(tmp_path / 'teacher.pth'))
     work_dir = tmp_path / 'work'
-    opts = [f'model.teacher_ckpt={teacher}', 'train_cfg.max_epochs=1', 'val_cfg=None',
-            'val_dataloader=None', 'val_evaluator=None', 'train_dataloader.dataset.indices=64',
-            'train_dataloader.batch_size=32', 'env_cfg.dist_cfg.backend=nccl',
-            f'train_dataloader.dataset.data_root={fmnist_root}']
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
-        p for p in (ROOT, os.environ.get('PYTHONPATH')) if p))
+    opts = [
+        f'model.teacher_ckpt={teacher}',
+        'train_cfg.max_epochs=1',
+        'val_cfg=None',
+        'val_dataloader=None',
+        'val_evaluator=None',
+        'train_dataloader.dataset.indices=64',
+        'train_dataloader.batch_size=32',
+        'env_cfg.dist_cfg.backend=nccl',
+        f'train_dataloader.dataset.data_root={fmnist_root}',
+    ]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get('PYTHONPATH')) if p),
+    )
     proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '1',
-         '--master_port', str(free_port()), osp.join(ROOT, 'tools/train.py'), STUDENT_CFG,
-         '--launcher', 'pytorch', '--work-dir', str(work_dir), '--cfg-options', *opts],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--nproc_per_node',
+            '1',
+            '--master_port',
+            str(free_port()),
+            osp.join(ROOT, 'tools/train.py'),
+            STUDENT_CFG,
+            '--launcher',
+            'pytorch',
+            '--work-dir',
+            str(work_dir),
+            '--cfg-options',
+            *opts,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "backend='nccl'" in proc.stdout and 'Distributed training: True' in proc.stdout
     assert (work_dir / 'epoch_1.pth').is_file()

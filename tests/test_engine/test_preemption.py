@@ -6,6 +6,7 @@ drop-path, EMA and validation every epoch; for iteration-based loops; under 2-pr
 The per-sample seeding this rests on (deit_plugin.datasets.sample_seeding / seeded_dataset) is
 tested first, without a Runner.
 """
+
 import glob
 import os
 import os.path as osp
@@ -22,21 +23,29 @@ import pytest
 import torch
 from mmengine.dataset import DefaultSampler, InfiniteSampler
 from reliability_utils import ROOT, STUDENT_CFG, save_initialised_teacher
-
-from deit_plugin.datasets import (FashionMNISTIdx, SeededDataset, SeededSampler, batch_seed,
-                                  sample_seed, seeded_random)
-from deit_plugin.engine import PREEMPTED_EXIT_CODE, NonFiniteLossError, TrainingPreempted
-from tools._support.workdir_lock import WorkDirBusyError
-
 from tool_modules import TESTS, load_tool
+
+from deit_plugin.datasets import (
+    FashionMNISTIdx,
+    SeededDataset,
+    SeededSampler,
+    batch_seed,
+    sample_seed,
+    seeded_random,
+)
+from deit_plugin.engine import PREEMPTED_EXIT_CODE, NonFiniteLossError, TrainingPreempted
+
+from tools._support.workdir_lock import WorkDirBusyError
 
 train_tool = load_tool('train.py')
 
 # subprocesses import this checkout's deit_plugin and the tests' signal hook
 PYTHONPATH = os.pathsep.join(p for p in (ROOT, TESTS, os.environ.get('PYTHONPATH')) if p)
-PIPELINE = [dict(type='RandomCrop', crop_size=28, padding=2),
-            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-            dict(type='PackInputs')]
+PIPELINE = [
+    dict(type='RandomCrop', crop_size=28, padding=2),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
 
 
 # -- per-sample seeding, no Runner ----------------------------------------------------------------
@@ -98,8 +107,9 @@ def test_seeded_sampler_yields_seeded_indices_and_starts_mid_epoch():
     epoch1 = list(sampler)
     assert dict(epoch1) != dict(epoch0) and sorted(i for i, _ in epoch1) == list(range(16))
     sampler.start_at(2, 4)
-    with pytest.raises(RuntimeError, match="resume epoch 2 but the sampler is at epoch 1.*"
-                       "DistSamplerSeedHook"):
+    with pytest.raises(
+        RuntimeError, match='resume epoch 2 but the sampler is at epoch 1.*DistSamplerSeedHook'
+    ):
         list(sampler)
     sampler.seed = 4  # what ResumeHook does on resume
     assert sampler.sampler.seed == 4 and list(sampler) != epoch1
@@ -107,8 +117,9 @@ def test_seeded_sampler_yields_seeded_indices_and_starts_mid_epoch():
 
 def test_repeated_augmentation_copies_get_their_own_seeds():
     dataset = seeded_fmnist(4)
-    sampler = SeededSampler(dataset, dict(type='RepeatAugSampler', num_repeats=3,
-                                          shuffle=False), seed=0)
+    sampler = SeededSampler(
+        dataset, dict(type='RepeatAugSampler', num_repeats=3, shuffle=False), seed=0
+    )
     pairs = list(sampler)
     assert [i for i, _ in pairs] == [0, 0, 0, 1]  # 4 samples per epoch, the copies adjacent
     assert len({s for _, s in pairs[:3]}) == 3
@@ -128,8 +139,9 @@ def test_infinite_sampler_stream_restarts_at_a_position_and_counts_passes():
 
 def test_the_wrappers_refuse_to_work_alone():
     plain = FashionMNISTIdx(indices=4)
-    with pytest.raises(TypeError, match='needs the dataloader\'s dataset wrapped in '
-                       'deit_plugin.SeededDataset'):
+    with pytest.raises(
+        TypeError, match="needs the dataloader's dataset wrapped in deit_plugin.SeededDataset"
+    ):
         SeededSampler(plain, dict(type='DefaultSampler'), seed=0)
     with pytest.raises(TypeError, match=r'indexed by \(index, seed\) pairs.*got 2'):
         seeded_fmnist(4)[2]
@@ -139,12 +151,14 @@ def test_batches_are_the_same_whichever_process_loads_them():
     """0 workers, 2 workers and 1 persistent worker over two epochs: the same tensors."""
     from mmengine.dataset import pseudo_collate
     from torch.utils.data import DataLoader
+
     dataset = seeded_fmnist()
 
     def epochs(**kwargs):
         sampler = SeededSampler(dataset, dict(type='DefaultSampler', shuffle=True), seed=0)
-        loader = DataLoader(dataset, batch_size=4, sampler=sampler, collate_fn=pseudo_collate,
-                            **kwargs)
+        loader = DataLoader(
+            dataset, batch_size=4, sampler=sampler, collate_fn=pseudo_collate, **kwargs
+        )
         out = []
         for epoch in range(2):
             sampler.set_epoch(epoch)
@@ -160,18 +174,28 @@ def test_batches_are_the_same_whichever_process_loads_them():
 # -- the hooks without a Runner -------------------------------------------------------------------
 def fake_runner(*hooks, sampler=None):
     from mmengine.logging import MessageHub, MMLogger
+
     loop = SimpleNamespace(dataloader=SimpleNamespace(sampler=sampler))
-    return SimpleNamespace(hooks=list(hooks), iter=3, epoch=0, train_loop=loop,
-                           logger=MMLogger.get_current_instance(),
-                           message_hub=MessageHub.get_current_instance())
+    return SimpleNamespace(
+        hooks=list(hooks),
+        iter=3,
+        epoch=0,
+        train_loop=loop,
+        logger=MMLogger.get_current_instance(),
+        message_hub=MessageHub.get_current_instance(),
+    )
 
 
-@pytest.mark.parametrize('elsewhere', [(0., 1.), (1., 0.), (0., 0.)],
-                         ids=['signal_on_another_rank', 'nan_on_another_rank', 'nan_here'])
+@pytest.mark.parametrize(
+    'elsewhere',
+    [(0.0, 1.0), (1.0, 0.0), (0.0, 0.0)],
+    ids=['signal_on_another_rank', 'nan_on_another_rank', 'nan_here'],
+)
 def test_one_collective_per_iteration_decides_both_stops(monkeypatch, elsewhere):
     """Under DDP one all-reduce of two flags (non-finite loss, signal) per iteration: a verdict
     of any rank stops every rank, and a rank that saw nothing still joins the collective."""
     from deit_plugin.engine import AtomicCheckpointHook, SafeStopHook, safe_stop_hook
+
     reduced = []
 
     def all_reduce(flags, op):
@@ -183,23 +207,27 @@ def test_one_collective_per_iteration_decides_both_stops(monkeypatch, elsewhere)
     monkeypatch.setattr(safe_stop_hook, 'barrier', lambda: None)
     checkpointer = AtomicCheckpointHook()
     saved = []
-    monkeypatch.setattr(checkpointer, 'save_resumable',
-                        lambda runner, name: saved.append(name) or f'/work/{name}')
+    monkeypatch.setattr(
+        checkpointer, 'save_resumable', lambda runner, name: saved.append(name) or f'/work/{name}'
+    )
     hook = SafeStopHook(signals=())
     runner = fake_runner(hook, checkpointer)
     hook.signals = [signal.SIGTERM]  # as if installed; no handler is needed for the test
     outputs = dict(loss_cls=torch.tensor(1.0), loss_dist=torch.tensor(0.5))
-    if elsewhere == (0., 0.):
+    if elsewhere == (0.0, 0.0):
         outputs['loss_dist'] = torch.tensor(float('nan'))
-    expected = {(0., 1.): TrainingPreempted, (1., 0.): NonFiniteLossError,
-                (0., 0.): NonFiniteLossError}[elsewhere]
+    expected = {
+        (0.0, 1.0): TrainingPreempted,
+        (1.0, 0.0): NonFiniteLossError,
+        (0.0, 0.0): NonFiniteLossError,
+    }[elsewhere]
     with pytest.raises(expected) as e:
         hook.after_train_iter(runner, 3, outputs=outputs)
-    assert len(reduced) == 1 and reduced[0].tolist() == [float(elsewhere == (0., 0.)), 0.]
+    assert len(reduced) == 1 and reduced[0].tolist() == [float(elsewhere == (0.0, 0.0)), 0.0]
     if expected is TrainingPreempted:
         assert saved == ['iter_4.pth'] and e.value.checkpoint == '/work/iter_4.pth'
         assert e.value.code == PREEMPTED_EXIT_CODE
-    elif elsewhere == (1., 0.):
+    elif elsewhere == (1.0, 0.0):
         assert str(e.value).startswith('another process saw a non-finite loss at iteration 4')
     else:
         assert 'loss_dist = nan (distillation loss)' in str(e.value) and not saved
@@ -210,16 +238,20 @@ def test_old_hook_names_map_to_the_new_hooks_and_one_of_each_acts():
     the first hook of a kind acts, with the settings of all of that kind; the others idle."""
     from deit_plugin.engine import AtomicCheckpointHook, ResumeHook, SafeStopHook
     from deit_plugin.registry import HOOKS
-    with pytest.warns(DeprecationWarning, match='RandomStateHook is deprecated: it is '
-                      'deit_plugin.ResumeHook'):
-        old = [HOOKS.build(dict(type=f'deit_plugin.{name}')) for name in (
-            'RandomStateHook', 'ExactResumeHook', 'FiniteLossHook')]
-        old.append(HOOKS.build(dict(type='deit_plugin.PreemptionHook', signals=('SIGUSR2', ))))
-    assert [type(h).__mro__[1] for h in old] == [ResumeHook, ResumeHook, SafeStopHook,
-                                                 SafeStopHook]
+
+    with pytest.warns(
+        DeprecationWarning, match='RandomStateHook is deprecated: it is deit_plugin.ResumeHook'
+    ):
+        old = [
+            HOOKS.build(dict(type=f'deit_plugin.{name}'))
+            for name in ('RandomStateHook', 'ExactResumeHook', 'FiniteLossHook')
+        ]
+        old.append(HOOKS.build(dict(type='deit_plugin.PreemptionHook', signals=('SIGUSR2',))))
+    assert [type(h).__mro__[1] for h in old] == [ResumeHook, ResumeHook, SafeStopHook, SafeStopHook]
     stop, resume = SafeStopHook(signals=(), check_loss=False), ResumeHook()
-    runner = fake_runner(stop, resume, *old, AtomicCheckpointHook(),
-                         sampler=DefaultSampler(list(range(4))))
+    runner = fake_runner(
+        stop, resume, *old, AtomicCheckpointHook(), sampler=DefaultSampler(list(range(4)))
+    )
     try:
         for hook in runner.hooks:
             hook.before_run(runner)
@@ -238,17 +270,23 @@ def test_old_hook_names_map_to_the_new_hooks_and_one_of_each_acts():
     for idle in old[:2]:
         idle.before_save_checkpoint(runner, checkpoint)
     assert set(checkpoint) == {'meta'}
-    with pytest.raises(TypeError, match='needs per-sample seeded data loading, but the '
-                       'training sampler is DefaultSampler'):  # ExactResumeHook's requirement
+    with pytest.raises(
+        TypeError,
+        match='needs per-sample seeded data loading, but the training sampler is DefaultSampler',
+    ):  # ExactResumeHook's requirement
         resume.before_train(runner)
 
 
 def test_a_signal_without_the_atomic_checkpoint_hook_is_refused_before_training():
     from deit_plugin.engine import SafeStopHook
+
     hook = SafeStopHook()
-    with pytest.raises(ValueError, match="saves a checkpoint on a signal through "
-                       "deit_plugin.AtomicCheckpointHook, which the run does not have: set "
-                       "default_hooks.checkpoint=dict\\(type='deit_plugin.AtomicCheckpointHook'"):
+    with pytest.raises(
+        ValueError,
+        match='saves a checkpoint on a signal through '
+        'deit_plugin.AtomicCheckpointHook, which the run does not have: set '
+        "default_hooks.checkpoint=dict\\(type='deit_plugin.AtomicCheckpointHook'",
+    ):
         hook.before_train(fake_runner(hook))
     SafeStopHook(signals=()).before_train(fake_runner())  # loss checks alone need no saving
 
@@ -261,6 +299,7 @@ def test_a_plain_sampler_continues_a_mid_epoch_checkpoint_at_the_next_batch():
 
     from deit_plugin.engine import ResumeHook
     from deit_plugin.engine.resume_hook import get_random_state
+
     data = list(range(16))
     loader = DataLoader(data, batch_size=4, sampler=DefaultSampler(data, shuffle=True, seed=0))
     loader.sampler.set_epoch(1)
@@ -268,8 +307,12 @@ def test_a_plain_sampler_continues_a_mid_epoch_checkpoint_at_the_next_batch():
     hook = ResumeHook()
     runner = fake_runner(hook)
     runner.train_loop, runner._resume = SimpleNamespace(dataloader=loader, iter=6, epoch=1), True
-    hook.after_load_checkpoint(runner, dict(meta=dict(epoch=1, iter=6), random_states=dict(
-        ranks=[get_random_state()], data_seed=0)))
+    hook.after_load_checkpoint(
+        runner,
+        dict(
+            meta=dict(epoch=1, iter=6), random_states=dict(ranks=[get_random_state()], data_seed=0)
+        ),
+    )
     hook.before_train(runner)  # 6 iterations done: 4 of epoch 1, 2 of epoch 2
     assert [b.tolist() for b in loader] == epoch[2:]
     assert [b.tolist() for b in loader] == epoch  # the next pass is whole again
@@ -278,24 +321,36 @@ def test_a_plain_sampler_continues_a_mid_epoch_checkpoint_at_the_next_batch():
 RECIPES = sorted(
     osp.relpath(p, osp.join(ROOT, 'configs'))
     for pattern in ('deit_*.py', 'custom/*.py', 'det/*.py')
-    for p in glob.glob(osp.join(ROOT, 'configs', pattern)) if '_base_' not in osp.basename(p))
+    for p in glob.glob(osp.join(ROOT, 'configs', pattern))
+    if '_base_' not in osp.basename(p)
+)
 
 
 @pytest.mark.parametrize('name', RECIPES)
 def test_every_recipe_gets_preemption_safety_from_its_runtime_base(name):
     from mmengine.config import Config
+
     cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
-    assert {k: cfg.default_hooks[k].get('type') for k in ('checkpoint', 'resume', 'safe_stop')} \
-        == dict(checkpoint='deit_plugin.AtomicCheckpointHook', resume='deit_plugin.ResumeHook',
-                safe_stop='deit_plugin.SafeStopHook')
+    assert {
+        k: cfg.default_hooks[k].get('type') for k in ('checkpoint', 'resume', 'safe_stop')
+    } == dict(
+        checkpoint='deit_plugin.AtomicCheckpointHook',
+        resume='deit_plugin.ResumeHook',
+        safe_stop='deit_plugin.SafeStopHook',
+    )
     listed = {h['type'] for h in cfg.get('custom_hooks', [])}
-    assert not listed & {f'deit_plugin.{n}' for n in (
-        'RandomStateHook', 'ExactResumeHook', 'FiniteLossHook', 'PreemptionHook')}
+    assert not listed & {
+        f'deit_plugin.{n}'
+        for n in ('RandomStateHook', 'ExactResumeHook', 'FiniteLossHook', 'PreemptionHook')
+    }
 
 
 def test_the_recipe_list_is_complete():
-    assert len(RECIPES) == 11 and 'custom/deit_s_distill_ft.py' in RECIPES \
+    assert (
+        len(RECIPES) == 11
+        and 'custom/deit_s_distill_ft.py' in RECIPES
         and 'det/retinanet_deit_s_win_sfp_1x_coco.py' in RECIPES
+    )
 
 
 # -- Runner: signal, checkpoint, exact resume ----------------------------------------------------
@@ -343,8 +398,9 @@ def assert_same_training_state(final, ref):
     for key in ('state_dict', 'ema_state_dict'):  # EMA weights, raw student weights
         assert a[key].keys() == b[key].keys()
         for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), \
+            assert torch.equal(a[key][name], b[key][name]), (
                 f'{key}.{name} differs (max |diff| {(a[key][name] - b[key][name]).abs().max()})'
+            )
     sa, sb = a['optimizer']['state'], b['optimizer']['state']
     assert sa.keys() == sb.keys()
     for i in sa:
@@ -383,21 +439,37 @@ def test_sigterm_mid_epoch_then_resume_is_bit_identical(epoch_setup):
     tmp, work_dir = epoch_setup['tmp'], str(epoch_setup['tmp'] / f'preempted_at_{k}')
     pause = tmp / f'pause_{k}'
     pause.mkdir()
-    env = dict(os.environ, PYTHONUNBUFFERED='1', DEIT_TEST_SIGNAL_AT=str(k),
-               DEIT_TEST_PAUSE_DIR=str(pause), PYTHONPATH=PYTHONPATH)
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED='1',
+        DEIT_TEST_SIGNAL_AT=str(k),
+        DEIT_TEST_PAUSE_DIR=str(pause),
+        PYTHONPATH=PYTHONPATH,
+    )
     log = open(str(tmp / f'preempted_{k}.log'), 'w')
-    proc = subprocess.Popen([sys.executable, osp.join(ROOT, 'tools/train.py'),
-                             epoch_setup['config'], '--work-dir', work_dir,
-                             *epoch_setup['threads']], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools/train.py'),
+            epoch_setup['config'],
+            '--work-dir',
+            work_dir,
+            *epoch_setup['threads'],
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 300
-        while not (pause / 'paused').exists() and proc.poll() is None \
-                and time.time() < deadline:
+        while not (pause / 'paused').exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, open(str(tmp / f'preempted_{k}.log')).read()[-3000:]
-        with pytest.raises(WorkDirBusyError, match=f'work dir {work_dir} is in use by another '
-                           f'training run \\(PID {proc.pid},'):
+        with pytest.raises(
+            WorkDirBusyError,
+            match=f'work dir {work_dir} is in use by another training run \\(PID {proc.pid},',
+        ):
             train_tool.main([epoch_setup['config'], '--work-dir', work_dir])
         (pause / 'go').touch()
         returncode = proc.wait(timeout=300)
@@ -415,13 +487,17 @@ def test_sigterm_mid_epoch_then_resume_is_bit_identical(epoch_setup):
     assert 'random_states' in saved and 'ema_state_dict' in saved
     assert not [p for p in os.listdir(work_dir) if p.endswith('.part')]
 
-    train_tool.main([epoch_setup['config'], '--work-dir', work_dir, '--resume',
-                     *epoch_setup['threads']])
+    train_tool.main(
+        [epoch_setup['config'], '--work-dir', work_dir, '--resume', *epoch_setup['threads']]
+    )
     time.sleep(1.1)
-    assert (f'continuing epoch {k // PER_EPOCH + 1} at batch {(k + 1) % PER_EPOCH + 1} of '
-            f'{PER_EPOCH}') in newest_log(work_dir)
-    assert_same_training_state(osp.join(work_dir, f'epoch_{EPOCHS}.pth'),
-                               osp.join(epoch_setup['ref_dir'], f'epoch_{EPOCHS}.pth'))
+    assert (
+        f'continuing epoch {k // PER_EPOCH + 1} at batch {(k + 1) % PER_EPOCH + 1} of {PER_EPOCH}'
+    ) in newest_log(work_dir)
+    assert_same_training_state(
+        osp.join(work_dir, f'epoch_{EPOCHS}.pth'),
+        osp.join(epoch_setup['ref_dir'], f'epoch_{EPOCHS}.pth'),
+    )
 
 
 @pytest.mark.slow
@@ -432,6 +508,7 @@ def test_iteration_loop_preempted_with_a_second_signal_while_saving(tmp_path, mo
     from mmengine.config import Config
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
+
     teacher = save_initialised_teacher(str(tmp_path / 'teacher.pth'))
     config = write_config(tmp_path / 'student_iter.py', teacher)
 
@@ -439,12 +516,13 @@ def test_iteration_loop_preempted_with_a_second_signal_while_saving(tmp_path, mo
         c = Config.fromfile(config)
         c.work_dir = str(tmp_path / work_dir)
         c.train_dataloader.sampler.sampler = dict(type='InfiniteSampler', shuffle=True)
-        c.train_cfg = dict(type='IterBasedTrainLoop', max_iters=8,
-                           val_interval=4)
-        c.param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False,
-                                  begin=0, end=8)]
-        c.default_hooks.checkpoint = dict(type='deit_plugin.AtomicCheckpointHook',
-                                          by_epoch=False, interval=4)
+        c.train_cfg = dict(type='IterBasedTrainLoop', max_iters=8, val_interval=4)
+        c.param_scheduler = [
+            dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=0, end=8)
+        ]
+        c.default_hooks.checkpoint = dict(
+            type='deit_plugin.AtomicCheckpointHook', by_epoch=False, interval=4
+        )
         c.log_processor = dict(by_epoch=False)
         return c
 
@@ -467,8 +545,7 @@ def test_iteration_loop_preempted_with_a_second_signal_while_saving(tmp_path, mo
     assert e.value.code == PREEMPTED_EXIT_CODE and e.value.signals == ['SIGUSR1', 'SIGTERM']
     assert e.value.checkpoint == str(tmp_path / 'preempted' / 'iter_5.pth')
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
-    written = sorted(p for p in os.listdir(tmp_path / 'preempted') if p.endswith(('.pth',
-                                                                                   '.part')))
+    written = sorted(p for p in os.listdir(tmp_path / 'preempted') if p.endswith(('.pth', '.part')))
     assert written == ['iter_4.pth', 'iter_5.pth']  # complete, nothing half-written
     monkeypatch.delenv('DEIT_TEST_SIGNAL_AT')
     resumed = cfg('preempted')
@@ -486,21 +563,41 @@ def test_iteration_loop_preempted_with_a_second_signal_while_saving(tmp_path, mo
 def test_ddp_ranks_agree_on_the_stop_and_resume_bit_identical(epoch_setup):
     """2 CPU processes (torchrun, gloo): only rank 1 gets SIGTERM, during iteration 3 (0-based
     2: epoch 2, batch 1 of 2); both ranks stop after it (one all-reduce per iteration), rank 0
-    writes one checkpoint with both ranks' random states. Resuming under DDP ends bit-identical to an uninterrupted
+    writes one checkpoint with both ranks' random states. Resuming under DDP ends bit-identical
+    to an uninterrupted
     DDP run."""
     from tool_modules import free_port
+
     per_epoch = PER_EPOCH // 2  # 64 images, 16 per rank and step
     k = per_epoch  # mid-epoch: (k + 1) % per_epoch != 0
     tmp = epoch_setup['tmp']
 
     def dist_train(work_dir, *extra, **env_extra):
-        env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1',
-                   PORT=str(free_port()), PYTHONPATH=PYTHONPATH, **env_extra)
+        env = dict(
+            os.environ,
+            PYTHON=sys.executable,
+            OMP_NUM_THREADS='1',
+            PORT=str(free_port()),
+            PYTHONPATH=PYTHONPATH,
+            **env_extra,
+        )
         env.pop('DEIT_TEST_SIGNAL_AT', None) if not env_extra else None
-        return subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'),
-                               epoch_setup['config'], '2', '--work-dir', str(tmp / work_dir),
-                               *extra], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=600)
+        return subprocess.run(
+            [
+                'bash',
+                osp.join(ROOT, 'tools/dist_train.sh'),
+                epoch_setup['config'],
+                '2',
+                '--work-dir',
+                str(tmp / work_dir),
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     result = dist_train('ddp_straight')
     assert result.returncode == 0, result.stderr[-3000:]
@@ -511,8 +608,9 @@ def test_ddp_ranks_agree_on_the_stop_and_resume_bit_identical(epoch_setup):
     log = newest_log(work_dir)
     assert f'saving a checkpoint after iteration {k + 1}' in log
     # torchrun's failure summary (torch/distributed/elastic/multiprocessing/errors/__init__.py)
-    assert re.search(rf'exitcode\s*:\s*{PREEMPTED_EXIT_CODE}\b',
-                     result.stdout + result.stderr), result.stderr[-3000:]
+    assert re.search(rf'exitcode\s*:\s*{PREEMPTED_EXIT_CODE}\b', result.stdout + result.stderr), (
+        result.stderr[-3000:]
+    )
     saved = torch.load(ckpt, map_location='cpu')
     assert saved['meta']['iter'] == k + 1 and len(saved['random_states']['ranks']) == 2
     assert [p for p in os.listdir(work_dir) if p.startswith('iter_')] == [f'iter_{k + 1}.pth']
@@ -524,5 +622,4 @@ def test_ddp_ranks_agree_on_the_stop_and_resume_bit_identical(epoch_setup):
     for key in ('state_dict', 'ema_state_dict'):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f'k={k}: {key}.{name} differs'
-    assert torch.equal(a['optimizer']['state'][0]['exp_avg'],
-                       b['optimizer']['state'][0]['exp_avg'])
+    assert torch.equal(a['optimizer']['state'][0]['exp_avg'], b['optimizer']['state'][0]['exp_avg'])

@@ -6,6 +6,7 @@ pipeline, Mixup, drop-path, EMA, validation every epoch) on 125 real Fashion-MNI
 3 epochs of 4 iterations; the teacher is a freshly initialised ResNet_CIFAR saved as a checkpoint
 (its weights do not matter for exactness, only that they stay fixed).
 """
+
 import glob
 import os
 import os.path as osp
@@ -17,8 +18,7 @@ import time
 
 import pytest
 import torch
-from reliability_utils import (ROOT, STUDENT_CFG, save_initialised_teacher,
-                               tiny_student_cfg)
+from reliability_utils import ROOT, STUDENT_CFG, save_initialised_teacher, tiny_student_cfg
 from tool_modules import free_port, load_tool
 
 pytestmark = pytest.mark.slow  # mmengine Runner / subprocess runs
@@ -61,13 +61,21 @@ val_dataloader = dict(dataset=dict(indices=list(range(0, 2000, 64))))
 """)
     opts = ['--cfg-options'] + [
         f'{loader}.dataset.data_root={fmnist_root}'
-        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
     threads = ['--threads', str(torch.get_num_threads())]
     ref_dir = str(tmp / 'uninterrupted')
     runner = train_tool.main([config, '--work-dir', ref_dir, *threads, *opts])
     time.sleep(1.1)  # mmengine names runs by the second
-    return dict(tmp=tmp, config=config, opts=opts, threads=threads, ref_dir=ref_dir,
-                teacher_ckpt=teacher_ckpt, ref_runner=runner)
+    return dict(
+        tmp=tmp,
+        config=config,
+        opts=opts,
+        threads=threads,
+        ref_dir=ref_dir,
+        teacher_ckpt=teacher_ckpt,
+        ref_runner=runner,
+    )
 
 
 @pytest.fixture(scope='module')
@@ -77,9 +85,20 @@ def killed(setup):
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     log = open(str(setup['tmp'] / 'killed.log'), 'w')
     proc = subprocess.Popen(
-        [sys.executable, osp.join(ROOT, 'tools/train.py'), setup['config'], '--work-dir',
-         work_dir, *setup['threads'], *setup['opts']], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools/train.py'),
+            setup['config'],
+            '--work-dir',
+            work_dir,
+            *setup['threads'],
+            *setup['opts'],
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     pointer = osp.join(work_dir, 'last_checkpoint')
     deadline = time.time() + 600
     try:
@@ -95,7 +114,8 @@ def killed(setup):
         log.close()
     assert returncode == -signal.SIGKILL, (
         f'the run was not killed mid-training (exit code {returncode}): '
-        + open(str(setup['tmp'] / 'killed.log')).read()[-2000:])
+        + open(str(setup['tmp'] / 'killed.log')).read()[-2000:]
+    )
     assert not osp.exists(osp.join(work_dir, f'epoch_{EPOCHS}.pth'))
     return work_dir
 
@@ -133,8 +153,9 @@ def test_resume_auto_after_sigkill_gives_bit_identical_weights(setup, killed):
     """`--resume` with no path follows last_checkpoint (epoch_2.pth) although epoch_1.pth is
     there too."""
     work_dir = copy_of(killed, 'resume_auto')
-    runner = train_tool.main([setup['config'], '--work-dir', work_dir, '--resume',
-                              *setup['threads'], *setup['opts']])
+    runner = train_tool.main(
+        [setup['config'], '--work-dir', work_dir, '--resume', *setup['threads'], *setup['opts']]
+    )
     time.sleep(1.1)
     log = newest_log(work_dir)
     assert 'resumed epoch: 2' in log and 'restored the random states' in log
@@ -145,8 +166,9 @@ def test_resume_auto_after_sigkill_gives_bit_identical_weights(setup, killed):
     # EMAHook saves the averaged weights as state_dict and the raw ones as ema_state_dict
     assert_bit_identical(state_of(final), state_of(ref))
     assert_bit_identical(state_of(final, 'ema_state_dict'), state_of(ref, 'ema_state_dict'))
-    assert_bit_identical(state_of(final, 'optimizer')['state'][0],
-                         state_of(ref, 'optimizer')['state'][0])
+    assert_bit_identical(
+        state_of(final, 'optimizer')['state'][0], state_of(ref, 'optimizer')['state'][0]
+    )
 
 
 def test_resume_from_an_older_checkpoint_by_path_gives_bit_identical_weights(setup, killed):
@@ -154,9 +176,17 @@ def test_resume_from_an_older_checkpoint_by_path_gives_bit_identical_weights(set
     checkpoint, stays bit-identical and is in no optimizer parameter group (EMA included)."""
     work_dir = copy_of(killed, 'resume_path')
     os.remove(osp.join(work_dir, 'epoch_2.pth'))
-    runner = train_tool.main([setup['config'], '--work-dir', work_dir, '--resume',
-                              osp.join(work_dir, 'epoch_1.pth'), *setup['threads'],
-                              *setup['opts']])
+    runner = train_tool.main(
+        [
+            setup['config'],
+            '--work-dir',
+            work_dir,
+            '--resume',
+            osp.join(work_dir, 'epoch_1.pth'),
+            *setup['threads'],
+            *setup['opts'],
+        ]
+    )
     time.sleep(1.1)
     ref = osp.join(setup['ref_dir'], f'epoch_{EPOCHS}.pth')
     assert_bit_identical(state_of(osp.join(work_dir, f'epoch_{EPOCHS}.pth')), state_of(ref))
@@ -167,11 +197,11 @@ def test_resume_from_an_older_checkpoint_by_path_gives_bit_identical_weights(set
         ema = [h for h in run.hooks if type(h).__name__ == 'EMAHook'][0].ema_model.module
         for teacher in (model.teacher, ema.teacher):
             assert_bit_identical(teacher.state_dict(), teacher_ckpt)
-        in_optim = {id(p) for g in run.optim_wrapper.optimizer.param_groups
-                    for p in g['params']}
+        in_optim = {id(p) for g in run.optim_wrapper.optimizer.param_groups for p in g['params']}
         assert not in_optim & {id(p) for p in model.teacher.parameters()}
-        assert in_optim == {id(p) for n, p in model.named_parameters()
-                            if not n.startswith('teacher.')}
+        assert in_optim == {
+            id(p) for n, p in model.named_parameters() if not n.startswith('teacher.')
+        }
 
 
 def test_without_the_random_state_hook_a_resume_is_not_exact(setup, killed):
@@ -183,8 +213,9 @@ def test_without_the_random_state_hook_a_resume_is_not_exact(setup, killed):
             ckpt = torch.load(osp.join(work_dir, name), map_location='cpu')
             ckpt.pop('random_states')
             torch.save(ckpt, osp.join(work_dir, name))
-    train_tool.main([setup['config'], '--work-dir', work_dir, '--resume', *setup['threads'],
-                     *setup['opts']])
+    train_tool.main(
+        [setup['config'], '--work-dir', work_dir, '--resume', *setup['threads'], *setup['opts']]
+    )
     time.sleep(1.1)
     final = state_of(osp.join(work_dir, f'epoch_{EPOCHS}.pth'))
     ref = state_of(osp.join(setup['ref_dir'], f'epoch_{EPOCHS}.pth'))
@@ -197,19 +228,35 @@ def test_ddp_resume_with_ema_keeps_the_teacher_bit_identical(setup, killed):
     it (and EMA's copy) still has the fingerprint of the checkpoint file; the new checkpoint
     holds both ranks' random states."""
     from deit_plugin.models.teacher_slot import teacher_fingerprint
+
     work_dir = copy_of(killed, 'resume_ddp')
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PORT=str(free_port()))
     result = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools/dist_train.sh'), setup['config'], '2', '--work-dir',
-         work_dir, '--resume', *setup['opts']], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=600)
+        [
+            'bash',
+            osp.join(ROOT, 'tools/dist_train.sh'),
+            setup['config'],
+            '2',
+            '--work-dir',
+            work_dir,
+            '--resume',
+            *setup['opts'],
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     log = newest_log(work_dir)
     assert 'resumed epoch: 2' in log
     assert 'random states of 1 processes, this run has 2' in log  # said, not hidden
     fingerprint = teacher_fingerprint(state_of(setup['teacher_ckpt']))
-    assert f'teacher unchanged since it was loaded from {setup["teacher_ckpt"]} ' \
-           f'(fingerprint {fingerprint})' in log
+    assert (
+        f'teacher unchanged since it was loaded from {setup["teacher_ckpt"]} '
+        f'(fingerprint {fingerprint})' in log
+    )
     ckpt = torch.load(osp.join(work_dir, f'epoch_{EPOCHS}.pth'), map_location='cpu')
     assert len(ckpt['random_states']['ranks']) == 2
     assert not [k for k in ckpt['state_dict'] if k.startswith('teacher.')]
@@ -220,6 +267,7 @@ def test_iteration_based_loop_resumes_exactly(fmnist_root, tmp_path):
     random numbers); the states are restored after that skip. 6 iterations straight vs 3, stop,
     resume, 3 more: the same weights, bit for bit."""
     from mmengine.runner import Runner
+
     teacher = save_initialised_teacher(str(tmp_path / 'teacher.pth'))
 
     def run(work_dir, max_iters, resume=None):
@@ -227,10 +275,12 @@ def test_iteration_based_loop_resumes_exactly(fmnist_root, tmp_path):
         cfg.model.backbone.drop_path_rate = 0.1
         cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
         cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
-        cfg.param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False,
-                                    begin=0, end=6)]
-        cfg.default_hooks.checkpoint = dict(type='deit_plugin.AtomicCheckpointHook',
-                                            by_epoch=False, interval=3)
+        cfg.param_scheduler = [
+            dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=0, end=6)
+        ]
+        cfg.default_hooks.checkpoint = dict(
+            type='deit_plugin.AtomicCheckpointHook', by_epoch=False, interval=3
+        )
         cfg.log_processor = dict(by_epoch=False)
         cfg.resume, cfg.load_from = resume is not None, resume
         Runner.from_cfg(cfg).train()
@@ -239,8 +289,10 @@ def test_iteration_based_loop_resumes_exactly(fmnist_root, tmp_path):
     run(str(tmp_path / 'straight'), 6)
     run(str(tmp_path / 'stopped'), 3)
     run(str(tmp_path / 'stopped'), 6, resume=str(tmp_path / 'stopped' / 'iter_3.pth'))
-    assert_bit_identical(state_of(str(tmp_path / 'stopped' / 'iter_6.pth')),
-                         state_of(str(tmp_path / 'straight' / 'iter_6.pth')))
+    assert_bit_identical(
+        state_of(str(tmp_path / 'stopped' / 'iter_6.pth')),
+        state_of(str(tmp_path / 'straight' / 'iter_6.pth')),
+    )
 
 
 def test_resume_sets_the_sampler_and_worker_seed_back_to_the_checkpoints(fmnist_root):
@@ -249,11 +301,21 @@ def test_resume_sets_the_sampler_and_worker_seed_back_to_the_checkpoints(fmnist_
     from mmengine.runner import Runner
 
     from deit_plugin.engine.resume_hook import set_data_seed
-    loader = Runner.build_dataloader(dict(
-        batch_size=4, num_workers=1, sampler=dict(type='DefaultSampler', shuffle=True),
-        dataset=dict(type='CustomDataset', data_root=fmnist_root, data_prefix='test',
-                     pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])),
-        seed=123)
+
+    loader = Runner.build_dataloader(
+        dict(
+            batch_size=4,
+            num_workers=1,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            dataset=dict(
+                type='CustomDataset',
+                data_root=fmnist_root,
+                data_prefix='test',
+                pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')],
+            ),
+        ),
+        seed=123,
+    )
     set_data_seed(loader, 7)  # what ResumeHook.before_train does with the checkpoint's seed
     assert loader.sampler.seed == 7
     assert loader.worker_init_fn.keywords['seed'] == 7

@@ -1,5 +1,6 @@
 """Real mmengine Runner runs on real Fashion-MNIST images (2,000 train / 2,000 test), through
 the project's tools/train.py and tools/test.py: teacher -> distilled student -> resume -> test."""
+
 import glob
 import json
 import os.path as osp
@@ -11,6 +12,7 @@ from mmengine.runner import Runner
 from tool_modules import ROOT, load_tool
 
 from deit_plugin.models.teacher_slot import teacher_fingerprint
+
 from tools._support.logs import read_scalars
 
 test_tool = load_tool('test.py')
@@ -23,9 +25,10 @@ ITERS_PER_EPOCH = 2000 // BATCH  # 31 (the last partial batch is kept: 32)
 
 
 def data_options(root):
-    return [f'{loader}.dataset.data_root={root}'
-            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')] + [
-        f'train_dataloader.batch_size={BATCH}', 'default_hooks.logger.interval=5']
+    return [
+        f'{loader}.dataset.data_root={root}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ] + [f'train_dataloader.batch_size={BATCH}', 'default_hooks.logger.interval=5']
 
 
 def scalars(work_dir):
@@ -55,13 +58,18 @@ def student(fmnist_root, teacher, tmp_path_factory):
     work_dir = str(tmp_path_factory.mktemp('student'))
     config = osp.join(work_dir, 'student_ema.py')
     with open(config, 'w') as f:
-        f.write(f"_base_ = ['{STUDENT_CFG}']\n"
-                "custom_hooks = [dict(type='deit_plugin.DistillationHook'),\n"
-                "                dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL')]\n")
-    opts = data_options(fmnist_root) + [f'model.teacher_ckpt={teacher["ckpt"]}',
-                                        'param_scheduler.0.end=10']
-    train_tool.main([config, '--work-dir', work_dir, '--cfg-options', *opts,
-                     'train_cfg.max_epochs=2'])
+        f.write(
+            f"_base_ = ['{STUDENT_CFG}']\n"
+            "custom_hooks = [dict(type='deit_plugin.DistillationHook'),\n"
+            "                dict(type='EMAHook', momentum=0.1, priority='ABOVE_NORMAL')]\n"
+        )
+    opts = data_options(fmnist_root) + [
+        f'model.teacher_ckpt={teacher["ckpt"]}',
+        'param_scheduler.0.end=10',
+    ]
+    train_tool.main(
+        [config, '--work-dir', work_dir, '--cfg-options', *opts, 'train_cfg.max_epochs=2']
+    )
     return dict(work_dir=work_dir, opts=opts, log=scalars(work_dir), config=config)
 
 
@@ -108,15 +116,25 @@ def test_teacher_is_bit_identical_after_training_and_left_out_of_checkpoints(stu
     # fingerprint of the file, computed here independently
     expected = teacher_fingerprint(teacher_state(teacher['ckpt']))
     log = open(sorted(glob.glob(osp.join(student['work_dir'], '*', '*.log')))[-1]).read()
-    assert (f'teacher unchanged since it was loaded from {teacher["ckpt"]} '
-            f'(fingerprint {expected})') in log
+    assert (
+        f'teacher unchanged since it was loaded from {teacher["ckpt"]} (fingerprint {expected})'
+    ) in log
 
 
 def test_resume_continues_from_last_epoch_and_reloads_teacher(student, teacher):
     wd = student['work_dir']
     before = torch.load(osp.join(wd, 'epoch_2.pth'), map_location='cpu')['state_dict']
-    train_tool.main([student['config'], '--work-dir', wd, '--resume', '--cfg-options',
-                     *student['opts'], 'train_cfg.max_epochs=3'])
+    train_tool.main(
+        [
+            student['config'],
+            '--work-dir',
+            wd,
+            '--resume',
+            '--cfg-options',
+            *student['opts'],
+            'train_cfg.max_epochs=3',
+        ]
+    )
     log = scalars(wd)
     train_iters = [e['iter'] for e in log if 'loss_dist' in e]
     first_epoch3_iter = 2 * -(-2000 // BATCH)
@@ -127,18 +145,30 @@ def test_resume_continues_from_last_epoch_and_reloads_teacher(student, teacher):
     assert not [k for k in after['state_dict'] if k.startswith('teacher.')]
 
 
-def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student, teacher,
-                                                                         tmp_path):
+def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student, teacher, tmp_path):
     metrics_json, preds = tmp_path / 'metrics.json', tmp_path / 'preds.pkl'
-    metrics = test_tool.main([STUDENT_CFG, osp.join(student['work_dir'], 'epoch_2.pth'),
-                              '--work-dir', str(tmp_path), '--metrics-json', str(metrics_json),
-                              '--out', str(preds), '--cfg-options', *student['opts']])
+    metrics = test_tool.main(
+        [
+            STUDENT_CFG,
+            osp.join(student['work_dir'], 'epoch_2.pth'),
+            '--work-dir',
+            str(tmp_path),
+            '--metrics-json',
+            str(metrics_json),
+            '--out',
+            str(preds),
+            '--cfg-options',
+            *student['opts'],
+        ]
+    )
     val = [e for e in student['log'] if 'distill/fused_top1' in e][-1]
     assert metrics['distill/fused_top1'] == pytest.approx(val['distill/fused_top1'], abs=1e-4)
     assert metrics['distill/teacher_top1'] == pytest.approx(teacher['top1'], abs=1e-4)
     assert json.loads(metrics_json.read_text())['distill/fused_top1'] == pytest.approx(
-        metrics['distill/fused_top1'])
+        metrics['distill/fused_top1']
+    )
     import pickle
+
     with open(preds, 'rb') as f:
         dumped = pickle.load(f)
     assert len(dumped) == 2000
@@ -155,5 +185,13 @@ def test_tools_test_reproduces_validation_and_reports_teacher_agreement(student,
     # the teacher's checkpoint given as the student's is refused before any evaluation
     # (mmengine's non-strict load would only log the mismatch and evaluate random weights)
     with pytest.raises(SystemExit, match=r'(?s)does not fit DistillationClassifier.*missing keys'):
-        test_tool.main([STUDENT_CFG, teacher['ckpt'], '--work-dir', str(tmp_path / 'wrong'),
-                        '--cfg-options', *student['opts']])
+        test_tool.main(
+            [
+                STUDENT_CFG,
+                teacher['ckpt'],
+                '--work-dir',
+                str(tmp_path / 'wrong'),
+                '--cfg-options',
+                *student['opts'],
+            ]
+        )

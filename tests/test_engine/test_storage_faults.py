@@ -2,6 +2,7 @@
 naming the path, the bytes needed and the free space, and leaves the previous checkpoint and
 last_checkpoint valid; `--resume` (auto) steps over a last_checkpoint that names a missing or
 truncated file; a resumed run refuses another teacher; one run per work dir."""
+
 import builtins
 import errno
 import os
@@ -17,14 +18,14 @@ import torch
 from mmengine.config import Config
 from reliability_utils import STUDENT_CFG, save_initialised_teacher
 from test_preemption import PYTHONPATH, write_config
+from tool_modules import load_tool
 
-from deit_plugin.checkpoint import faults as checkpoint_faults
 from deit_plugin.checkpoint import CheckpointWriteError
+from deit_plugin.checkpoint import faults as checkpoint_faults
 from deit_plugin.checkpoint.faults import resolve_auto_resume
 from deit_plugin.engine.distillation_hook import TeacherChangedError
-from tools._support.workdir_lock import WorkDirBusyError, WorkDirLock
 
-from tool_modules import load_tool
+from tools._support.workdir_lock import WorkDirBusyError, WorkDirLock
 
 train_tool = load_tool('train.py')
 
@@ -36,7 +37,7 @@ class _FailingFile:
         self._f, self._code = f, code
 
     def write(self, data):
-        self._f.write(data[:len(data) // 2])
+        self._f.write(data[: len(data) // 2])
         raise OSError(self._code, os.strerror(self._code))
 
     def __getattr__(self, name):
@@ -51,9 +52,9 @@ class _FailingFile:
 
 @pytest.mark.slow
 @pytest.mark.parametrize('code', [errno.ENOSPC, errno.EIO], ids=['ENOSPC', 'EIO'])
-def test_a_failed_checkpoint_write_keeps_the_previous_one_and_says_why(tmp_path, monkeypatch,
-                                                                       code):
+def test_a_failed_checkpoint_write_keeps_the_previous_one_and_says_why(tmp_path, monkeypatch, code):
     from mmengine.runner import Runner
+
     teacher = save_initialised_teacher(str(tmp_path / 'teacher.pth'))
     cfg = Config.fromfile(write_config(tmp_path / 'cfg.py', teacher))
     cfg.work_dir = work_dir = str(tmp_path / 'work')
@@ -74,8 +75,9 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one_and_says_why(tmp_path,
     time.sleep(1.1)
     message = str(e.value)
     epoch_1 = osp.join(work_dir, 'epoch_1.pth')
-    assert message.startswith(f'[Errno {code}] writing checkpoint {target} failed: '
-                              f'{os.strerror(code)}.')
+    assert message.startswith(
+        f'[Errno {code}] writing checkpoint {target} failed: {os.strerror(code)}.'
+    )
     needed = int(re.search(r'It needs (\d+) bytes', message).group(1))
     assert abs(needed - osp.getsize(epoch_1)) < 0.01 * osp.getsize(epoch_1)
     free = int(re.search(r'; (\d+) bytes \(.*\) free on its file system', message).group(1))
@@ -103,11 +105,9 @@ def truncate(path):
 
 def test_resume_auto_steps_over_a_truncated_or_missing_pointer_target(tmp_path, monkeypatch):
     warnings = []
-    monkeypatch.setattr(checkpoint_faults, 'print_log',
-                        lambda msg, **kwargs: warnings.append(msg))
+    monkeypatch.setattr(checkpoint_faults, 'print_log', lambda msg, **kwargs: warnings.append(msg))
     work = str(tmp_path)
-    epoch_1, iter_6, epoch_2 = fake_checkpoints(work, ['epoch_1.pth', 'iter_6.pth',
-                                                       'epoch_2.pth'])
+    epoch_1, iter_6, epoch_2 = fake_checkpoints(work, ['epoch_1.pth', 'iter_6.pth', 'epoch_2.pth'])
     fake_checkpoints(work, ['teacher.pth'])  # not a training checkpoint: never chosen
     pointer = osp.join(work, 'last_checkpoint')
     with open(pointer, 'w') as f:
@@ -139,43 +139,68 @@ def test_resume_with_another_teacher_is_refused_unless_allowed(tmp_path):
     teacher_a = save_initialised_teacher(str(tmp_path / 'teacher_a.pth'), seed=1)
     teacher_b = save_initialised_teacher(str(tmp_path / 'teacher_b.pth'), seed=2)
     from deit_plugin.engine.distillation_hook import teacher_fingerprint
-    fp_a, fp_b = (teacher_fingerprint(torch.load(p)['state_dict'])
-                  for p in (teacher_a, teacher_b))
+
+    fp_a, fp_b = (teacher_fingerprint(torch.load(p)['state_dict']) for p in (teacher_a, teacher_b))
     config = write_config(tmp_path / 'cfg.py', teacher_a)
     work = str(tmp_path / 'work')
-    opts = ['--cfg-options', 'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False', 'train_cfg.val_interval=10']
+    opts = [
+        '--cfg-options',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'train_cfg.val_interval=10',
+    ]
     train_tool.main([config, '--work-dir', work, *opts, 'train_cfg.max_epochs=1'])
     time.sleep(1.1)
     recorded = torch.load(osp.join(work, 'epoch_1.pth'))['meta']['deit_plugin']
     assert recorded['teacher_fingerprint'] == fp_a and recorded['teacher_ckpt'] == teacher_a
-    resume = [config, '--work-dir', work, '--resume', *opts, 'train_cfg.max_epochs=2',
-              f'model.teacher_ckpt={teacher_b}']
+    resume = [
+        config,
+        '--work-dir',
+        work,
+        '--resume',
+        *opts,
+        'train_cfg.max_epochs=2',
+        f'model.teacher_ckpt={teacher_b}',
+    ]
     with pytest.raises(TeacherChangedError) as e:
         train_tool.main(resume)
     time.sleep(1.1)
-    assert (f'{osp.join(work, "epoch_1.pth")} records teacher {teacher_a} with fingerprint '
-            f'{fp_a}; this run loaded {teacher_b} with fingerprint {fp_b}') in str(e.value)
+    assert (
+        f'{osp.join(work, "epoch_1.pth")} records teacher {teacher_a} with fingerprint '
+        f'{fp_a}; this run loaded {teacher_b} with fingerprint {fp_b}'
+    ) in str(e.value)
     assert '--allow-teacher-change' in str(e.value)
     assert not osp.exists(osp.join(work, 'epoch_2.pth'))
     train_tool.main(resume[:3] + ['--allow-teacher-change'] + resume[3:])
     time.sleep(1.1)
-    assert torch.load(osp.join(work, 'epoch_2.pth'))['meta']['deit_plugin'][
-        'teacher_fingerprint'] == fp_b
+    assert (
+        torch.load(osp.join(work, 'epoch_2.pth'))['meta']['deit_plugin']['teacher_fingerprint']
+        == fp_b
+    )
 
 
 def test_one_run_per_work_dir_and_a_killed_holder_frees_it(tmp_path):
     work = str(tmp_path / 'work')
     holder = subprocess.Popen(
-        [sys.executable, '-c', 'import sys, time\n'
-         'from tools._support.workdir_lock import WorkDirLock\n'
-         f'WorkDirLock({work!r}).acquire()\nprint("locked", flush=True)\ntime.sleep(300)'],
-        env=dict(os.environ, PYTHONPATH=PYTHONPATH), stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            '-c',
+            'import sys, time\n'
+            'from tools._support.workdir_lock import WorkDirLock\n'
+            f'WorkDirLock({work!r}).acquire()\nprint("locked", flush=True)\ntime.sleep(300)',
+        ],
+        env=dict(os.environ, PYTHONPATH=PYTHONPATH),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == 'locked'
-        with pytest.raises(WorkDirBusyError, match=f'work dir {work} is in use by another '
-                           f'training run \\(PID {holder.pid}, lock {work}/.train.lock\\): '
-                           f'wait for it to finish or stop it, or pass another --work-dir'):
+        with pytest.raises(
+            WorkDirBusyError,
+            match=f'work dir {work} is in use by another '
+            f'training run \\(PID {holder.pid}, lock {work}/.train.lock\\): '
+            f'wait for it to finish or stop it, or pass another --work-dir',
+        ):
             WorkDirLock(work).acquire()
         with pytest.raises(WorkDirBusyError, match=f'PID {holder.pid}'):
             train_tool.main([STUDENT_CFG, '--work-dir', work])  # refused before building

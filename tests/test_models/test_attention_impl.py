@@ -1,6 +1,7 @@
 """The backbone's attention product (``attn_impl``): the default computes exactly what
 mmpretrain's attention computes, the explicit product the same function, and ``'auto'`` picks
 the explicit product only in bf16-autocast training."""
+
 import copy
 
 import pytest
@@ -67,22 +68,30 @@ def test_auto_uses_the_explicit_product_only_in_bf16_training():
 
 
 def test_backbone_attn_impl_keeps_weights_and_outputs():
-    cfg = dict(type='deit_plugin.DistilledVisionTransformer', arch=TINY, img_size=32,
-               patch_size=8)
+    cfg = dict(type='deit_plugin.DistilledVisionTransformer', arch=TINY, img_size=32, patch_size=8)
     ref = MODELS.build(cfg)
     ref.init_weights()
     model = MODELS.build(dict(cfg, attn_impl='matmul'))
     model.load_state_dict(ref.state_dict())  # same keys, strict
-    assert all(isinstance(layer.attn, DeiTAttention) and layer.attn.attn_impl == 'matmul'
-               for layer in model.layers)
+    assert all(
+        isinstance(layer.attn, DeiTAttention) and layer.attn.attn_impl == 'matmul'
+        for layer in model.layers
+    )
     x = torch.randn(2, 3, 32, 32)
-    (cls_a, dist_a), = ref.eval()(x)
-    (cls_b, dist_b), = model.eval()(x)
+    ((cls_a, dist_a),) = ref.eval()(x)
+    ((cls_b, dist_b),) = model.eval()(x)
     torch.testing.assert_close(cls_b, cls_a, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(dist_b, dist_a, rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_attn_impl_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="attn_impl must be one of .*'flash'"):
-        MODELS.build(dict(type='deit_plugin.DistilledVisionTransformer', arch=TINY,
-                          img_size=32, patch_size=8, attn_impl='flash'))
+        MODELS.build(
+            dict(
+                type='deit_plugin.DistilledVisionTransformer',
+                arch=TINY,
+                img_size=32,
+                patch_size=8,
+                attn_impl='flash',
+            )
+        )

@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from mmengine.runner.checkpoint import load_checkpoint
 from mmpretrain.registry import MODELS
-
 from model_builders import build_backbone as build
 
 
@@ -14,8 +13,8 @@ def test_cls_token_output_is_class_and_distillation_token_of_last_block():
     raw = build(out_type='raw')
     raw.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 32, 32)
-    (cls_tok, dist_tok), = model(x)
-    tokens, = raw(x)
+    ((cls_tok, dist_tok),) = model(x)
+    (tokens,) = raw(x)
     assert tokens.shape == (2, 2 + 16, 32)
     torch.testing.assert_close(cls_tok, tokens[:, 0], rtol=0, atol=0)
     torch.testing.assert_close(dist_tok, tokens[:, 1], rtol=0, atol=0)
@@ -38,7 +37,7 @@ def test_featmap_strips_both_extra_tokens_at_chosen_blocks():
 def test_runtime_resize_of_position_embedding_keeps_extra_tokens():
     small = build()
     x = torch.randn(1, 3, 48, 48)
-    out_small, = small(x)
+    (out_small,) = small(x)
     # the same weights, with the position grid resized by hand (bicubic, 4x4 -> 6x6)
     big = build(img_size=48)
     state = copy.deepcopy(small.state_dict())
@@ -47,7 +46,7 @@ def test_runtime_resize_of_position_embedding_keeps_extra_tokens():
     grid = F.interpolate(grid, size=(6, 6), mode='bicubic', align_corners=False)
     state['pos_embed'] = torch.cat([pos[:, :2], grid.flatten(2).transpose(1, 2)], dim=1)
     big.load_state_dict(state)
-    out_big, = big(x)
+    (out_big,) = big(x)
     torch.testing.assert_close(out_small[0], out_big[0])
     torch.testing.assert_close(out_small[1], out_big[1])
 
@@ -102,26 +101,44 @@ def test_wrong_channel_count_is_refused_with_the_fix():
 def test_mmpretrain_distilled_deit_checkpoint_loads_unchanged_and_gives_same_logits(tmp_path):
     """A checkpoint of mmpretrain's own distilled DeiT (its key names) loads without conversion
     and our eval prediction equals mmpretrain's."""
-    theirs = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='DistilledVisionTransformer', arch='deit-tiny', img_size=64,
-                      patch_size=16),
-        head=dict(type='DeiTClsHead', num_classes=10, in_channels=192),
-        init_cfg=dict(type='TruncNormal', layer='Linear', std=.02)))
+    theirs = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='DistilledVisionTransformer', arch='deit-tiny', img_size=64, patch_size=16
+            ),
+            head=dict(type='DeiTClsHead', num_classes=10, in_channels=192),
+            init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02),
+        )
+    )
     theirs.init_weights()
     theirs.eval()
     state = theirs.state_dict()
-    assert {'backbone.dist_token', 'backbone.layers.0.ffn.layers.0.0.weight',
-            'head.layers.head_dist.weight'} <= set(state)
+    assert {
+        'backbone.dist_token',
+        'backbone.layers.0.ffn.layers.0.0.weight',
+        'head.layers.head_dist.weight',
+    } <= set(state)
     ckpt = tmp_path / 'mmpretrain_deit.pth'
     torch.save({'meta': {}, 'state_dict': state}, ckpt)
 
-    ours = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='deit_plugin.DistilledVisionTransformer', arch='deit-tiny',
-                      img_size=64, patch_size=16),
-        head=dict(type='deit_plugin.DeiTDistillHead', num_classes=10, in_channels=192,
-                  distillation='none')))
+    ours = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='deit_plugin.DistilledVisionTransformer',
+                arch='deit-tiny',
+                img_size=64,
+                patch_size=16,
+            ),
+            head=dict(
+                type='deit_plugin.DeiTDistillHead',
+                num_classes=10,
+                in_channels=192,
+                distillation='none',
+            ),
+        )
+    )
     load_checkpoint(ours, str(ckpt), strict=True)
     ours.eval()
     x = torch.randn(2, 3, 64, 64)
@@ -133,27 +150,32 @@ def test_mmpretrain_distilled_deit_checkpoint_loads_unchanged_and_gives_same_log
 
 # --- windowed attention (ViTDet) ---------------------------------------------------------------
 
+
 def reference_vitdet_maps(bb, img, window, global_blocks):
     """ViTDet's backbone written from the paper's definition (Li et al. 2022, §3) with ``bb``'s
     weights: class and distillation tokens dropped, the patch grid padded with zeros (after the
     first norm) to multiples of ``window`` and each window attended on its own, window by
     window in a loop; the blocks in ``global_blocks`` attend over all patch tokens."""
     C, heads = bb.embed_dims, bb.layers[0].attn.num_heads
-    tokens = F.conv2d(img, bb.patch_embed.projection.weight, bb.patch_embed.projection.bias,
-                      stride=bb.patch_size)
+    tokens = F.conv2d(
+        img, bb.patch_embed.projection.weight, bb.patch_embed.projection.bias, stride=bb.patch_size
+    )
     B, _, H, W = tokens.shape
     assert (H, W) == bb.patch_resolution  # no position-embedding resize in the reference
     x = tokens.flatten(2).transpose(1, 2) + bb.pos_embed[:, 2:]
 
     def attend(attn, h):  # softmax(q kᵀ / sqrt(d)) v of each head over the tokens of h
         n = h.shape[1]
-        q, k, v = F.linear(h, attn.qkv.weight, attn.qkv.bias).reshape(
-            B, n, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
-        w = torch.softmax(q @ k.transpose(-2, -1) / (C // heads)**0.5, dim=-1)
+        q, k, v = (
+            F.linear(h, attn.qkv.weight, attn.qkv.bias)
+            .reshape(B, n, 3, heads, C // heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        w = torch.softmax(q @ k.transpose(-2, -1) / (C // heads) ** 0.5, dim=-1)
         return (w @ v).transpose(1, 2).reshape(B, n, C)
 
     for i, layer in enumerate(bb.layers):
-        h = F.layer_norm(x, (C, ), layer.ln1.weight, layer.ln1.bias, layer.ln1.eps)
+        h = F.layer_norm(x, (C,), layer.ln1.weight, layer.ln1.bias, layer.ln1.eps)
         if i in global_blocks:
             a = attend(layer.attn, h)
         else:
@@ -163,15 +185,16 @@ def reference_vitdet_maps(bb, img, window, global_blocks):
             out = torch.zeros_like(grid)
             for r in range(0, Hp, window):
                 for c in range(0, Wp, window):
-                    win = grid[:, r:r + window, c:c + window].reshape(B, -1, C)
-                    out[:, r:r + window, c:c + window] = attend(layer.attn, win).reshape(
-                        B, window, window, C)
+                    win = grid[:, r : r + window, c : c + window].reshape(B, -1, C)
+                    out[:, r : r + window, c : c + window] = attend(layer.attn, win).reshape(
+                        B, window, window, C
+                    )
             a = out[:, :H, :W].reshape(B, H * W, C)
         x = x + F.linear(a, layer.attn.proj.weight, layer.attn.proj.bias)
         fc1, fc2 = layer.ffn.layers[0][0], layer.ffn.layers[1]
-        h = F.layer_norm(x, (C, ), layer.ln2.weight, layer.ln2.bias, layer.ln2.eps)
+        h = F.layer_norm(x, (C,), layer.ln2.weight, layer.ln2.bias, layer.ln2.eps)
         x = x + F.linear(F.gelu(F.linear(h, fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
-    x = F.layer_norm(x, (C, ), bb.ln1.weight, bb.ln1.bias, bb.ln1.eps)
+    x = F.layer_norm(x, (C,), bb.ln1.weight, bb.ln1.bias, bb.ln1.eps)
     return x.reshape(B, H, W, C).permute(0, 3, 1, 2)
 
 
@@ -184,25 +207,43 @@ def randomise(model):
     return model
 
 
-@pytest.mark.parametrize('grid,window', [((4, 6), 2),    # the grid is a multiple of the window
-                                         ((5, 7), 3)])   # padded to 6x9
+@pytest.mark.parametrize(
+    'grid,window',
+    [
+        ((4, 6), 2),  # the grid is a multiple of the window
+        ((5, 7), 3),
+    ],
+)  # padded to 6x9
 @pytest.mark.parametrize('attn_impl', ['sdpa', 'matmul'])
 def test_windowed_backbone_equals_the_paper_definition(grid, window, attn_impl):
     size = (grid[0] * 8, grid[1] * 8)
-    bb = randomise(build(img_size=size, out_type='featmap', window_size=window,
-                         global_attn_indexes=(1, ), attn_impl=attn_impl))
+    bb = randomise(
+        build(
+            img_size=size,
+            out_type='featmap',
+            window_size=window,
+            global_attn_indexes=(1,),
+            attn_impl=attn_impl,
+        )
+    )
     img = torch.randn(2, 3, *size)
     with torch.no_grad():
-        got, = bb(img)
-        expected = reference_vitdet_maps(bb, img, window, global_blocks=(1, ))
+        (got,) = bb(img)
+        expected = reference_vitdet_maps(bb, img, window, global_blocks=(1,))
     assert got.shape == (2, 32, *grid)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_windowed_blocks_see_their_window_and_global_blocks_see_all_tokens():
     def change_at_first_window(global_attn_indexes):
-        bb = randomise(build(img_size=(32, 48), out_type='featmap', window_size=2,
-                             global_attn_indexes=global_attn_indexes))
+        bb = randomise(
+            build(
+                img_size=(32, 48),
+                out_type='featmap',
+                window_size=2,
+                global_attn_indexes=global_attn_indexes,
+            )
+        )
         img = torch.randn(1, 3, 32, 48)
         far = img.clone()
         far[..., 24:, 40:] += 1.0  # the last patch, in the last 2x2 window
@@ -212,42 +253,57 @@ def test_windowed_blocks_see_their_window_and_global_blocks_see_all_tokens():
 
     first, last = change_at_first_window(())  # every block windowed
     assert first == 0.0 and last > 0.1
-    first, last = change_at_first_window((2, ))
+    first, last = change_at_first_window((2,))
     assert first > 1e-3 and last > 0.1
 
 
 def test_vitdet_default_global_blocks_and_frozen_unused_tokens():
-    bb = MODELS.build(dict(type='deit_plugin.DistilledVisionTransformer', arch='deit-small',
-                           img_size=224, patch_size=16, out_type='featmap', window_size=14))
+    bb = MODELS.build(
+        dict(
+            type='deit_plugin.DistilledVisionTransformer',
+            arch='deit-small',
+            img_size=224,
+            patch_size=16,
+            out_type='featmap',
+            window_size=14,
+        )
+    )
     assert bb.global_attn_indexes == (2, 5, 8, 11)
     assert [layer.attn.window_size for layer in bb.layers] == [14, 14, None] * 4
     # dropped before block 0: they cannot reach the output
     assert not bb.cls_token.requires_grad and not bb.dist_token.requires_grad
     assert build(out_type='featmap', window_size=2).global_attn_indexes == (0, 1, 2, 3)
-    kept = build(out_type='featmap', window_size=2, global_attn_indexes=(0, ))
+    kept = build(out_type='featmap', window_size=2, global_attn_indexes=(0,))
     assert kept.first_windowed_block == 1 and kept.cls_token.requires_grad
 
 
 def test_windowed_backbone_keeps_tokens_through_leading_global_blocks():
-    bb = randomise(build(out_type='featmap', window_size=2, global_attn_indexes=(0, ),
-                         out_indices=(0, 3)))
-    glob = build(out_type='raw', out_indices=(0, ))
+    bb = randomise(
+        build(out_type='featmap', window_size=2, global_attn_indexes=(0,), out_indices=(0, 3))
+    )
+    glob = build(out_type='raw', out_indices=(0,))
     glob.load_state_dict(bb.state_dict())
     img = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         first, last = bb(img)
-        tokens, = glob(img)  # block 0 of the global model: class, distillation and patches
+        (tokens,) = glob(img)  # block 0 of the global model: class, distillation and patches
     assert last.shape == (1, 32, 4, 4)
-    torch.testing.assert_close(first, tokens[:, 2:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        first, tokens[:, 2:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2), rtol=0, atol=0
+    )
 
 
 def test_without_window_size_the_outputs_are_mmpretrains():
     from mmpretrain.models.backbones import DistilledVisionTransformer as MMPretrainDeiT
+
     ours = randomise(build(out_type='featmap', out_indices=(1, 3), window_size=None))
-    theirs = MMPretrainDeiT(arch=dict(embed_dims=32, num_layers=4, num_heads=2,
-                                      feedforward_channels=64), img_size=32, patch_size=8,
-                            out_type='featmap', out_indices=(1, 3))
+    theirs = MMPretrainDeiT(
+        arch=dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64),
+        img_size=32,
+        patch_size=8,
+        out_type='featmap',
+        out_indices=(1, 3),
+    )
     theirs.eval()
     theirs.load_state_dict(ours.state_dict(), strict=True)
     img = torch.randn(2, 3, 32, 48)
@@ -264,17 +320,18 @@ def test_classification_checkpoint_loads_strictly_into_the_windowed_backbone(tmp
     det = build(img_size=64, out_type='featmap', window_size=3, global_attn_indexes=(1, 3))
     load_checkpoint(det, str(ckpt), strict=True)  # pos_embed resized 4x4 -> 8x8 on load
     assert set(det.state_dict()) == set(cls_model.state_dict())
-    torch.testing.assert_close(det.layers[2].attn.qkv.weight, cls_model.layers[2].attn.qkv.weight,
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        det.layers[2].attn.qkv.weight, cls_model.layers[2].attn.qkv.weight, rtol=0, atol=0
+    )
     with torch.no_grad():
-        maps, = det(torch.randn(1, 3, 80, 96))  # any multiple of the patch size
+        (maps,) = det(torch.randn(1, 3, 80, 96))  # any multiple of the patch size
     assert maps.shape == (1, 32, 10, 12) and torch.isfinite(maps).all()
 
 
 def test_windowed_attention_trains_every_used_parameter():
-    bb = build(out_type='featmap', window_size=3, global_attn_indexes=(2, ))
+    bb = build(out_type='featmap', window_size=3, global_attn_indexes=(2,))
     bb.train()
-    maps, = bb(torch.randn(2, 3, 40, 56))
+    (maps,) = bb(torch.randn(2, 3, 40, 56))
     maps.square().mean().backward()
     for name, p in bb.named_parameters():
         if p.requires_grad:
@@ -283,12 +340,15 @@ def test_windowed_attention_trains_every_used_parameter():
             assert name in ('cls_token', 'dist_token') and p.grad is None
 
 
-@pytest.mark.parametrize('kwargs,match', [
-    (dict(out_type='featmap', window_size=0), 'window_size must be a positive int'),
-    (dict(out_type='cls_token', window_size=14), "needs out_type='featmap'"),
-    (dict(out_type='featmap', window_size=2, global_attn_indexes=(4, )), r'in 0\.\.3'),
-    (dict(out_type='featmap', global_attn_indexes=(1, )), 'without window_size'),
-])
+@pytest.mark.parametrize(
+    'kwargs,match',
+    [
+        (dict(out_type='featmap', window_size=0), 'window_size must be a positive int'),
+        (dict(out_type='cls_token', window_size=14), "needs out_type='featmap'"),
+        (dict(out_type='featmap', window_size=2, global_attn_indexes=(4,)), r'in 0\.\.3'),
+        (dict(out_type='featmap', global_attn_indexes=(1,)), 'without window_size'),
+    ],
+)
 def test_bad_window_arguments_are_refused_with_the_fix(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build(**kwargs)

@@ -2,7 +2,6 @@ import pytest
 import torch
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-
 from model_builders import batch, student, teacher_cfg
 
 
@@ -22,6 +21,7 @@ def test_teacher_is_frozen_and_stays_in_eval_mode_after_train():
 
 def test_teacher_sees_exactly_the_mixed_batch_and_gets_no_gradients():
     import numpy as np
+
     torch.manual_seed(0)
     np.random.seed(0)  # Mixup draws lambda with numpy, the permutation with torch
     model = student(augments=[dict(type='Mixup', alpha=0.8)])
@@ -41,7 +41,7 @@ def test_teacher_sees_exactly_the_mixed_batch_and_gets_no_gradients():
 
 
 def test_teacher_with_other_normalisation_gets_inputs_in_its_own_normalisation():
-    t_mean, t_std = [10., 20., 30.], [2., 4., 8.]
+    t_mean, t_std = [10.0, 20.0, 30.0], [2.0, 4.0, 8.0]
     model = student(teacher=teacher_cfg(mean=t_mean, std=t_std, to_rgb=True))
     model.train()
     seen = []
@@ -65,9 +65,10 @@ def test_teacher_logits_come_from_the_teacher_in_eval_mode():
 
 def test_teacher_that_was_never_loaded_is_refused(tmp_path):
     model = student(teacher_ckpt=str(tmp_path / 'teacher.pth'))
-    with pytest.raises(RuntimeError, match="not loaded.*deit_plugin.DistillationHook"):
-        model.loss(torch.randn(2, 3, 16, 16),
-                   [DataSample().set_gt_label(0), DataSample().set_gt_label(1)])
+    with pytest.raises(RuntimeError, match='not loaded.*deit_plugin.DistillationHook'):
+        model.loss(
+            torch.randn(2, 3, 16, 16), [DataSample().set_gt_label(0), DataSample().set_gt_label(1)]
+        )
 
 
 def test_class_count_mismatch_is_refused_at_build_time():
@@ -77,11 +78,15 @@ def test_class_count_mismatch_is_refused_at_build_time():
 
 def test_distilling_without_teacher_or_checkpoint_is_refused():
     with pytest.raises(ValueError, match='no teacher is given'):
-        MODELS.build(dict(
-            type='deit_plugin.DistillationClassifier',
-            backbone=dict(type='deit_plugin.DistilledVisionTransformer', arch='deit-tiny',
-                          img_size=32),
-            head=dict(type='deit_plugin.DeiTDistillHead', num_classes=4, in_channels=192)))
+        MODELS.build(
+            dict(
+                type='deit_plugin.DistillationClassifier',
+                backbone=dict(
+                    type='deit_plugin.DistilledVisionTransformer', arch='deit-tiny', img_size=32
+                ),
+                head=dict(type='deit_plugin.DeiTDistillHead', num_classes=4, in_channels=192),
+            )
+        )
     with pytest.raises(ValueError, match='teacher_ckpt is not set'):
         student(teacher_ckpt=None)
 
@@ -95,8 +100,14 @@ def test_missing_teacher_checkpoint_names_the_path(tmp_path):
 def test_checkpoint_of_another_model_is_refused_as_teacher(tmp_path):
     other = student()
     path = tmp_path / 'student.pth'
-    torch.save({'state_dict': {k: v for k, v in other.state_dict().items()
-                               if not k.startswith('teacher.')}}, path)
+    torch.save(
+        {
+            'state_dict': {
+                k: v for k, v in other.state_dict().items() if not k.startswith('teacher.')
+            }
+        },
+        path,
+    )
     model = student(teacher_ckpt=str(path))
     with pytest.raises(ValueError, match='does not fit the teacher'):
         model.load_teacher_checkpoint()
@@ -112,8 +123,11 @@ def test_teacher_checkpoint_loads_and_student_checkpoint_leaves_teacher_alone(tm
     for k, v in donor.state_dict().items():
         assert torch.equal(model.teacher.state_dict()[k], v), k
     # a student-only state dict (as the hook saves it) loads without touching the teacher
-    student_state = {k: torch.zeros_like(v) for k, v in model.state_dict().items()
-                     if not k.startswith('teacher.')}
+    student_state = {
+        k: torch.zeros_like(v)
+        for k, v in model.state_dict().items()
+        if not k.startswith('teacher.')
+    }
     model.load_state_dict(student_state, strict=True)
     assert torch.equal(model.backbone.cls_token, torch.zeros_like(model.backbone.cls_token))
     for k, v in donor.state_dict().items():
@@ -122,24 +136,30 @@ def test_teacher_checkpoint_loads_and_student_checkpoint_leaves_teacher_alone(tm
 
 def test_optimizer_constructor_leaves_the_teacher_out():
     from mmengine.optim import build_optim_wrapper
+
     model = student()
-    wrapper = build_optim_wrapper(model, dict(
-        constructor='deit_plugin.StudentOptimWrapperConstructor',
-        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-        paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={'.dist_token': dict(
-            decay_mult=0.0)})))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            constructor='deit_plugin.StudentOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+            paramwise_cfg=dict(
+                norm_decay_mult=0.0, custom_keys={'.dist_token': dict(decay_mult=0.0)}
+            ),
+        ),
+    )
     in_optim = {id(p) for g in wrapper.optimizer.param_groups for p in g['params']}
     assert not in_optim & {id(p) for p in model.teacher.parameters()}
     student_params = [p for n, p in model.named_parameters() if not n.startswith('teacher.')]
     assert {id(p) for p in student_params} == in_optim
-    decay = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups
-             for p in g['params']}
+    decay = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups for p in g['params']}
     assert decay[id(model.backbone.dist_token)] == 0.0
     assert decay[id(model.backbone.layers[0].attn.qkv.weight)] == 0.05
 
 
 def test_teacher_from_an_mmpretrain_model_zoo_config_name():
     from deit_plugin.models.distill_classifier import load_teacher_config
+
     cfg, desc = load_teacher_config('mmpretrain::resnet/resnet18_8xb32_in1k.py')
     assert cfg['type'] == 'ImageClassifier' and cfg['backbone']['depth'] == 18
     assert cfg['data_preprocessor']['mean'] == [123.675, 116.28, 103.53]
@@ -161,6 +181,7 @@ def test_teachers_own_pretrained_init_cfg_is_never_run(tmp_path):
     """A model-zoo teacher config carries init_cfg=Pretrained(URL); the teacher's weights must
     come from teacher_ckpt only. The URL here cannot be reached: running it would raise."""
     from mmengine.config import Config
+
     url = 'http://127.0.0.1:9/unreachable/teacher.pth'
     cfg = teacher_cfg()
     cfg['init_cfg'] = dict(type='Pretrained', checkpoint=url)
@@ -193,8 +214,11 @@ def test_guard_checks_the_buffers_the_checkpoint_holds():
     model.check_teacher_unchanged()
     running_mean = model.teacher.backbone.bn1.running_mean
     running_mean.add_(1.0)  # what a teacher left in train mode would do
-    with pytest.raises(RuntimeError, match=r'the teacher changed during training .*1 tensors, '
-                                           r"e.g. \['backbone.bn1.running_mean'\]"):
+    with pytest.raises(
+        RuntimeError,
+        match=r'the teacher changed during training .*1 tensors, '
+        r"e.g. \['backbone.bn1.running_mean'\]",
+    ):
         model.check_teacher_unchanged()
 
 
@@ -220,10 +244,11 @@ def test_buffers_the_teachers_load_hooks_recreate_are_not_missing_keys(tmp_path)
     loads and keeps the ones it built; they are neither missing nor guarded."""
     model = student()
     backbone = model.teacher.backbone
-    backbone.register_buffer('table', torch.arange(4.))
+    backbone.register_buffer('table', torch.arange(4.0))
 
     def drop_table(state_dict, prefix, *args):
         state_dict.pop(prefix + 'table', None)
+
     backbone._register_load_state_dict_pre_hook(drop_table)
     path = tmp_path / 'teacher.pth'
     torch.save({'state_dict': model.teacher.state_dict()}, path)
@@ -243,17 +268,29 @@ def test_class_count_comes_from_the_teachers_output_when_its_head_has_none():
 
 def write_teacher_config(tmp_path, crop):
     from mmengine.config import Config
+
     path = tmp_path / 'teacher_cfg.py'
-    Config(dict(model=teacher_cfg(), test_pipeline=[
-        dict(type='LoadImageFromFile'), dict(type='ResizeEdge', scale=crop + 4),
-        dict(type='CenterCrop', crop_size=crop), dict(type='PackInputs')])).dump(str(path))
+    Config(
+        dict(
+            model=teacher_cfg(),
+            test_pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='ResizeEdge', scale=crop + 4),
+                dict(type='CenterCrop', crop_size=crop),
+                dict(type='PackInputs'),
+            ],
+        )
+    ).dump(str(path))
     return str(path)
 
 
 def test_teacher_trained_at_another_size_gets_a_warning_naming_both(tmp_path):
     config = write_teacher_config(tmp_path, 32)
-    with pytest.warns(UserWarning, match=r'trained at 32x32 px \(its test pipeline\), the '
-                                         r'student reads 16x16.*teacher_input_size=32'):
+    with pytest.warns(
+        UserWarning,
+        match=r'trained at 32x32 px \(its test pipeline\), the '
+        r'student reads 16x16.*teacher_input_size=32',
+    ):
         model = student(teacher=config)
     assert model.teacher_trained_size == (32, 32)
     seen = []
@@ -266,6 +303,7 @@ def test_teacher_input_size_resizes_the_batch_for_the_teacher(tmp_path):
     import warnings
 
     import torch.nn.functional as F
+
     config = write_teacher_config(tmp_path, 32)
     with warnings.catch_warnings():
         warnings.simplefilter('error')
@@ -274,8 +312,7 @@ def test_teacher_input_size_resizes_the_batch_for_the_teacher(tmp_path):
     capture_inputs(model.teacher.backbone, seen)
     x = torch.randn(2, 3, 16, 16)
     model.teacher_logits(x)
-    expected = F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False,
-                             antialias=True)
+    expected = F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False, antialias=True)
     torch.testing.assert_close(seen[0], expected)
     with pytest.raises(ValueError, match='teacher_input_size must be a positive int'):
         student(teacher=config, teacher_input_size=0)
@@ -285,6 +322,7 @@ def test_teacher_checkpoint_from_a_url_is_downloaded_to_the_cache(tmp_path, monk
     import functools
     import http.server
     import threading
+
     served = tmp_path / 'served'
     served.mkdir()
     donor = MODELS.build(teacher_cfg())
@@ -303,9 +341,12 @@ def test_teacher_checkpoint_from_a_url_is_downloaded_to_the_cache(tmp_path, monk
             assert torch.equal(model.teacher.state_dict()[k], v), k
         assert (tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'teacher.pth').is_file()
         missing = student(teacher_ckpt=f'{url}/missing.pth')
-        with pytest.raises(FileNotFoundError, match=r'could not read the teacher checkpoint '
-                                                    r'http://.*/missing.pth \(HTTPError: .*404'
-                                                    r'.*download the file and set'):
+        with pytest.raises(
+            FileNotFoundError,
+            match=r'could not read the teacher checkpoint '
+            r'http://.*/missing.pth \(HTTPError: .*404'
+            r'.*download the file and set',
+        ):
             missing.load_teacher_checkpoint()
     finally:
         server.shutdown()
@@ -315,9 +356,12 @@ def test_teacher_checkpoint_from_a_url_is_downloaded_to_the_cache(tmp_path, monk
 def test_teacher_checkpoint_that_is_a_directory_names_the_files_in_it(tmp_path):
     (tmp_path / 'epoch_2.pth').write_bytes(b'')
     model = student(teacher_ckpt=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"is a directory: set model.teacher_ckpt to "
-                                                r"the checkpoint file itself \(it holds "
-                                                r"epoch_2.pth\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r'is a directory: set model.teacher_ckpt to '
+        r'the checkpoint file itself \(it holds '
+        r'epoch_2.pth\)',
+    ):
         model.load_teacher_checkpoint()
 
 

@@ -1,5 +1,6 @@
 """bf16 autocast training on CPU (deit_plugin.CPUAmpOptimWrapper, tools/train.py --amp) and the
 teacher's path in a step (precision, inference mode, no preprocessor re-run, DDP exclusion)."""
+
 import copy
 import os.path as osp
 
@@ -19,9 +20,15 @@ STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 
 
 def optim_wrapper(model, type_='deit_plugin.CPUAmpOptimWrapper', **kwargs):
-    return build_optim_wrapper(model, dict(
-        type=type_, constructor='deit_plugin.StudentOptimWrapperConstructor',
-        optimizer=dict(type='AdamW', lr=1e-3), **kwargs))
+    return build_optim_wrapper(
+        model,
+        dict(
+            type=type_,
+            constructor='deit_plugin.StudentOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-3),
+            **kwargs,
+        ),
+    )
 
 
 def test_wrapper_is_built_through_mmengine_by_its_prefixed_name():
@@ -35,7 +42,8 @@ def test_forward_runs_in_bf16_while_weights_grads_and_adam_state_stay_fp32():
     wrapper = optim_wrapper(model)
     out_dtypes = []
     model.backbone.layers[0].attn.qkv.register_forward_hook(
-        lambda m, args, out: out_dtypes.append(out.dtype))
+        lambda m, args, out: out_dtypes.append(out.dtype)
+    )
     before = copy.deepcopy(model.backbone.state_dict())
     model.train_step(batch(), wrapper)
     assert out_dtypes == [torch.bfloat16]
@@ -63,13 +71,12 @@ def test_float16_and_non_cpu_models_are_refused_with_the_fix():
     model = student()
     wrapper = optim_wrapper(model)
     meta = torch.nn.Linear(2, 2, device='meta')
-    with pytest.raises(RuntimeError, match="AmpOptimWrapper"):
+    with pytest.raises(RuntimeError, match='AmpOptimWrapper'):
         with wrapper.optim_context(meta):
             pass
 
 
-def test_train_py_amp_picks_cpu_bf16_wrapper_without_cuda_and_mmengine_amp_with_cuda(
-        monkeypatch):
+def test_train_py_amp_picks_cpu_bf16_wrapper_without_cuda_and_mmengine_amp_with_cuda(monkeypatch):
     def amp_cfg():
         args = train_tool.parse_args([STUDENT_CFG, '--amp'])
         return train_tool.merge_args(Config.fromfile(STUDENT_CFG), args)
@@ -115,7 +122,7 @@ def test_teacher_precision_is_chosen_apart_from_the_step():
         else:  # bf16 teacher even in a float32 step
             assert torch.equal(in_fp32_step, in_bf16_step)
             assert not torch.equal(in_fp32_step, fp32)
-    with pytest.raises(ValueError, match="teacher_precision must be one of"):
+    with pytest.raises(ValueError, match='teacher_precision must be one of'):
         student(teacher_precision='fp16')
 
 
@@ -135,7 +142,8 @@ def test_teacher_logits_leave_no_autograd_state_but_feed_the_soft_loss_backward(
 def test_teacher_data_preprocessor_is_never_rerun_in_a_step():
     # the teacher normalises differently: the student's batch is converted arithmetically
     from model_builders import teacher_cfg
-    model = student(teacher=teacher_cfg(mean=[0., 0., 0.], std=[255., 255., 255.]))
+
+    model = student(teacher=teacher_cfg(mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0]))
     model.train()
     calls = []
     model.teacher.data_preprocessor.register_forward_pre_hook(lambda m, a: calls.append(1))
@@ -144,7 +152,7 @@ def test_teacher_data_preprocessor_is_never_rerun_in_a_step():
     data = batch()
     model.train_step(data, optim_wrapper(model, 'OptimWrapper'))
     assert calls == []
-    expected = torch.stack(data['inputs']).float() / 255.
+    expected = torch.stack(data['inputs']).float() / 255.0
     torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=1e-5)
     assert seen[0].is_contiguous(memory_format=torch.channels_last)
 
@@ -152,17 +160,19 @@ def test_teacher_data_preprocessor_is_never_rerun_in_a_step():
 def test_ddp_wraps_the_student_only(tmp_path):
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
+
     model = student()
     teacher_names = {f'teacher.{n}' for n, _ in model.teacher.named_parameters()} | {
-        f'teacher.{n}' for n, _ in model.teacher.named_buffers()}
+        f'teacher.{n}' for n, _ in model.teacher.named_buffers()
+    }
     assert set(model._ddp_params_and_buffers_to_ignore) == teacher_names
-    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0,
-                            world_size=1)
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
     try:
         ddp = MMDistributedDataParallel(module=model, device_ids=None, broadcast_buffers=False)
         synced = {id(p) for p in ddp._module_parameters}
-        assert synced == {id(p) for n, p in model.named_parameters()
-                          if not n.startswith('teacher.')}
+        assert synced == {
+            id(p) for n, p in model.named_parameters() if not n.startswith('teacher.')
+        }
         assert not any(id(p) in synced for p in model.teacher.parameters())
     finally:
         dist.destroy_process_group()
@@ -170,7 +180,9 @@ def test_ddp_wraps_the_student_only(tmp_path):
 
 def test_cpu_multi_process_needs_the_pytorch_launcher(monkeypatch):
     from mmengine.config import ConfigDict
+
     from tools._support.dist_utils import prepare_cpu_distributed
+
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(RuntimeError, match='torchrun'):
         prepare_cpu_distributed(ConfigDict(launcher='slurm'))

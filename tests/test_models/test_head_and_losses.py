@@ -2,17 +2,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmpretrain.structures import DataSample
+from model_builders import C, D, head
 
 import deit_plugin
-
-from model_builders import C, D, head
 
 B = 6
 
 
 def feats(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return ((torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)), )
+    return ((torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)),)
 
 
 def samples(labels):
@@ -49,10 +48,12 @@ def test_eval_fusion_can_use_one_head(fusion, index):
     expected = h.logits(f)[index]
     torch.testing.assert_close(h(f), expected)
     pred = h.predict(f)
-    torch.testing.assert_close(torch.stack([p.pred_score for p in pred]),
-                               F.softmax(expected, dim=1))
-    torch.testing.assert_close(torch.stack([p.cls_pred_score for p in pred]),
-                               F.softmax(h.logits(f)[0], dim=1))
+    torch.testing.assert_close(
+        torch.stack([p.pred_score for p in pred]), F.softmax(expected, dim=1)
+    )
+    torch.testing.assert_close(
+        torch.stack([p.cls_pred_score for p in pred]), F.softmax(h.logits(f)[0], dim=1)
+    )
 
 
 def test_hard_distillation_loss_equals_official_formula():
@@ -65,7 +66,8 @@ def test_hard_distillation_loss_equals_official_formula():
     onehot = F.one_hot(labels, C).float()
     torch.testing.assert_close(losses['loss_cls'], 0.7 * smooth_ce(cls_logits, onehot))
     torch.testing.assert_close(
-        losses['loss_dist'], 0.3 * F.cross_entropy(dist_logits, teacher.argmax(1)))
+        losses['loss_dist'], 0.3 * F.cross_entropy(dist_logits, teacher.argmax(1))
+    )
     fused = ((cls_logits + dist_logits) / 2).argmax(1)
     assert losses['agreement'] == (fused == teacher.argmax(1)).float().mean()
 
@@ -85,7 +87,7 @@ def test_soft_distillation_loss_equals_tau2_kl(reduction):
     s, t = torch.randn(B, C), torch.randn(B, C)
     p_t = F.softmax(t / tau, dim=1)
     kl = (p_t * (p_t.log() - F.log_softmax(s / tau, dim=1))).sum()
-    expected = kl * tau ** 2 / (B * C if reduction == 'numel' else B)
+    expected = kl * tau**2 / (B * C if reduction == 'numel' else B)
     torch.testing.assert_close(loss(s, t), expected)
 
 
@@ -123,11 +125,14 @@ def test_both_heads_receive_gradients():
     assert h.layers['head_dist'].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize('kwargs,match', [
-    (dict(alpha=1.5), r'alpha must be in \[0, 1\]'),
-    (dict(distillation='medium'), 'distillation must be one of'),
-    (dict(fusion='max'), 'fusion must be one of'),
-])
+@pytest.mark.parametrize(
+    'kwargs,match',
+    [
+        (dict(alpha=1.5), r'alpha must be in \[0, 1\]'),
+        (dict(distillation='medium'), 'distillation must be one of'),
+        (dict(fusion='max'), 'fusion must be one of'),
+    ],
+)
 def test_bad_head_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         head(**kwargs)

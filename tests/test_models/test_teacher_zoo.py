@@ -17,6 +17,7 @@ and the families that needed work: SwinV2, EVA-02, Inception-v3, ViG), RepMLP at
 RegNetY-16GF; ``pytest --zoo-all tests/test_models/test_teacher_zoo.py`` runs every family and
 checks that :data:`CI_FAMILIES` still follows the rule.
 """
+
 import os
 import os.path as osp
 
@@ -60,7 +61,7 @@ REFUSED = {
     # its model base in mmpretrain 1.2.0's wheel is a lazy-import config, which mmengine 0.10.7
     # refuses inside an old-style chain
     'replknet': r"teacher config 'mmpretrain::replknet/.*' cannot be read by mmengine .*give "
-                r'the teacher as a model dict',
+    r'the teacher as a model dict',
 }
 
 
@@ -77,10 +78,15 @@ def zoo_models(family: str):
         results = entry.get('Results') or []
         params = (entry.get('Metadata') or {}).get('Parameters')
         config = entry.get('Config') or ''
-        if params and osp.dirname(config) == f'configs/{family}' and any(
+        if (
+            params
+            and osp.dirname(config) == f'configs/{family}'
+            and any(
                 r.get('Dataset') == 'ImageNet-1k' and r.get('Task') == 'Image Classification'
-                for r in results):
-            found.append((int(params), config[len('configs/'):]))
+                for r in results
+            )
+        ):
+            found.append((int(params), config[len('configs/') :]))
     return sorted(found)
 
 
@@ -91,8 +97,10 @@ def is_1k_image_classifier(config: str) -> bool:
         model = Config.fromfile(osp.join(ZOO, config)).get('model') or {}
     except RuntimeError:  # mmengine cannot read it: the sweep shows it (see REFUSED)
         return True
-    return (model.get('type') in ('ImageClassifier', 'mmpretrain.ImageClassifier')
-            and (model.get('head') or {}).get('num_classes', 1000) == 1000)
+    return (
+        model.get('type') in ('ImageClassifier', 'mmpretrain.ImageClassifier')
+        and (model.get('head') or {}).get('num_classes', 1000) == 1000
+    )
 
 
 def family_config(family: str):
@@ -113,37 +121,53 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize('family', families() if every else sorted(CI_FAMILIES))
 
 
-def save_zoo_checkpoint(teacher: torch.nn.Module, path: str, config: str, key='state_dict'
-                        ) -> dict:
+def save_zoo_checkpoint(teacher: torch.nn.Module, path: str, config: str, key='state_dict') -> dict:
     """Random weights (parameters halved: not the ones the teacher was built with) in the
     model zoo's layout; returns them."""
     params = {id(p) for p in teacher.parameters()}
-    state = {k: (v.detach() * 0.5 if id(v) in params else v.detach())
-             for k, v in teacher.state_dict(keep_vars=True).items()}
+    state = {
+        k: (v.detach() * 0.5 if id(v) in params else v.detach())
+        for k, v in teacher.state_dict(keep_vars=True).items()
+    }
     meta = {'mmpretrain_version': mmpretrain.__version__, 'config': config}
     torch.save({'meta': meta, key: state}, path)
     return state
 
 
 def deit_ti_student(teacher, teacher_ckpt, **options):
-    return MODELS.build(dict(
-        type='deit_plugin.DistillationClassifier',
-        backbone=dict(type='deit_plugin.DistilledVisionTransformer', arch='deit-tiny',
-                      img_size=224, patch_size=16),
-        head=dict(type='deit_plugin.DeiTDistillHead', num_classes=1000, in_channels=192),
-        teacher=teacher, teacher_ckpt=teacher_ckpt,
-        data_preprocessor=dict(num_classes=1000, mean=MEAN, std=STD, to_rgb=True),
-        **options))
+    return MODELS.build(
+        dict(
+            type='deit_plugin.DistillationClassifier',
+            backbone=dict(
+                type='deit_plugin.DistilledVisionTransformer',
+                arch='deit-tiny',
+                img_size=224,
+                patch_size=16,
+            ),
+            head=dict(type='deit_plugin.DeiTDistillHead', num_classes=1000, in_channels=192),
+            teacher=teacher,
+            teacher_ckpt=teacher_ckpt,
+            data_preprocessor=dict(num_classes=1000, mean=MEAN, std=STD, to_rgb=True),
+            **options,
+        )
+    )
 
 
 def one_training_step(model) -> dict:
-    optim = build_optim_wrapper(model, dict(
-        constructor='deit_plugin.StudentOptimWrapperConstructor',
-        optimizer=dict(type='AdamW', lr=1e-4)))
+    optim = build_optim_wrapper(
+        model,
+        dict(
+            constructor='deit_plugin.StudentOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-4),
+        ),
+    )
     g = torch.Generator().manual_seed(0)
-    data = dict(inputs=[torch.randint(0, 256, (3, 224, 224), generator=g, dtype=torch.uint8)
-                        for _ in range(2)],
-                data_samples=[DataSample().set_gt_label(label) for label in (3, 917)])
+    data = dict(
+        inputs=[
+            torch.randint(0, 256, (3, 224, 224), generator=g, dtype=torch.uint8) for _ in range(2)
+        ],
+        data_samples=[DataSample().set_gt_label(label) for label in (3, 917)],
+    )
     model.train()
     return model.train_step(data, optim)
 
@@ -168,12 +192,14 @@ def teaches(model, state: dict) -> None:
     assert model.check_teacher_unchanged() == model.teacher_fingerprint
     assert not model.teacher.training
     assert model.teacher_fingerprint == teacher_fingerprint(
-        {k: v for k, v in state.items() if k in model._teacher_defined})
+        {k: v for k, v in state.items() if k in model._teacher_defined}
+    )
 
 
 @pytest.mark.slow
-def test_zoo_family_teaches_a_deit_ti_student_or_is_refused_with_the_reason(family, request,
-                                                                             tmp_path):
+def test_zoo_family_teaches_a_deit_ti_student_or_is_refused_with_the_reason(
+    family, request, tmp_path
+):
     config = CI_FAMILIES.get(family)
     if request.config.getoption('--zoo-all', default=False) or config is None:
         rule = family_config(family)
@@ -191,8 +217,11 @@ def test_zoo_family_teaches_a_deit_ti_student_or_is_refused_with_the_reason(fami
     size = NEEDS_INPUT_SIZE.get(family)
     model, state = student_with_zoo_checkpoint(teacher, ckpt)
     if size is not None:  # refused at the first step, naming the option; with it, it teaches
-        with pytest.raises(ValueError, match=rf'cannot run on 224x224 inputs .*Set '
-                                             rf'model.teacher_input_size={size}'):
+        with pytest.raises(
+            ValueError,
+            match=rf'cannot run on 224x224 inputs .*Set '
+            rf'model.teacher_input_size={size}',
+        ):
             teaches(model, state)
         model, state = student_with_zoo_checkpoint(teacher, ckpt, teacher_input_size=size)
     teaches(model, state)
@@ -203,8 +232,9 @@ def test_the_papers_regnety_16gf_teaches_through_timm_classifier(tmp_path):
     """configs/teachers/regnety_160.py with a checkpoint laid out as the official
     regnety_160-a5fe301d.pth: timm key names under ``model``."""
     teacher = osp.join(ROOT, 'configs/teachers/regnety_160.py')
-    model, state = student_with_zoo_checkpoint(teacher, str(tmp_path / 'regnety_160.pth'),
-                                               key='model')
+    model, state = student_with_zoo_checkpoint(
+        teacher, str(tmp_path / 'regnety_160.pth'), key='model'
+    )
     assert next(iter(state)) == 'stem.conv.weight'  # timm's names: TimmClassifier's layout
     teaches(model, state)
 
@@ -218,9 +248,12 @@ def test_a_teacher_built_for_one_input_size_names_teacher_input_size(tmp_path):
     with pytest.warns(UserWarning, match=r'trained at 256x256 px .* student reads 224x224'):
         model, state = student_with_zoo_checkpoint(teacher, ckpt)
     model.load_teacher_checkpoint()
-    with pytest.raises(ValueError, match=r'cannot run on 224x224 inputs \(AssertionError: .*\); '
-                                         r'it was trained at 256x256 px\. Set '
-                                         r'model.teacher_input_size=256'):
+    with pytest.raises(
+        ValueError,
+        match=r'cannot run on 224x224 inputs \(AssertionError: .*\); '
+        r'it was trained at 256x256 px\. Set '
+        r'model.teacher_input_size=256',
+    ):
         one_training_step(model)
     del model
     teaches(deit_ti_student(teacher, ckpt, teacher_input_size=256), state)

@@ -5,6 +5,7 @@ The configs name their data and checkpoints relative to the folder the tools run
 (``data/imagenet``, ``checkpoints/regnety_160-a5fe301d.pth``, ...); the tests run the tools
 from this folder, so the configs are used as written.
 """
+
 import os
 import os.path as osp
 import subprocess
@@ -19,10 +20,12 @@ ROOT = osp.dirname(TESTS)
 
 # scikit-image's photos (shipped in its wheel) with the ImageNet-1k class each shows, or a
 # stand-in class for the astronaut (ImageNet has none): (file stem, wnid, class index)
-PHOTOS = (('chelsea', 'n02123045', 281),    # tabby cat
-          ('coffee', 'n07920052', 967),     # espresso
-          ('rocket', 'n04266014', 812),     # space shuttle
-          ('astronaut', 'n03595614', 610))  # jersey (stand-in)
+PHOTOS = (
+    ('chelsea', 'n02123045', 281),  # tabby cat
+    ('coffee', 'n07920052', 967),  # espresso
+    ('rocket', 'n04266014', 812),  # space shuttle
+    ('astronaut', 'n03595614', 610),
+)  # jersey (stand-in)
 
 REGNETY = 'regnety_160-a5fe301d.pth'
 RESNET50 = 'resnet50_8xb32_in1k_20210831-ea4938fc.pth'
@@ -32,12 +35,14 @@ DEIT_B_OFFICIAL = 'deit_base_distilled_patch16_224-df68dfff.pth'
 
 def photo(name: str) -> np.ndarray:
     import skimage.data
+
     img = getattr(skimage.data, name)()
     return img[..., :3] if img.ndim == 3 else np.stack([img] * 3, -1)
 
 
 def save_jpeg(img: np.ndarray, path: str) -> None:
     from PIL import Image
+
     os.makedirs(osp.dirname(path), exist_ok=True)
     Image.fromarray(img).save(path, quality=90)
 
@@ -70,6 +75,7 @@ def make_image_folder(root: str) -> None:
 def save_regnety_160(path: str) -> str:
     """``regnety_160-a5fe301d.pth`` as distributed with DeiT: timm's weights under ``model``."""
     import timm
+
     torch.manual_seed(0)
     torch.save({'model': timm.create_model('regnety_160', pretrained=False).state_dict()}, path)
     return path
@@ -81,12 +87,14 @@ def save_resnet50_in1k(path: str) -> str:
     from mmengine.config import Config
     from mmengine.hub import get_config
     from mmpretrain.registry import MODELS
+
     cfg: Config = get_config('mmpretrain::resnet/resnet50_8xb32_in1k.py')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    torch.save({'meta': {'epoch': 100, 'mmcls_version': '0.16.0'},
-                'state_dict': model.state_dict()}, path)
+    torch.save(
+        {'meta': {'epoch': 100, 'mmcls_version': '0.16.0'}, 'state_dict': model.state_dict()}, path
+    )
     return path
 
 
@@ -95,10 +103,11 @@ def save_official_deit(arch: str, path: str) -> str:
     with tools/model_converters/deit_to_plugin.py as the configs' comments say; returns the
     converted file (``..._plugin.pth`` next to it)."""
     import timm
+
     torch.manual_seed(0)
     model = timm.create_model(f'deit_{arch}_distilled_patch16_224', pretrained=False)
     torch.save({'model': model.state_dict()}, path)
-    out = path.replace(path[path.rindex('-'):], '_plugin.pth')
+    out = path.replace(path[path.rindex('-') :], '_plugin.pth')
     run_python([osp.join(ROOT, 'tools/model_converters/deit_to_plugin.py'), path, out])
     return out
 
@@ -111,17 +120,23 @@ def env() -> Dict[str, str]:
 
 def run_python(argv: List[str], cwd: str = None) -> str:
     """Run a Python script; on failure, fail with its output."""
-    proc = subprocess.run([sys.executable, *argv], cwd=cwd, env=env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        [sys.executable, *argv],
+        cwd=cwd,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if proc.returncode != 0:
-        raise AssertionError(f'{" ".join(argv)} exited {proc.returncode}:\n'
-                             f'{proc.stdout[-6000:]}')
+        raise AssertionError(f'{" ".join(argv)} exited {proc.returncode}:\n{proc.stdout[-6000:]}')
     return proc.stdout
 
 
 def mmpretrain_tool(name: str) -> str:
     """mmpretrain's own tools/train.py or tools/test.py, shipped in its wheel."""
     import mmpretrain
+
     path = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', name)
     assert osp.isfile(path), f'mmpretrain ships no {path}'
     return path

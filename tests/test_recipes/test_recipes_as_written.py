@@ -14,13 +14,27 @@ teacher's forward): DeiT-S 4.6 GFLOPs and RegNetY-16GF 16 GFLOPs at 224 px, abou
 DeiT-B 17.6 + RegNetY 16, about 69; DeiT-B at 384 px 55.5 + RegNetY at 384 px about 47, about
 214 GFLOPs. The DeiT-B configs therefore run at batch 1 on 2 images.
 """
+
 import os.path as osp
 
 import pytest
 import torch
-from recipe_project import (DEIT_B_OFFICIAL, DEIT_S_OFFICIAL, PHOTOS, REGNETY, RESNET50, ROOT,
-                            doc_python_block, make_image_folder, make_imagenet, mmpretrain_tool,
-                            run_python, save_official_deit, save_regnety_160, save_resnet50_in1k)
+from recipe_project import (
+    DEIT_B_OFFICIAL,
+    DEIT_S_OFFICIAL,
+    PHOTOS,
+    REGNETY,
+    RESNET50,
+    ROOT,
+    doc_python_block,
+    make_image_folder,
+    make_imagenet,
+    mmpretrain_tool,
+    run_python,
+    save_official_deit,
+    save_regnety_160,
+    save_resnet50_in1k,
+)
 from tool_modules import load_tool
 
 pytestmark = pytest.mark.slow
@@ -45,10 +59,13 @@ def project(tmp_path_factory):
 def checkpoint(project, name: str) -> str:
     """``checkpoints/<name>`` in the project, made once."""
     path = str(project / 'checkpoints' / name)
-    makers = {REGNETY: save_regnety_160, RESNET50: save_resnet50_in1k,
-              DEIT_S_OFFICIAL: lambda p: save_official_deit('small', p),
-              DEIT_B_OFFICIAL: lambda p: save_official_deit('base', p)}
-    done = path if name in (REGNETY, RESNET50) else path[:path.rindex('-')] + '_plugin.pth'
+    makers = {
+        REGNETY: save_regnety_160,
+        RESNET50: save_resnet50_in1k,
+        DEIT_S_OFFICIAL: lambda p: save_official_deit('small', p),
+        DEIT_B_OFFICIAL: lambda p: save_official_deit('base', p),
+    }
+    done = path if name in (REGNETY, RESNET50) else path[: path.rindex('-')] + '_plugin.pth'
     if not osp.isfile(done):
         makers[name](path)
     return done
@@ -67,29 +84,47 @@ def short_run(batch: int = 2, images: int = 0, val: bool = True):
     return opts
 
 
-def train_and_test(config: str, work_dir: str, opts, monkeypatch, project, train_images=4,
-                   batch=2, test_opts=()):
+def train_and_test(
+    config: str, work_dir: str, opts, monkeypatch, project, train_images=4, batch=2, test_opts=()
+):
     """tools/train.py, then tools/test.py on its checkpoint, from the project folder."""
     monkeypatch.chdir(project)
-    runner = train_tool.main([config, '--work-dir', work_dir, '--threads', '1',
-                              '--cfg-options', *opts])
+    runner = train_tool.main(
+        [config, '--work-dir', work_dir, '--threads', '1', '--cfg-options', *opts]
+    )
     iters = -(-min(train_images, len(PHOTOS)) // batch)
     assert runner.iter == iters, f'trained {runner.iter} iterations, expected {iters}'
     hub = runner.message_hub
-    losses = {k[len('train/'):]: hub.get_scalar(k).current() for k in hub.log_scalars
-              if k.startswith('train/loss')}
-    assert 'loss' in losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values()), \
+    losses = {
+        k[len('train/') :]: hub.get_scalar(k).current()
+        for k in hub.log_scalars
+        if k.startswith('train/loss')
+    }
+    assert 'loss' in losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values()), (
         losses
+    )
     ckpt = osp.join(work_dir, 'epoch_1.pth')
     saved = torch.load(ckpt, map_location='cpu', weights_only=False)
     assert not any(k.startswith('teacher.') for k in saved['state_dict'])
-    metrics = test_tool.main([config, ckpt, '--work-dir', osp.join(work_dir, 'test'),
-                              '--threads', '1', '--cfg-options', 'test_dataloader.num_workers=0',
-                              f'test_dataloader.batch_size={min(batch, 2)}', *test_opts])
+    metrics = test_tool.main(
+        [
+            config,
+            ckpt,
+            '--work-dir',
+            osp.join(work_dir, 'test'),
+            '--threads',
+            '1',
+            '--cfg-options',
+            'test_dataloader.num_workers=0',
+            f'test_dataloader.batch_size={min(batch, 2)}',
+            *test_opts,
+        ]
+    )
     # a share of the validation images (ImageNet folder: 2, image folder: 4)
     val_images = 4 if 'custom' in config else 2
-    assert metrics['accuracy/top1'] in [100.0 * i / val_images for i in range(val_images + 1)], \
+    assert metrics['accuracy/top1'] in [100.0 * i / val_images for i in range(val_images + 1)], (
         metrics
+    )
     return runner, saved, losses, metrics
 
 
@@ -117,7 +152,8 @@ def test_documented_student_config_trains_and_tests_as_written(doc, project, mon
     config = project / f'{doc}_config.py'
     config.write_text(text)
     _, saved, losses, metrics = train_and_test(
-        str(config), str(project / 'work_dirs' / doc), short_run(), monkeypatch, project)
+        str(config), str(project / 'work_dirs' / doc), short_run(), monkeypatch, project
+    )
     check_distilled(saved, losses, RESNET50)
     # own_config's block evaluates each head (DistillationMetric); the README's top-1/top-5
     assert ('distill/fused_top1' in metrics) == (doc == 'own_config'), metrics
@@ -141,8 +177,14 @@ def test_imagenet_config_trains_and_tests_with_the_regnety_teacher(name, project
     if official:
         checkpoint(project, official)
     runner, saved, losses, _ = train_and_test(
-        osp.join(ROOT, 'configs', name), str(project / 'work_dirs' / name[:-3]),
-        short_run(batch, images, val=False), monkeypatch, project, images, batch)
+        osp.join(ROOT, 'configs', name),
+        str(project / 'work_dirs' / name[:-3]),
+        short_run(batch, images, val=False),
+        monkeypatch,
+        project,
+        images,
+        batch,
+    )
     check_distilled(saved, losses, REGNETY)
     assert 'ema_state_dict' in saved  # the recipe's model EMA
     size = 384 if '384' in name else 224
@@ -150,6 +192,7 @@ def test_imagenet_config_trains_and_tests_with_the_regnety_teacher(name, project
 
 
 # --- configs/custom: teacher, then student -------------------------------------------------
+
 
 def test_custom_dataset_recipe_trains_teacher_then_student(project, monkeypatch):
     """Step 1 fine-tunes the ImageNet ResNet-50 on the project's 4 classes (its 1000-class
@@ -161,37 +204,57 @@ def test_custom_dataset_recipe_trains_teacher_then_student(project, monkeypatch)
     custom = osp.join(ROOT, 'configs/custom')
     teacher_dir = str(project / 'work_dirs/custom_teacher')
     runner, saved, _, _ = train_and_test(
-        osp.join(custom, 'resnet50_teacher_ft.py'), teacher_dir, short_run(), monkeypatch,
-        project)
+        osp.join(custom, 'resnet50_teacher_ft.py'), teacher_dir, short_run(), monkeypatch, project
+    )
     assert saved['state_dict']['head.fc.weight'].shape[0] == 10  # num_classes of the base
     teacher = [f'model.teacher_ckpt={teacher_dir}/epoch_1.pth']
     runner, saved, losses, metrics = train_and_test(
-        osp.join(custom, 'deit_s_distill_ft.py'), str(project / 'work_dirs/custom_student'),
-        short_run() + teacher, monkeypatch, project, test_opts=teacher)
+        osp.join(custom, 'deit_s_distill_ft.py'),
+        str(project / 'work_dirs/custom_student'),
+        short_run() + teacher,
+        monkeypatch,
+        project,
+        test_opts=teacher,
+    )
     check_distilled(saved, losses, 'custom_teacher')
     assert 'distill/agreement' in metrics  # predict_with_teacher=True
 
 
 # --- mmpretrain's own tools ----------------------------------------------------------------
 
+
 def mm_train_and_test(config, work_dir, opts, cwd, test_opts=()):
-    run_python([mmpretrain_tool('train.py'), config, '--work-dir', work_dir,
-                '--cfg-options', *opts], cwd=cwd)
+    run_python(
+        [mmpretrain_tool('train.py'), config, '--work-dir', work_dir, '--cfg-options', *opts],
+        cwd=cwd,
+    )
     ckpt = osp.join(work_dir, 'epoch_1.pth')
     assert osp.isfile(ckpt)
-    out = run_python([mmpretrain_tool('test.py'), config, ckpt, '--work-dir',
-                      osp.join(work_dir, 'test'), '--cfg-options',
-                      'test_dataloader.num_workers=0', *test_opts], cwd=cwd)
+    out = run_python(
+        [
+            mmpretrain_tool('test.py'),
+            config,
+            ckpt,
+            '--work-dir',
+            osp.join(work_dir, 'test'),
+            '--cfg-options',
+            'test_dataloader.num_workers=0',
+            *test_opts,
+        ],
+        cwd=cwd,
+    )
     assert 'accuracy/top1' in out, out[-2000:]
     return ckpt
 
 
 def test_imagenet_config_under_mmpretrain_tools(project):
     checkpoint(project, REGNETY)
-    ckpt = mm_train_and_test(osp.join(ROOT, 'configs/deit_ti_distill.py'),
-                             str(project / 'work_dirs/mm_deit_ti'),
-                             short_run(val=False) + ['train_dataloader.persistent_workers=False'],
-                             str(project))
+    ckpt = mm_train_and_test(
+        osp.join(ROOT, 'configs/deit_ti_distill.py'),
+        str(project / 'work_dirs/mm_deit_ti'),
+        short_run(val=False) + ['train_dataloader.persistent_workers=False'],
+        str(project),
+    )
     meta = torch.load(ckpt, map_location='cpu', weights_only=False)['meta']
     assert meta['deit_plugin']['teacher_fingerprint']  # the plugin's hook ran in their Runner
 
@@ -201,18 +264,26 @@ def test_custom_configs_under_mmpretrain_tools(project):
     checkpoint(project, DEIT_S_OFFICIAL)
     custom = osp.join(ROOT, 'configs/custom')
     no_workers = [f'{loader}.persistent_workers=False' for loader in LOADERS]
-    teacher = mm_train_and_test(osp.join(custom, 'resnet50_teacher_ft.py'),
-                                str(project / 'work_dirs/mm_custom_teacher'),
-                                short_run() + no_workers, str(project))
+    teacher = mm_train_and_test(
+        osp.join(custom, 'resnet50_teacher_ft.py'),
+        str(project / 'work_dirs/mm_custom_teacher'),
+        short_run() + no_workers,
+        str(project),
+    )
     teacher = [f'model.teacher_ckpt={teacher}']
-    mm_train_and_test(osp.join(custom, 'deit_s_distill_ft.py'),
-                      str(project / 'work_dirs/mm_custom_student'),
-                      short_run() + no_workers + teacher, str(project),
-                      test_opts=teacher + ['test_dataloader.persistent_workers=False'])
+    mm_train_and_test(
+        osp.join(custom, 'deit_s_distill_ft.py'),
+        str(project / 'work_dirs/mm_custom_student'),
+        short_run() + no_workers + teacher,
+        str(project),
+        test_opts=teacher + ['test_dataloader.persistent_workers=False'],
+    )
 
 
-FASHION_MNIST = ('configs/fashion_mnist/deit_tiny_distill.py',
-                 'configs/fashion_mnist/study/deit_tiny_student_v2.py')
+FASHION_MNIST = (
+    'configs/fashion_mnist/deit_tiny_distill.py',
+    'configs/fashion_mnist/study/deit_tiny_student_v2.py',
+)
 
 
 @pytest.mark.parametrize('config', FASHION_MNIST)
@@ -220,17 +291,42 @@ def test_fashion_mnist_config_under_mmpretrain_tools_unchanged(config, fmnist_ro
     """No dataloader option passed: the configs' own num_workers=0 and persistent_workers=False
     must satisfy mmpretrain's tools (whose default is persistent_workers=True)."""
     from reliability_utils import save_initialised_teacher
+
     teacher = save_initialised_teacher(str(tmp_path / 'teacher.pth'))
-    opts = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1', f'model.teacher_ckpt={teacher}',
-            'default_hooks.checkpoint.interval=1', 'train_dataloader.batch_size=32',
-            'train_dataloader.dataset.indices=64', 'val_dataloader.dataset.indices=64',
-            'test_dataloader.dataset.indices=64']
+    opts = [
+        'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=1',
+        f'model.teacher_ckpt={teacher}',
+        'default_hooks.checkpoint.interval=1',
+        'train_dataloader.batch_size=32',
+        'train_dataloader.dataset.indices=64',
+        'val_dataloader.dataset.indices=64',
+        'test_dataloader.dataset.indices=64',
+    ]
     if 'study' not in config:  # PNG folders (the conftest fixture); the study reads IDX files
         opts += [f'{loader}.dataset.data_root={fmnist_root}' for loader in LOADERS]
     work_dir = str(tmp_path / 'work')
-    run_python([mmpretrain_tool('train.py'), osp.join(ROOT, config), '--work-dir', work_dir,
-                '--cfg-options', *opts], cwd=str(tmp_path))
-    out = run_python([mmpretrain_tool('test.py'), osp.join(ROOT, config),
-                      osp.join(work_dir, 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test'),
-                      '--cfg-options', *opts], cwd=str(tmp_path))
+    run_python(
+        [
+            mmpretrain_tool('train.py'),
+            osp.join(ROOT, config),
+            '--work-dir',
+            work_dir,
+            '--cfg-options',
+            *opts,
+        ],
+        cwd=str(tmp_path),
+    )
+    out = run_python(
+        [
+            mmpretrain_tool('test.py'),
+            osp.join(ROOT, config),
+            osp.join(work_dir, 'epoch_1.pth'),
+            '--work-dir',
+            str(tmp_path / 'test'),
+            '--cfg-options',
+            *opts,
+        ],
+        cwd=str(tmp_path),
+    )
     assert 'accuracy/top1' in out

@@ -1,14 +1,14 @@
 """tools/analysis/attention_maps.py: per-head class/distillation token attention over the patches
 (recomputed from each block's qkv) and the per-layer token cosine, on the demo student."""
+
 import os.path as osp
 
 import pytest
 import skimage
 import torch
+from tool_modules import load_tool
 
 from deit_plugin.registry import MODELS
-
-from tool_modules import load_tool
 
 attention_maps = load_tool('analysis/attention_maps.py')
 
@@ -16,9 +16,15 @@ PHOTO = osp.join(osp.dirname(skimage.__file__), 'data', 'chelsea.png')
 
 
 def tiny_backbone():
-    return MODELS.build(dict(
-        type='deit_plugin.DistilledVisionTransformer', img_size=28, patch_size=4, in_channels=1,
-        arch=dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64))).eval()
+    return MODELS.build(
+        dict(
+            type='deit_plugin.DistilledVisionTransformer',
+            img_size=28,
+            patch_size=4,
+            in_channels=1,
+            arch=dict(embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64),
+        )
+    ).eval()
 
 
 def test_recomputed_weights_reproduce_the_attention_output():
@@ -60,8 +66,9 @@ def test_identical_tokens_attend_identically():
 @pytest.mark.slow
 def test_tool_on_the_demo_student(demo_student, tmp_path):
     out = str(tmp_path / 'attention.png')
-    analysis = attention_maps.main([demo_student['config'], demo_student['ckpt'], PHOTO,
-                                    '--out', out, '--layer', '-1'])
+    analysis = attention_maps.main(
+        [demo_student['config'], demo_student['ckpt'], PHOTO, '--out', out, '--layer', '-1']
+    )
     maps = analysis['maps']
     assert maps.shape == (4, 2, 7, 7)  # 4 heads, class/dist token, 7x7 patches of 28 px
     # patch weights plus the two extra tokens' share make each softmax row
@@ -69,6 +76,7 @@ def test_tool_on_the_demo_student(demo_student, tmp_path):
     assert analysis['layer'] == 3
     # the per-layer cosines between the two tokens, recomputed here block by block
     from deit_plugin.apis import DistilledInferencer
+
     inferencer = DistilledInferencer(demo_student['config'], pretrained=demo_student['ckpt'])
     data = next(iter(inferencer.preprocess([PHOTO])))
     inputs = inferencer.model.data_preprocessor(data, False)['inputs']
@@ -80,8 +88,13 @@ def test_tool_on_the_demo_student(demo_student, tmp_path):
 
     with torch.no_grad():
         x, _ = bb.patch_embed(inputs)
-        x = torch.cat((bb.cls_token.expand(len(x), -1, -1), bb.dist_token.expand(len(x), -1, -1),
-                       x), dim=1) + bb.pos_embed
+        x = (
+            torch.cat(
+                (bb.cls_token.expand(len(x), -1, -1), bb.dist_token.expand(len(x), -1, -1), x),
+                dim=1,
+            )
+            + bb.pos_embed
+        )
         x = bb.pre_norm(x)
         expected = [cos(x)]
         for i, layer in enumerate(bb.layers):
@@ -91,6 +104,7 @@ def test_tool_on_the_demo_student(demo_student, tmp_path):
     assert len(analysis['cosines']) == 5  # input + 4 blocks
     assert torch.allclose(torch.from_numpy(analysis['cosines']), expected, atol=1e-5)
     from PIL import Image
+
     with Image.open(out) as img:
         width, height = img.size
     assert width >= 600 and height >= 900  # 4 rows of maps plus the cosine panel

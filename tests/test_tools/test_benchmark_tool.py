@@ -2,15 +2,16 @@
 timm/official reference compute the same thing (so the speed comparison compares like with like),
 every row is reported, the cached teacher replays the live one, and the compiled steps compute
 what the eager ones do (one run, with 2-block DeiTs)."""
+
 import statistics
 import sys
 
 import pytest
 import torch
+from tool_modules import run_as_script
 
 from projects.benchmark import __main__ as benchmark
 from projects.benchmark.machine import kernel_report
-from tool_modules import run_as_script
 from tools._support import import_project
 
 
@@ -24,17 +25,38 @@ def test_quick_benchmark_compares_identical_computations(tmp_path):
     # backward tracing and doubles the compile part's time (215 s against 108 s, measured with
     # 12 blocks). One compiled precision: bf16 runs the same code under autocast.
     depth = 2
-    result = benchmark.main(['--quick', '--depth', str(depth), '--threads', '1',
-                             '--repeat-rows', '2', '--profile', 'bf16', '--compile',
-                             '--compile-backend', 'eager', '--compile-precisions', 'bf16',
-                             '--json', str(tmp_path / 'b.json'),
-                             '--markdown', str(tmp_path / 'b.md')])
+    result = benchmark.main(
+        [
+            '--quick',
+            '--depth',
+            str(depth),
+            '--threads',
+            '1',
+            '--repeat-rows',
+            '2',
+            '--profile',
+            'bf16',
+            '--compile',
+            '--compile-backend',
+            'eager',
+            '--compile-precisions',
+            'bf16',
+            '--json',
+            str(tmp_path / 'b.json'),
+            '--markdown',
+            str(tmp_path / 'b.md'),
+        ]
+    )
     assert result['depth'] == depth
     live, none = 'train step DeiT-tiny⚗ + resnet18', 'train step DeiT-tiny⚗ no teacher'
-    rows = {(r['workload'], r['precision']): r for r in result['rows']
-            if not r['workload'].endswith('compiled')}
-    assert set(rows) == {(w, p) for w in ('inference DeiT-tiny', live, none)
-                         for p in ('fp32', 'bf16')}
+    rows = {
+        (r['workload'], r['precision']): r
+        for r in result['rows']
+        if not r['workload'].endswith('compiled')
+    }
+    assert set(rows) == {
+        (w, p) for w in ('inference DeiT-tiny', live, none) for p in ('fp32', 'bf16')
+    }
     # converted timm weights give the plugin the very same logits, and the first training
     # steps the same loss (label smoothing + hard distillation, same teacher; no teacher)
     assert rows[('inference DeiT-tiny', 'fp32')]['max_logit_diff_fp32'] < 1e-4
@@ -44,24 +66,31 @@ def test_quick_benchmark_compares_identical_computations(tmp_path):
     assert result['cached_loss_diff'] == 0.0
     train = rows[(live, 'fp32')]
     assert len(train['teacher_in_step_times']) == 2 and train['bare_teacher_s'] > 0
-    assert train['flops'] > rows[(none, 'fp32')]['flops'] > rows[('inference DeiT-tiny',
-                                                                    'fp32')]['flops'] > 0
+    assert (
+        train['flops']
+        > rows[(none, 'fp32')]['flops']
+        > rows[('inference DeiT-tiny', 'fp32')]['flops']
+        > 0
+    )
     # --repeat-rows: every row is two blocks; its time is the median of the block medians
     for row in result['rows']:
         assert len(row['plugin_blocks']) == len(row['ratio_blocks']) == 2
         assert row['plugin_s'] == statistics.median(row['plugin_blocks'])
         assert row['ratio_blocks'][0] == pytest.approx(
-            row['reference_blocks'][0] / row['plugin_blocks'][0])
+            row['reference_blocks'][0] / row['plugin_blocks'][0]
+        )
     cost = {c['precision']: c for c in result['teacher_cost']}
     assert set(cost) == {'fp32', 'bf16'}
     assert cost['bf16']['live_s'] == rows[(live, 'bf16')]['plugin_s']
     assert cost['bf16']['none_s'] == rows[(none, 'bf16')]['plugin_s']
-    assert all(r['batches'] == 2 and r['record_s'] > 0 and r['teacher_s'] > 0
-               for r in result['record'])
+    assert all(
+        r['batches'] == 2 and r['record_s'] > 0 and r['teacher_s'] > 0 for r in result['record']
+    )
     # the profile: phases of the step, and what autocast did to the dtypes
     prof = result['profiles']['bf16']
-    assert {'data preprocessor', 'forward + loss', 'backward',
-            'optimizer step'} <= set(prof['phases'])
+    assert {'data preprocessor', 'forward + loss', 'backward', 'optimizer step'} <= set(
+        prof['phases']
+    )
     assert sum(prof['phases'].values()) <= prof['wall_ms'] * 1.05
     assert prof['census']['ops']['LayerNorm'] == {'float32': 2 * depth + 1}  # 2 a block + final
     assert set(prof['census']['ops']['addmm (linear)']) == {'bfloat16'}
@@ -77,16 +106,19 @@ def test_quick_benchmark_compares_identical_computations(tmp_path):
 
     # the compiled steps compute what the eager steps do
     compiled = {(c['side'], c['step'], c['precision']): c for c in result['compile']}
-    assert set(compiled) == {(s, n, 'bf16') for s in ('plugin', 'reference')
-                             for n in ('live', 'none')}
+    assert set(compiled) == {
+        (s, n, 'bf16') for s in ('plugin', 'reference') for n in ('live', 'none')
+    }
     for (side, step, precision), c in compiled.items():
         # the same weights and optimizer state: the same loss up to kernel rounding
         tol = 1e-4 if precision == 'fp32' else 2e-2
         assert c['loss_diff'] <= tol * max(1.0, abs(c['eager_loss'])), (side, step, precision)
         assert c['first_call_s'] >= c['compile_s'] >= 0
-    assert {(r['workload'], r['precision']) for r in result['rows']
-            if r['workload'].endswith('compiled')} == {(live + ' compiled', 'bf16'),
-                                                       (none + ' compiled', 'bf16')}
+    assert {
+        (r['workload'], r['precision'])
+        for r in result['rows']
+        if r['workload'].endswith('compiled')
+    } == {(live + ' compiled', 'bf16'), (none + ' compiled', 'bf16')}
 
 
 def test_bad_options_are_refused_with_the_fix(capsys):
@@ -105,7 +137,7 @@ def test_kernel_report_names_the_cpu_attention_kernel():
     kernels = kernel_report()
     assert 'attention' in kernels['sdpa_kernel']
     # parsed, not the fallback: the BLAS torch was built with
-    assert f"BLAS_INFO={kernels['fp32_blas']}" in torch.__config__.show()
+    assert f'BLAS_INFO={kernels["fp32_blas"]}' in torch.__config__.show()
     assert kernels['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
     # oneDNN logs its ISA when it runs the bf16 matmul; on a CPU without bf16 instructions
     # (AVX2 only) torch does not hand the matmul to oneDNN and both say so
@@ -114,9 +146,12 @@ def test_kernel_report_names_the_cpu_attention_kernel():
 
 def test_kernel_report_parses_onednn_verbose_log(monkeypatch):
     from projects.benchmark import machine
-    log = ('onednn_verbose,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support '
-           'and Intel AMX with bfloat16 and 8-bit integer support\n'
-           'onednn_verbose,exec,cpu,matmul,brg:avx512_core_amx,undef,src_bf16::blocked:ab\n')
+
+    log = (
+        'onednn_verbose,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support '
+        'and Intel AMX with bfloat16 and 8-bit integer support\n'
+        'onednn_verbose,exec,cpu,matmul,brg:avx512_core_amx,undef,src_bf16::blocked:ab\n'
+    )
     monkeypatch.setattr(machine, '_KERNELS', {})
     monkeypatch.setattr(machine, '_stdout_of', lambda fn: log)
     kernels = machine.kernel_report()
@@ -146,6 +181,15 @@ def test_benchmark_tool_runs_the_project_with_its_options(tmp_path, monkeypatch,
     out = ' '.join(out.split())  # argparse wraps the description to the terminal width
     assert out.startswith('usage: ')
     assert 'Speed of deit_plugin against the timm / official-DeiT reference' in out
-    for option in ('--quick', '--depth', '--repeat-rows', '--compile-backend', '--profile',
-                   '--adamw', '--record-batches', '--json', '--markdown'):
+    for option in (
+        '--quick',
+        '--depth',
+        '--repeat-rows',
+        '--compile-backend',
+        '--profile',
+        '--adamw',
+        '--record-batches',
+        '--json',
+        '--markdown',
+    ):
         assert option in out

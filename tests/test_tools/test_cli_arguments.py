@@ -1,9 +1,9 @@
 """Thread and job counts below 1, and negative image counts, are refused by every tool's parser,
 tools/ and projects/ alike (a thread count of 0 is refused, not replaced by torch's default)."""
+
 import importlib
 
 import pytest
-
 from tool_modules import load_tool
 
 TOOLS = {
@@ -55,6 +55,7 @@ def test_a_negative_image_count_is_refused(tool, capsys):
 
 def test_the_study_refuses_zero_jobs(capsys):
     from projects.paper_claims.__main__ import main
+
     with pytest.raises(SystemExit):
         main(['--jobs', '0'])
     assert 'argument --jobs: must be at least 1, got 0' in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """tools/run_demo.py's table: the run's difference and the study's paired result."""
+
 import argparse
 import csv
 import importlib.util
@@ -10,19 +11,23 @@ import pytest
 from tool_modules import ROOT
 
 
-
 @pytest.fixture(scope='module')
 def run_demo():
-    spec = importlib.util.spec_from_file_location('run_demo_tool',
-                                                  osp.join(ROOT, 'tools/run_demo.py'))
+    spec = importlib.util.spec_from_file_location(
+        'run_demo_tool', osp.join(ROOT, 'tools/run_demo.py')
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def metrics(fused, cls, dist, agreement=90.0):
-    return {'distill/fused_top1': fused, 'distill/cls_top1': cls, 'distill/dist_top1': dist,
-            'distill/agreement': agreement}
+    return {
+        'distill/fused_top1': fused,
+        'distill/cls_top1': cls,
+        'distill/dist_top1': dist,
+        'distill/agreement': agreement,
+    }
 
 
 def test_study_result_pairs_hard_and_none_by_seed(run_demo, tmp_path):
@@ -30,10 +35,14 @@ def test_study_result_pairs_hard_and_none_by_seed(run_demo, tmp_path):
     with open(path, 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(['arm', 'condition', 'seed', 'fused_top1'])
-        for arm, cond, seed, acc in [('5k-40', 'none', 0, 80.0), ('5k-40', 'hard', 0, 81.5),
-                                     ('5k-40', 'none', 1, 82.0), ('5k-40', 'hard', 1, 81.0),
-                                     ('5k-40', 'hard', 2, 90.0),  # no partner: left out
-                                     ('5k-100', 'hard', 0, 99.0)]:
+        for arm, cond, seed, acc in [
+            ('5k-40', 'none', 0, 80.0),
+            ('5k-40', 'hard', 0, 81.5),
+            ('5k-40', 'none', 1, 82.0),
+            ('5k-40', 'hard', 1, 81.0),
+            ('5k-40', 'hard', 2, 90.0),  # no partner: left out
+            ('5k-100', 'hard', 0, 99.0),
+        ]:
             w.writerow([arm, cond, seed, acc])
     diffs = run_demo.study_result(str(path), '5k-40')
     assert diffs == pytest.approx({0: 1.5, 1: -1.0})
@@ -46,23 +55,37 @@ def test_report_prints_the_difference_of_the_two_students(run_demo, tmp_path, mo
         logs = work / sub / '20260101_000000' / 'vis_data'
         logs.mkdir(parents=True)
         (logs / 'scalars.json').write_text(
-            json.dumps({'iter': 10, 'loss_cls': 1.0, 'agreement': 0.5,
-                        'teacher_gt_disagreement': 0.3}) + '\n' +
-            json.dumps({'iter': 20, 'loss_cls': 0.8, 'agreement': 0.6,
-                        'teacher_gt_disagreement': 0.2}) + '\n' +
-            json.dumps({'distill/fused_top1': acc, 'step': 4}) + '\n')
-    results = dict(teacher={'accuracy/top1': 88.0}, teacher_ckpt='t/best_x.pth', seed=0,
-                   students={'hard distillation': metrics(84.25, 83.0, 84.5),
-                             'no teacher': metrics(81.0, 80.5, 80.75)},
-                   minutes=9.5, step_seconds={'teacher_train': 300.0})
+            json.dumps(
+                {'iter': 10, 'loss_cls': 1.0, 'agreement': 0.5, 'teacher_gt_disagreement': 0.3}
+            )
+            + '\n'
+            + json.dumps(
+                {'iter': 20, 'loss_cls': 0.8, 'agreement': 0.6, 'teacher_gt_disagreement': 0.2}
+            )
+            + '\n'
+            + json.dumps({'distill/fused_top1': acc, 'step': 4})
+            + '\n'
+        )
+    results = dict(
+        teacher={'accuracy/top1': 88.0},
+        teacher_ckpt='t/best_x.pth',
+        seed=0,
+        students={
+            'hard distillation': metrics(84.25, 83.0, 84.5),
+            'no teacher': metrics(81.0, 80.5, 80.75),
+        },
+        minutes=9.5,
+        step_seconds={'teacher_train': 300.0},
+    )
     (work / 'results.json').write_text(json.dumps(results))
     monkeypatch.setattr(run_demo, 'study_result', lambda: {0: 2.0, 1: 4.0, 2: 3.0})
     titles = run_demo.report(str(work))
     table = (work / 'results.md').read_text()
     # the figure: this run's top-1 with the study's gain, the study's test curves along
     # training (published in the repository), this run's training loss
-    assert titles[0] == ('gain from the teacher: +3.25 points\n(study 5k-40: +3.00 ± 1.00, '
-                         '3 seeds)')
+    assert titles[0] == (
+        'gain from the teacher: +3.25 points\n(study 5k-40: +3.00 ± 1.00, 3 seeds)'
+    )
     assert titles[1].startswith('along training (study arm 5k-40')
     assert titles[2].startswith('this run: training loss')
     assert '| **gain from distillation** (this run) | | | **+3.25** |' in table
@@ -91,10 +114,12 @@ def test_demo_refuses_a_work_dir_that_holds_an_earlier_demo(run_demo, tmp_path):
 def test_both_students_build_from_the_demo_options(run_demo, tmp_path):
     """The student without a teacher trains before the teacher exists: its options must build a
     model with no teacher; the distilled one names the teacher checkpoint it will load."""
-    from deit_plugin.utils.config import model_with_data_preprocessor
     from mmengine.config import Config, DictAction
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
+    from deit_plugin.utils.config import model_with_data_preprocessor
+
     parser = argparse.ArgumentParser()
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     init_default_scope('mmpretrain')
@@ -137,8 +162,9 @@ def fake_tools(run_demo, monkeypatch):
 
     def fake_jobs(lanes, root, max_parallel=None):
         assert root == ROOT
-        return [[fake(job) for job in lane] for lane in lanes], [[1.0] * len(lane)
-                                                                for lane in lanes]
+        return [[fake(job) for job in lane] for lane in lanes], [
+            [1.0] * len(lane) for lane in lanes
+        ]
 
     monkeypatch.setattr(run_demo, 'run_jobs', fake_jobs)
     monkeypatch.setattr(run_demo, 'report', lambda work_dir: None)
@@ -149,20 +175,32 @@ def kinds(ran, run_demo):
     """Each command as 'train/test' + 'teacher/hard/none'."""
     out = []
     for c in ran:
-        who = ('teacher' if c[2] == run_demo.TEACHER_CFG else
-               'none' if 'model.head.distillation=none' in c else 'hard')
-        out.append(f"{c[1][6:-3]} {who}")
+        who = (
+            'teacher'
+            if c[2] == run_demo.TEACHER_CFG
+            else 'none'
+            if 'model.head.distillation=none' in c
+            else 'hard'
+        )
+        out.append(f'{c[1][6:-3]} {who}')
     return out
 
 
-@pytest.mark.parametrize('options,order', [
-    ([], ['train hard', 'test hard', 'train none', 'test none', 'test teacher']),
-    (['--amp'], ['train hard', 'test hard', 'train none', 'test none', 'test teacher']),
-    (['--train-teacher'], ['train teacher', 'train none', 'test none', 'train hard',
-                           'test teacher', 'test hard']),
-    (['--train-teacher', '--jobs', '1', '--amp'], [
-        'train teacher', 'train none', 'train hard', 'test teacher', 'test hard', 'test none']),
-])
+@pytest.mark.parametrize(
+    'options,order',
+    [
+        ([], ['train hard', 'test hard', 'train none', 'test none', 'test teacher']),
+        (['--amp'], ['train hard', 'test hard', 'train none', 'test none', 'test teacher']),
+        (
+            ['--train-teacher'],
+            ['train teacher', 'train none', 'test none', 'train hard', 'test teacher', 'test hard'],
+        ),
+        (
+            ['--train-teacher', '--jobs', '1', '--amp'],
+            ['train teacher', 'train none', 'train hard', 'test teacher', 'test hard', 'test none'],
+        ),
+    ],
+)
 def test_demo_runs_the_tools_in_its_schedule(run_demo, tmp_path, monkeypatch, options, order):
     """The commands ``main`` runs, with fake tools: the published teacher (checked) or the one it
     trains and chooses on held-out images, ``--amp`` in every training and no test."""
@@ -172,8 +210,11 @@ def test_demo_runs_the_tools_in_its_schedule(run_demo, tmp_path, monkeypatch, op
     assert kinds(ran, run_demo) == order
     trains = [c for c in ran if c[1] == 'tools/train.py' and c[2] == run_demo.STUDENT_CFG]
     tests = {k: c for k, c in zip(kinds(ran, run_demo), ran) if k.startswith('test')}
-    teacher = (osp.join(work, 'teacher', 'best_accuracy_top1_epoch_7.pth')
-               if '--train-teacher' in options else run_demo.TEACHER_CKPT)
+    teacher = (
+        osp.join(work, 'teacher', 'best_accuracy_top1_epoch_7.pth')
+        if '--train-teacher' in options
+        else run_demo.TEACHER_CKPT
+    )
     hard = next(c for c in trains if 'model.head.distillation=none' not in c)
     none = next(c for c in trains if 'model.head.distillation=none' in c)
     assert f'model.teacher_ckpt={teacher}' in hard and 'randomness.seed=2' in hard
@@ -185,8 +226,9 @@ def test_demo_runs_the_tools_in_its_schedule(run_demo, tmp_path, monkeypatch, op
     assert not any('--amp' in c for c in tests.values())
     assert all(('model.backbone.attn_impl=auto' in c) == amp for c in trains)
     threads = {c[c.index('--threads') + 1] for c in ran}
-    assert threads == ({'2'} if '1' in options else {'1', '2'} if '--train-teacher' in options
-                       else {'1'})
+    assert threads == (
+        {'2'} if '1' in options else {'1', '2'} if '--train-teacher' in options else {'1'}
+    )
     with open(osp.join(ROOT, work, 'results.json')) as f:
         results = json.load(f)
     assert results['precision'] == ('amp' if amp else 'fp32') and results['seed'] == 2

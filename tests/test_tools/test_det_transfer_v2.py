@@ -1,5 +1,6 @@
 """The detection transfer study v2 (projects/det_transfer/protocol_v2.py): its runs, their
 pairing and the verdict rule, without training anything."""
+
 import argparse
 import json
 import os.path as osp
@@ -24,9 +25,15 @@ def test_students_are_the_paper_claims_runs_of_arm_5k_40_with_the_published_teac
     runs = protocol.student_runs(str(tmp_path), seeds=(0, 1, 2))
     assert sorted(runs) == [(b, s) for b in ('distilled', 'no_teacher') for s in (0, 1, 2)]
     for (backbone, seed), run in runs.items():
-        with open(osp.join(ROOT, 'docs/experiments/paper_claims_v2/runs/5k-40',
-                           protocol.STUDENT_CONDITIONS[backbone], f'seed{seed}',
-                           'result.json')) as f:
+        with open(
+            osp.join(
+                ROOT,
+                'docs/experiments/paper_claims_v2/runs/5k-40',
+                protocol.STUDENT_CONDITIONS[backbone],
+                f'seed{seed}',
+                'result.json',
+            )
+        ) as f:
             published = json.load(f)
         assert run.config == published['config']
         # the study's options, its teacher file replaced by the published copy of it
@@ -56,9 +63,11 @@ def test_twelve_detection_runs_per_seed_differ_only_in_what_the_protocol_varies(
         if backbone == 'random':
             assert init[0].type == 'TruncNormal'  # the detection config's own
         else:
-            assert init == dict(type='Pretrained', prefix='backbone.',
-                                checkpoint=osp.join(work, 'backbones',
-                                                    f'{backbone}_seed2.pth'))
+            assert init == dict(
+                type='Pretrained',
+                prefix='backbone.',
+                checkpoint=osp.join(work, 'backbones', f'{backbone}_seed2.pth'),
+            )
     assert protocol.data_command('plain')[-2:] == ['--background', 'plain']
 
 

@@ -1,20 +1,30 @@
 """Inference with a trained student: deit_plugin.apis (mmpretrain's inferencer interface) and
 demo/image_demo.py, on a real photo shipped in the scikit-image wheel."""
+
 import os.path as osp
 
 import numpy as np
 import pytest
 import skimage
 import torch
+from tool_modules import ROOT, load_script
 
 from deit_plugin.apis import DistilledInferencer, inference_model, init_student, student_config
 
-from tool_modules import ROOT, load_script
-
 image_demo = load_script('demo/image_demo.py')
 PHOTO = osp.join(osp.dirname(skimage.__file__), 'data', 'chelsea.png')  # 300x451 RGB cat
-CLASSES = ['0_t-shirt_top', '1_trouser', '2_pullover', '3_dress', '4_coat', '5_sandal',
-           '6_shirt', '7_sneaker', '8_bag', '9_ankle_boot']
+CLASSES = [
+    '0_t-shirt_top',
+    '1_trouser',
+    '2_pullover',
+    '3_dress',
+    '4_coat',
+    '5_sandal',
+    '6_shirt',
+    '7_sneaker',
+    '8_bag',
+    '9_ankle_boot',
+]
 
 
 def test_student_config_drops_the_teacher():
@@ -24,6 +34,7 @@ def test_student_config_drops_the_teacher():
     # a head that leaves distillation to its default ('hard') is made a student head too
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
+
     cfg = Config.fromfile(osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py'))
     cfg.model.head.pop('distillation')
     cfg.model.head.pop('distill_loss', None)
@@ -39,6 +50,7 @@ def reference_scores(demo_student, image_path):
     """The same prediction computed by hand: grayscale read, resize to 28x28 (bilinear, as
     mmcv's Resize), the model's preprocessor and both heads."""
     import mmcv
+
     model = init_student(demo_student['config'], demo_student['ckpt'], device='cpu')
     img = mmcv.imread(image_path, flag='grayscale')
     img = mmcv.imresize(img, (28, 28))
@@ -46,14 +58,18 @@ def reference_scores(demo_student, image_path):
     inputs = model.data_preprocessor(data, False)['inputs']
     with torch.no_grad():
         cls_logits, dist_logits = model.head.logits(model.extract_feat(inputs))
-    return (torch.softmax((cls_logits + dist_logits) / 2, 1)[0], torch.softmax(cls_logits, 1)[0],
-            torch.softmax(dist_logits, 1)[0])
+    return (
+        torch.softmax((cls_logits + dist_logits) / 2, 1)[0],
+        torch.softmax(cls_logits, 1)[0],
+        torch.softmax(dist_logits, 1)[0],
+    )
 
 
 @pytest.mark.slow
 def test_inferencer_returns_fused_prediction_and_each_head(demo_student):
-    inferencer = DistilledInferencer(demo_student['config'], pretrained=demo_student['ckpt'],
-                                     device='cpu')
+    inferencer = DistilledInferencer(
+        demo_student['config'], pretrained=demo_student['ckpt'], device='cpu'
+    )
     assert list(inferencer.classes) == CLASSES  # from the checkpoint's dataset_meta
     result = inferencer(PHOTO)[0]
     fused, cls, dist = reference_scores(demo_student, PHOTO)
@@ -65,23 +81,31 @@ def test_inferencer_returns_fused_prediction_and_each_head(demo_student):
     assert result['dist_pred_class'] == CLASSES[int(dist.argmax())]
     # the weights are the trained ones, not a fresh initialisation
     ckpt = torch.load(demo_student['ckpt'], map_location='cpu', weights_only=False)
-    assert torch.equal(inferencer.model.state_dict()['head.layers.head.weight'],
-                       ckpt['state_dict']['head.layers.head.weight'])
+    assert torch.equal(
+        inferencer.model.state_dict()['head.layers.head.weight'],
+        ckpt['state_dict']['head.layers.head.weight'],
+    )
     assert inferencer.model.teacher is None
     # the same config named as a package resource
-    by_name = DistilledInferencer('deit_plugin::fashion_mnist/deit_tiny_distill.py',
-                                  pretrained=demo_student['ckpt'], device='cpu')(PHOTO)[0]
+    by_name = DistilledInferencer(
+        'deit_plugin::fashion_mnist/deit_tiny_distill.py',
+        pretrained=demo_student['ckpt'],
+        device='cpu',
+    )(PHOTO)[0]
     np.testing.assert_allclose(by_name['pred_scores'], result['pred_scores'], atol=1e-6)
 
 
 @pytest.mark.slow
 def test_inference_model_helper_and_arrays(demo_student):
     import mmcv
-    by_path = inference_model(demo_student['config'], PHOTO, pretrained=demo_student['ckpt'],
-                              device='cpu')
+
+    by_path = inference_model(
+        demo_student['config'], PHOTO, pretrained=demo_student['ckpt'], device='cpu'
+    )
     # a colour array is converted to gray like a file
-    by_array = inference_model(demo_student['config'], mmcv.imread(PHOTO),
-                               pretrained=demo_student['ckpt'], device='cpu')
+    by_array = inference_model(
+        demo_student['config'], mmcv.imread(PHOTO), pretrained=demo_student['ckpt'], device='cpu'
+    )
     np.testing.assert_allclose(by_path['pred_scores'], by_array['pred_scores'], atol=1e-4)
 
 
@@ -89,6 +113,7 @@ def test_inference_model_helper_and_arrays(demo_student):
 def test_mmpretrain_get_model_loads_the_plugin_config(demo_student):
     """mmpretrain.apis.get_model builds the whole distillation model (teacher included)."""
     from mmpretrain.apis import get_model
+
     model = get_model(demo_student['config'], pretrained=demo_student['ckpt'], device='cpu')
     assert type(model).__name__ == 'DistillationClassifier' and model.teacher is not None
     assert list(model._dataset_meta['classes']) == CLASSES
@@ -100,18 +125,25 @@ def test_mmpretrain_get_model_loads_the_plugin_config(demo_student):
 @pytest.mark.slow
 def test_image_demo_prints_top5_fused_and_per_head(demo_student, tmp_path, capsys):
     show_dir = tmp_path / 'vis'
-    image_demo.main([PHOTO, demo_student['config'], demo_student['ckpt'], '--show-dir',
-                     str(show_dir), '--device', 'cpu'])
+    image_demo.main(
+        [
+            PHOTO,
+            demo_student['config'],
+            demo_student['ckpt'],
+            '--show-dir',
+            str(show_dir),
+            '--device',
+            'cpu',
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     fused, cls, dist = reference_scores(demo_student, PHOTO)
-    for title, scores in (('fused:', fused), ('class head:', cls),
-                          ('distillation head:', dist)):
+    for title, scores in (('fused:', fused), ('class head:', cls), ('distillation head:', dist)):
         at = lines.index(title)
-        printed = [line.split() for line in lines[at + 1:at + 6]]
+        printed = [line.split() for line in lines[at + 1 : at + 6]]
         top5 = torch.topk(scores, 5)
         assert [name for _, name in printed] == [CLASSES[i] for i in top5.indices]
-        np.testing.assert_allclose([float(s) for s, _ in printed], top5.values.numpy(),
-                                   atol=1e-4)
+        np.testing.assert_allclose([float(s) for s, _ in printed], top5.values.numpy(), atol=1e-4)
     assert (show_dir / 'chelsea.png').is_file()
 
 
@@ -124,8 +156,7 @@ def test_no_checkpoint_or_one_that_does_not_fit_is_refused(demo_student, tmp_pat
     with pytest.raises(FileNotFoundError, match="missing.pth' does not exist"):
         inference_model(demo_student['config'], PHOTO, pretrained=str(tmp_path / 'missing.pth'))
     # the teacher's checkpoint is no student checkpoint
-    with pytest.raises(ValueError,
-                       match=r'(?s)does not fit .*missing keys .*Give the checkpoint'):
+    with pytest.raises(ValueError, match=r'(?s)does not fit .*missing keys .*Give the checkpoint'):
         DistilledInferencer(demo_student['config'], pretrained=demo_student['teacher_ckpt'])
     with pytest.raises(ValueError, match=r'(?s)does not fit .*missing keys'):
         init_student(demo_student['config'], demo_student['teacher_ckpt'])

@@ -1,6 +1,7 @@
 """The inferencer reads images with the channel count of the model, not of the config's
 pipeline: the demo's own config (in-memory Fashion-MNIST, no ``LoadImageFromFile``) classifies
 colour and gray photos through demo/image_demo.py."""
+
 import os.path as osp
 
 import numpy as np
@@ -8,17 +9,16 @@ import skimage
 import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
+from tool_modules import ROOT, load_script
 
 from deit_plugin.apis import DistilledInferencer, student_config
 from deit_plugin.apis.inference import model_in_channels
 from deit_plugin.utils.config import model_with_data_preprocessor
 
-from tool_modules import ROOT, load_script
-
 image_demo = load_script('demo/image_demo.py')
 DEMO_CFG = osp.join(ROOT, 'configs/fashion_mnist/study/deit_tiny_student_v2.py')
 COLOUR = osp.join(osp.dirname(skimage.__file__), 'data', 'chelsea.png')  # 300x451 RGB
-GRAY = osp.join(osp.dirname(skimage.__file__), 'data', 'camera.png')     # 512x512 gray
+GRAY = osp.join(osp.dirname(skimage.__file__), 'data', 'camera.png')  # 512x512 gray
 
 
 def demo_student_checkpoint(path: str) -> str:
@@ -41,15 +41,17 @@ def test_in_channels_come_from_the_first_convolution_not_the_teacher():
 
 def test_image_demo_with_the_demo_config_classifies_colour_and_gray_photos(tmp_path, capsys):
     ckpt = demo_student_checkpoint(str(tmp_path / 'student.pth'))
-    results = [image_demo.main([image, DEMO_CFG, ckpt, '--device', 'cpu'])
-               for image in (COLOUR, GRAY)]
+    results = [
+        image_demo.main([image, DEMO_CFG, ckpt, '--device', 'cpu']) for image in (COLOUR, GRAY)
+    ]
     for result in results:
-        assert result['pred_scores'].shape == (10, )
+        assert result['pred_scores'].shape == (10,)
         np.testing.assert_allclose(result['pred_scores'].sum(), 1.0, atol=1e-5)
     # both read as 1-channel images and resized to 28x28: the same as preprocessing by hand
     inferencer = DistilledInferencer(DEMO_CFG, pretrained=ckpt, device='cpu')
     assert inferencer.color_type == 'grayscale'
     import mmcv
+
     img = mmcv.imresize(mmcv.imread(COLOUR, flag='grayscale'), (28, 28))
     model = inferencer.model
     inputs = model.data_preprocessor(dict(inputs=[torch.from_numpy(img)[None]]), False)['inputs']

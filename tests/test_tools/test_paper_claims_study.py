@@ -1,5 +1,6 @@
 """The paper-claims study v2 (projects/paper_claims): its protocol's runs, teacher choice and
 verdicts, without training anything."""
+
 import argparse
 import hashlib
 import json
@@ -10,8 +11,8 @@ import pytest
 from mmengine.config import Config, DictAction
 
 from projects.paper_claims import protocol, report
-from tools._support.logs import read_resumed_scalars
 from projects.paper_claims.runs import ROOT, Run
+from tools._support.logs import read_resumed_scalars
 
 
 def cfg_with(config, opts):
@@ -39,12 +40,14 @@ def test_held_out_images_are_never_trained_on_and_the_test_set_never_selects():
     big = protocol.ARMS['60k-10']
     assert big.data_options(held_out_val=True) == [
         'train_dataloader.dataset.index_range=[0,54000]',
-        'val_dataloader.dataset.index_range=[54000,60000]']
+        'val_dataloader.dataset.index_range=[54000,60000]',
+    ]
 
 
 def test_every_condition_builds_the_head_its_label_says():
-    teachers = {w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')}
-                for w in ('strong', 'matched')}
+    teachers = {
+        w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')} for w in ('strong', 'matched')
+    }
     runs = protocol.student_runs(protocol.ARMS['5k-100'], teachers, '/tmp/study', seeds=[1])
     assert [r.name for r in runs] == [f'5k-100/{c.tag}/seed1' for c in protocol.CONDITIONS]
     heads = {}
@@ -69,24 +72,33 @@ def test_protocol_2_1_arm_trains_none_and_hard_300_epochs_with_the_5k_teachers(t
     arm = protocol.ARMS['5k-300']
     assert (arm.protocol, arm.teachers, arm.steps) == ('2.1', '5k', 300 * 36)
     assert protocol.ARMS['5k-100'].protocol == '2.0'
-    teachers = {w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')}
-                for w in ('strong', 'matched')}
+    teachers = {
+        w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')} for w in ('strong', 'matched')
+    }
     runs = protocol.student_runs(arm, teachers, str(tmp_path))
-    assert [r.name for r in runs] == [f'5k-300/{t}/seed{s}' for s in (0, 1, 2)
-                                      for t in ('none', 'hard')]
+    assert [r.name for r in runs] == [
+        f'5k-300/{t}/seed{s}' for s in (0, 1, 2) for t in ('none', 'hard')
+    ]
     cfg = cfg_with(runs[1].config, runs[1].opts)
     assert cfg.train_cfg.max_epochs == 300 and cfg.param_scheduler[1].end == 300
     assert cfg.train_cfg.val_interval == 10 and cfg.model.head.distillation == 'hard'
     assert cfg.model.teacher_ckpt == '/t/strong_cnn.pth'
+
     # only the claims whose conditions the arm trains are judged: (a) hard - none and (e)
     def result(fused, cls, dist):
-        return dict(final={'distill/fused_top1': fused, 'distill/cls_top1': cls,
-                           'distill/dist_top1': dist})
-    by_seed = dict(hard={s: result(80.0 + s, 79.0, 81.0 + s) for s in (0, 1, 2)},
-                   none={s: result(79.5, 79.0, 79.0) for s in (0, 1, 2)})
+        return dict(
+            final={'distill/fused_top1': fused, 'distill/cls_top1': cls, 'distill/dist_top1': dist}
+        )
+
+    by_seed = dict(
+        hard={s: result(80.0 + s, 79.0, 81.0 + s) for s in (0, 1, 2)},
+        none={s: result(79.5, 79.0, 79.0) for s in (0, 1, 2)},
+    )
     claims = report.claim_rows(arm, by_seed)
     assert [(c['claim'], c['label']) for c in claims] == [
-        ('a', 'hard − no teacher'), ('e', 'fused − better head (hard)')]
+        ('a', 'hard − no teacher'),
+        ('e', 'fused − better head (hard)'),
+    ]
     assert claims[0]['diffs'] == pytest.approx([0.5, 1.5, 2.5])
     assert claims[0]['verdict'] == 'shown' and claims[1]['verdict'] == 'reversed'
     md = report.markdown([protocol.ARMS['5k-40'], arm], {}, [], claims, {})
@@ -106,47 +118,63 @@ def test_protocol_2_2_arm_trains_its_own_cnn_teacher_only_on_1k_images(tmp_path)
     cfg = cfg_with(t_runs['cnn'].config, t_runs['cnn'].opts)
     assert list(cfg.train_dataloader.dataset.index_range) == [0, 900]
     assert (cfg.val_dataloader.dataset.split, list(cfg.val_dataloader.dataset.index_range)) == (
-        'train', [900, 1000])
+        'train',
+        [900, 1000],
+    )
     assert cfg.train_cfg.max_epochs == 200 and cfg.param_scheduler[1].end == 200
     # one kind: the strong teacher is its best held-out epoch (earliest on ties), no matched pair
     curve = [70.0, 81.0, 84.0, 83.0, 84.0]
-    write_scalars(t_runs['cnn'].work_dir,
-                  [{'accuracy/top1': a, 'step': i + 1} for i, a in enumerate(curve)])
+    write_scalars(
+        t_runs['cnn'].work_dir, [{'accuracy/top1': a, 'step': i + 1} for i, a in enumerate(curve)]
+    )
     for i in range(len(curve)):
         with open(osp.join(t_runs['cnn'].work_dir, f'epoch_{i + 1}.pth'), 'wb') as f:
             f.write(f'cnn{i}'.encode())
     info = protocol.choose_teachers(arm, t_runs)
-    assert (info['protocol'], info['strong']['cnn']['epoch'], info['matched'],
-            info['weakened']) == ('2.2', 3, {}, None)
+    assert (
+        info['protocol'],
+        info['strong']['cnn']['epoch'],
+        info['matched'],
+        info['weakened'],
+    ) == ('2.2', 3, {}, None)
     assert list(info['strong']) == ['cnn']
     report.plot_teachers('1k', info, str(tmp_path / 'teachers_1k.png'))
     assert osp.getsize(tmp_path / 'teachers_1k.png') > 0
     runs = protocol.student_runs(arm, info, str(tmp_path))
-    assert [r.name for r in runs] == [f'1k-600/{t}/seed{s}' for s in (0, 1, 2)
-                                      for t in ('none', 'hard')]
+    assert [r.name for r in runs] == [
+        f'1k-600/{t}/seed{s}' for s in (0, 1, 2) for t in ('none', 'hard')
+    ]
     cfg = cfg_with(runs[1].config, runs[1].opts)
     assert list(cfg.train_dataloader.dataset.index_range) == [0, 900]
     assert cfg.train_cfg.max_epochs == 600 and cfg.train_cfg.val_interval == 20
     assert cfg.model.teacher_ckpt == info['strong']['cnn']['ckpt']
     md = report.markdown([protocol.ARMS['5k-40'], protocol.ARMS['5k-300'], arm], {}, [], [], {})
-    assert md.startswith('Protocol version 2.0; arms added by a later version: 5k-300 (2.1), '
-                         '1k-600 (2.2).')
+    assert md.startswith(
+        'Protocol version 2.0; arms added by a later version: 5k-300 (2.1), 1k-600 (2.2).'
+    )
     with pytest.raises(ValueError, match=r"need the \['vit'\] teacher\(s\) but teacher_epochs"):
         protocol.Arm('x', 1000, 1, 1, dict(cnn=1), '1k', conditions=('none', 'hard_vit_matched'))
 
 
 def test_teacher_cache_runs_replay_the_cache_recorded_for_their_own_teacher():
-    teachers = {w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')}
-                for w in ('strong', 'matched')}
+    teachers = {
+        w: {k: dict(ckpt=f'/t/{w}_{k}.pth') for k in ('cnn', 'vit')} for w in ('strong', 'matched')
+    }
     arm = protocol.ARMS['5k-40']
     records = protocol.record_commands(arm, teachers, '/w', threads=2)
     # one record pass per teacher the conditions use: strong CNN, matched CNN, matched ViT
     assert [osp.basename(t) for t, _ in records] == ['strong_cnn', 'matched_cnn', 'matched_vit']
     recorded = {}
     for target, cmd in records:
-        assert cmd[:6] == ['tools/record_teacher.py', protocol.STUDENT_CACHED, '--epochs', '40',
-                           '--out', target]
-        cfg = cfg_with(cmd[1], cmd[cmd.index('--cfg-options') + 1:])
+        assert cmd[:6] == [
+            'tools/record_teacher.py',
+            protocol.STUDENT_CACHED,
+            '--epochs',
+            '40',
+            '--out',
+            target,
+        ]
+        cfg = cfg_with(cmd[1], cmd[cmd.index('--cfg-options') + 1 :])
         assert list(cfg.train_dataloader.dataset.dataset.index_range) == [0, 4500]
         assert cfg.train_dataloader.sampler.seed == 0
         recorded[target] = cfg.model.teacher_ckpt
@@ -161,8 +189,9 @@ def test_teacher_cache_runs_replay_the_cache_recorded_for_their_own_teacher():
         assert recorded[cfg.model.teacher_cache.dir] == cfg.model.teacher_ckpt
     # the protocol's own runs are unchanged by the option's existence
     plain = protocol.student_runs(arm, teachers, '/w', seeds=[2])
-    assert all(r.config == protocol.STUDENT and 'teacher_cache' not in ' '.join(r.opts)
-               for r in plain)
+    assert all(
+        r.config == protocol.STUDENT and 'teacher_cache' not in ' '.join(r.opts) for r in plain
+    )
 
 
 def write_scalars(work_dir, val_entries, train_entries=()):
@@ -180,8 +209,9 @@ def test_teachers_are_chosen_and_matched_on_held_out_accuracy(tmp_path):
     cnn = [90.0, 92.4, 92.6, 93.0, 93.0]
     vit = [85.0, 88.0, 92.6, 91.0, 90.0]  # best 92.6 at epoch 3
     for kind, curve in (('cnn', cnn), ('vit', vit)):
-        write_scalars(runs[kind].work_dir,
-                      [{'accuracy/top1': a, 'step': i + 1} for i, a in enumerate(curve)])
+        write_scalars(
+            runs[kind].work_dir, [{'accuracy/top1': a, 'step': i + 1} for i, a in enumerate(curve)]
+        )
         for i in range(len(curve)):
             with open(osp.join(runs[kind].work_dir, f'epoch_{i + 1}.pth'), 'wb') as f:
                 f.write(f'{kind}{i}'.encode())
@@ -198,33 +228,50 @@ def test_teachers_are_chosen_and_matched_on_held_out_accuracy(tmp_path):
 
 
 def test_resumed_logs_replace_the_entries_they_repeat(tmp_path):
-    write_scalars(str(tmp_path), [{'accuracy/top1': 1.0, 'step': 1}],
-                  [{'iter': 10, 'agreement': 0.5}])
+    write_scalars(
+        str(tmp_path), [{'accuracy/top1': 1.0, 'step': 1}], [{'iter': 10, 'agreement': 0.5}]
+    )
     second = tmp_path / '20260102_000000' / 'vis_data'
     second.mkdir(parents=True)
-    (second / 'scalars.json').write_text(json.dumps({'iter': 10, 'agreement': 0.7}) + '\n' +
-                                         json.dumps({'accuracy/top1': 2.0, 'step': 1}) + '\n')
+    (second / 'scalars.json').write_text(
+        json.dumps({'iter': 10, 'agreement': 0.7})
+        + '\n'
+        + json.dumps({'accuracy/top1': 2.0, 'step': 1})
+        + '\n'
+    )
     logs = read_resumed_scalars(str(tmp_path))
     assert [e['agreement'] for e in logs['train']] == [0.7]
     assert [e['accuracy/top1'] for e in logs['val']] == [2.0]
 
 
-@pytest.mark.parametrize('diffs,expected', [([0.1, 2.0, 0.3], 'shown'),
-                                            ([-0.1, -2.0, -0.3], 'reversed'),
-                                            ([0.1, -2.0, 0.3], 'not shown'),
-                                            ([0.1, 0.0, 0.3], 'not shown'),
-                                            ([0.5, 0.6], 'pending (2/3 seeds)')])
+@pytest.mark.parametrize(
+    'diffs,expected',
+    [
+        ([0.1, 2.0, 0.3], 'shown'),
+        ([-0.1, -2.0, -0.3], 'reversed'),
+        ([0.1, -2.0, 0.3], 'not shown'),
+        ([0.1, 0.0, 0.3], 'not shown'),
+        ([0.5, 0.6], 'pending (2/3 seeds)'),
+    ],
+)
 def test_verdict_rule_of_the_protocol(diffs, expected):
     assert report.verdict(diffs) == expected
 
 
 def test_claims_pair_seeds_and_compare_fused_with_the_better_head(tmp_path):
     def result(fused, cls=0.0, dist=0.0):
-        return dict(final={'distill/fused_top1': fused, 'distill/cls_top1': cls,
-                           'distill/dist_top1': dist})
-    by_seed = dict(hard={0: result(80.0, 79.0, 80.5), 1: result(81.0, 80.0, 80.2),
-                         2: result(82.0, 81.5, 81.0)},
-                   none={0: result(79.0), 1: result(81.5), 2: result(80.0)})
+        return dict(
+            final={'distill/fused_top1': fused, 'distill/cls_top1': cls, 'distill/dist_top1': dist}
+        )
+
+    by_seed = dict(
+        hard={
+            0: result(80.0, 79.0, 80.5),
+            1: result(81.0, 80.0, 80.2),
+            2: result(82.0, 81.5, 81.0),
+        },
+        none={0: result(79.0), 1: result(81.5), 2: result(80.0)},
+    )
     claims = {c['label']: c for c in report.claim_rows(protocol.ARMS['5k-40'], by_seed)}
     hard_none = claims['hard − no teacher']
     assert hard_none['diffs'] == pytest.approx([1.0, -0.5, 2.0])
@@ -236,12 +283,16 @@ def test_claims_pair_seeds_and_compare_fused_with_the_better_head(tmp_path):
 
 def test_verdict_matrix_has_a_column_per_arm_and_a_dash_where_an_arm_cannot_judge():
     def result(fused, cls=0.0, dist=0.0):
-        return dict(final={'distill/fused_top1': fused, 'distill/cls_top1': cls,
-                           'distill/dist_top1': dist})
+        return dict(
+            final={'distill/fused_top1': fused, 'distill/cls_top1': cls, 'distill/dist_top1': dist}
+        )
+
     arms = [protocol.ARMS['5k-40'], protocol.ARMS['5k-300']]
-    full = dict(hard={s: result(80.0 + s, 70.0, 90.0) for s in range(3)},
-                none={s: result(79.0) for s in range(3)},
-                soft_paper={s: result(85.0) for s in range(3)})
+    full = dict(
+        hard={s: result(80.0 + s, 70.0, 90.0) for s in range(3)},
+        none={s: result(79.0) for s in range(3)},
+        soft_paper={s: result(85.0) for s in range(3)},
+    )
     partial = dict(hard={0: result(80.0, 70.0, 79.0)}, none={0: result(81.0)})
     claims = report.claim_rows(arms[0], full) + report.claim_rows(arms[1], partial)
     lines = report.verdict_matrix(arms, claims)
@@ -256,11 +307,18 @@ def test_verdict_matrix_has_a_column_per_arm_and_a_dash_where_an_arm_cannot_judg
 def test_gain_curves_pair_seeds_at_the_epochs_both_evaluated(tmp_path):
     def result(points):
         return dict(curve=[{'step': e, 'distill/fused_top1': a} for e, a in points])
-    by_seed = dict(hard={0: result([(10, 60.0), (20, 70.0), (30, 75.0)]),
-                         1: result([(10, 58.0), (20, 69.0)])},  # seed 1 evaluated less often
-                   none={0: result([(10, 50.0), (20, 66.0), (30, 74.0)]),
-                         1: result([(10, 52.0), (20, 67.0), (30, 73.0)]),
-                         2: result([(10, 51.0)])})  # no hard run of seed 2: left out
+
+    by_seed = dict(
+        hard={
+            0: result([(10, 60.0), (20, 70.0), (30, 75.0)]),
+            1: result([(10, 58.0), (20, 69.0)]),
+        },  # seed 1 evaluated less often
+        none={
+            0: result([(10, 50.0), (20, 66.0), (30, 74.0)]),
+            1: result([(10, 52.0), (20, 67.0), (30, 73.0)]),
+            2: result([(10, 51.0)]),
+        },
+    )  # no hard run of seed 2: left out
     gain = report.gain_curves(protocol.ARMS['5k-300'], by_seed)
     assert gain['seeds'] == [0, 1] and gain['epochs'] == [10, 20]
     assert gain['diffs'].tolist() == [[10.0, 4.0], [6.0, 2.0]]
@@ -282,20 +340,33 @@ def test_token_similarity_of_seed_0_is_reported_published_and_restored(tmp_path)
     """Claim (d): the tool's JSON of seed 0 of ``hard`` (and ``none``) reaches the report, is
     published beside the run's result and put back when a work dir lost it."""
     from projects.paper_claims.__main__ import publish_results, restore_published
+
     arm = protocol.ARMS['5k-40']
     work = tmp_path / 'work'
-    runs = [Run(f'5k-40/{tag}/seed{s}', str(work / '5k-40' / tag / f'seed{s}'), 'cfg.py', [])
-            for tag in ('hard', 'none') for s in (0, 1)]
+    runs = [
+        Run(f'5k-40/{tag}/seed{s}', str(work / '5k-40' / tag / f'seed{s}'), 'cfg.py', [])
+        for tag in ('hard', 'none')
+        for s in (0, 1)
+    ]
     for run in runs:
         os.makedirs(run.work_dir)
         with open(run.result_file, 'w') as f:
             json.dump({'final': {}}, f)
     with open(osp.join(runs[0].work_dir, report.TOKEN_FILE), 'w') as f:
-        json.dump(dict(learned_tokens=0.11, layers=['input', 'block 1', 'block 2'],
-                       mean=[0.2, 0.5, 0.87], std=[0.01, 0.02, 0.04], images=10000), f)
+        json.dump(
+            dict(
+                learned_tokens=0.11,
+                layers=['input', 'block 1', 'block 2'],
+                mean=[0.2, 0.5, 0.87],
+                std=[0.01, 0.02, 0.04],
+                images=10000,
+            ),
+            f,
+        )
     rows = report.token_rows(arm, runs)
     assert [(r['condition'], r['learned'], r['first'], r['last']) for r in rows] == [
-        ('hard', 0.11, 0.2, 0.87)]  # 'none' has no measurement: left out, not invented
+        ('hard', 0.11, 0.2, 0.87)
+    ]  # 'none' has no measurement: left out, not invented
     md = report.markdown([arm], {}, [], [], {}, rows)
     assert '| 5k-40 | hard | 0.110 | 0.200 | 0.870 ± 0.040 |' in md
     assert '| paper (DeiT-B, ImageNet) | hard | 0.06 | | 0.93 |' in md
@@ -313,13 +384,18 @@ def test_token_similarity_of_seed_0_is_reported_published_and_restored(tmp_path)
 
 
 def test_token_similarity_is_measured_only_where_a_checkpoint_exists_and_no_result(
-        tmp_path, capsys):
+    tmp_path, capsys
+):
     """Seed 0 of hard is measured once; seed 0 of none restored from the publish dir (result,
     no checkpoint) is named and skipped instead of failing on the missing 'last_checkpoint'."""
     from projects.paper_claims.__main__ import token_similarity_todo
+
     arm = protocol.ARMS['5k-40']
-    runs = [Run(f'5k-40/{tag}/seed{s}', str(tmp_path / tag / f'seed{s}'), 'cfg.py', [])
-            for tag in ('hard', 'none', 'soft_paper') for s in (0, 1)]
+    runs = [
+        Run(f'5k-40/{tag}/seed{s}', str(tmp_path / tag / f'seed{s}'), 'cfg.py', [])
+        for tag in ('hard', 'none', 'soft_paper')
+        for s in (0, 1)
+    ]
     for run in runs:
         os.makedirs(run.work_dir)
         with open(run.result_file, 'w') as f:
@@ -328,7 +404,7 @@ def test_token_similarity_is_measured_only_where_a_checkpoint_exists_and_no_resu
     with open(osp.join(hard0.work_dir, 'last_checkpoint'), 'w') as f:
         f.write(osp.join(hard0.work_dir, 'epoch_40.pth'))
     assert token_similarity_todo(arm, runs) == [hard0]
-    assert "5k-40/none/seed0: no checkpoint" in capsys.readouterr().out
+    assert '5k-40/none/seed0: no checkpoint' in capsys.readouterr().out
     with open(osp.join(hard0.work_dir, report.TOKEN_FILE), 'w') as f:
         f.write('{}')
     assert token_similarity_todo(arm, runs) == []

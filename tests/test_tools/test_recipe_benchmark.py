@@ -1,11 +1,11 @@
 """``tools/benchmark.py recipe``: a config's training step split into student and teacher, with
 the live teacher and the teacher-output cache, at a tiny setting (the demo's student). Checks
 the rows' bookkeeping, not the speed."""
+
 import json
 import os.path as osp
 
 import pytest
-
 from tool_modules import ROOT, load_tool
 
 pytestmark = pytest.mark.slow
@@ -15,9 +15,26 @@ def test_recipe_rows_split_the_step_and_report_memory(tmp_path):
     benchmark = load_tool('benchmark.py')
     config = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
     out = tmp_path / 'rows.json'
-    rows = benchmark.main(['recipe', config, '--device', 'cpu', '--threads', '1', '--batch', '2',
-                           '--warmup', '1', '--steps', '2', '--json', str(out),
-                           '--markdown', str(tmp_path / 'rows.md')])
+    rows = benchmark.main(
+        [
+            'recipe',
+            config,
+            '--device',
+            'cpu',
+            '--threads',
+            '1',
+            '--batch',
+            '2',
+            '--warmup',
+            '1',
+            '--steps',
+            '2',
+            '--json',
+            str(out),
+            '--markdown',
+            str(tmp_path / 'rows.md'),
+        ]
+    )
     assert [r['mode'] for r in rows] == ['live', 'cached'] and json.loads(out.read_text()) == rows
     for row in rows:
         assert row['img_size'] == [28, 28] and row['batch'] == 2 and row['precision'] == 'fp32'
@@ -32,6 +49,7 @@ def test_recipe_rows_split_the_step_and_report_memory(tmp_path):
 
 def test_if_cuda_prints_a_note_without_cuda(capsys):
     import torch
+
     if torch.cuda.is_available():
         pytest.skip('CUDA present: --if-cuda runs the GPU rows')
     assert load_tool('benchmark.py').main(['recipe', 'any.py', '--if-cuda']) == []

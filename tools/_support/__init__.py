@@ -6,6 +6,7 @@ before importing from here (its first lines); ``python -m projects.<name>`` runs
 and pytest adds it (``pythonpath`` in setup.cfg). So ``tools._support`` and ``projects`` are
 always imported from the tool's own checkout.
 """
+
 import importlib
 import os.path as osp
 import sys
@@ -23,9 +24,12 @@ def import_project(module: str) -> ModuleType:
     """
     init = osp.join(ROOT, 'projects', '__init__.py')
     package = sys.modules.get('projects')
-    if package is not None and (osp.realpath(getattr(package, '__file__', None) or '')
-                                != osp.realpath(init)):
-        raise ImportError(f"a 'projects' package from {getattr(package, '__file__', None)} is "
-                          f'imported already, not {init}: run the tool from its own checkout '
-                          f'(or python -m projects.{module.split(".")[0]} in {ROOT}).')
+    if package is not None and (
+        osp.realpath(getattr(package, '__file__', None) or '') != osp.realpath(init)
+    ):
+        raise ImportError(
+            f"a 'projects' package from {getattr(package, '__file__', None)} is "
+            f'imported already, not {init}: run the tool from its own checkout '
+            f'(or python -m projects.{module.split(".")[0]} in {ROOT}).'
+        )
     return importlib.import_module(f'projects.{module}')

@@ -1,4 +1,5 @@
 """Command-line pieces shared by the tools."""
+
 import argparse
 from typing import Callable
 
@@ -12,6 +13,7 @@ def _int_at_least(minimum: int, meaning: str) -> Callable[[str], int]:
         if value < minimum:
             raise argparse.ArgumentTypeError(f'must be {meaning}, got {value}')
         return value
+
     return parse
 
 

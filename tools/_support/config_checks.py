@@ -1,4 +1,5 @@
 """Checks of a training config file before mmengine reads it: one message per problem."""
+
 import os.path as osp
 
 #: What ``Runner.train`` needs; a config that lost one of them is incomplete.
@@ -13,8 +14,9 @@ def check_config_file(path: str) -> None:
         SyntaxError: the file does not parse; the message names the line and the likely cause.
     """
     if not osp.isfile(path):
-        raise FileNotFoundError(f'config file {path} does not exist: check the path (configs '
-                                f'are under configs/).')
+        raise FileNotFoundError(
+            f'config file {path} does not exist: check the path (configs are under configs/).'
+        )
     if not path.endswith('.py'):
         return  # yaml/json configs are parsed by mmengine itself
     with open(path, encoding='utf-8') as f:
@@ -25,7 +27,8 @@ def check_config_file(path: str) -> None:
         raise SyntaxError(
             f'config file {path} is not valid Python (line {e.lineno}: {e.msg}): is it '
             f'complete? A file cut off while being written or copied ends like this; '
-            f'restore it (e.g. from the copy mmengine saves in the work dir).') from None
+            f'restore it (e.g. from the copy mmengine saves in the work dir).'
+        ) from None
 
 
 def check_train_config(cfg, path: str) -> None:
@@ -36,4 +39,5 @@ def check_train_config(cfg, path: str) -> None:
             f'config {path} has no {", ".join(missing)}: training needs {", ".join(TRAIN_KEYS)}.'
             f' Is the file complete? Start from a full config (e.g. '
             f"_base_ = ['configs/fashion_mnist/deit_tiny_distill.py']) and override what "
-            f'differs.')
+            f'differs.'
+        )

@@ -1,4 +1,5 @@
 """Multi-process training on CPU-only machines through mmengine's ``pytorch`` launcher."""
+
 import os
 
 import torch
@@ -24,11 +25,13 @@ def prepare_cpu_distributed(cfg) -> None:
     if launcher != 'pytorch':
         raise RuntimeError(
             f"launcher={launcher!r} on a machine without CUDA: mmengine's slurm/mpi launchers "
-            f"set a CUDA device. Launch CPU processes with torchrun instead (tools/dist_train.sh, "
-            f"launcher='pytorch'; for several nodes set NNODES, NODE_RANK, MASTER_ADDR, PORT).")
+            f'set a CUDA device. Launch CPU processes with torchrun instead (tools/dist_train.sh, '
+            f"launcher='pytorch'; for several nodes set NNODES, NODE_RANK, MASTER_ADDR, PORT)."
+        )
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
-                                      world_size=int(os.environ['WORLD_SIZE']))
+        torch_dist.init_process_group(
+            backend='gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE'])
+        )
     wrapper = dict(cfg.get('model_wrapper_cfg') or {})
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     wrapper.setdefault('broadcast_buffers', False)

@@ -1,4 +1,5 @@
 """Reading mmengine's json logs (``<work_dir>/<timestamp>/vis_data/scalars.json``)."""
+
 import glob
 import json
 import os.path as osp
@@ -19,7 +20,8 @@ def find_scalars(run: str) -> str:
             return found[-1]
     raise FileNotFoundError(
         f'{run!r}: no mmengine json log (expected {run}/<timestamp>/vis_data/scalars.json, '
-        f'written by LocalVisBackend).')
+        f'written by LocalVisBackend).'
+    )
 
 
 def read_scalars(run: str) -> List[dict]:

@@ -6,6 +6,7 @@ merged into the model, the checkpoint loaded strictly (a checkpoint that does no
 missing and unexpected keys), and the teacher's own checkpoint loaded for
 ``deit_plugin.DistillationClassifier``. A problem ends the tool (``SystemExit``) with its message.
 """
+
 import copy
 import os.path as osp
 from typing import Iterable, List, Optional, Tuple
@@ -43,6 +44,7 @@ def load_model(cfg: Config, checkpoint: str, need_teacher: bool = False) -> torc
             ``teacher_ckpt`` (student checkpoints do not contain it). Defaults to False.
     """
     from mmpretrain.registry import MODELS
+
     if not osp.isfile(checkpoint):
         raise SystemExit(f'checkpoint {checkpoint!r} does not exist.')
     model = MODELS.build(model_with_data_preprocessor(cfg))
@@ -52,8 +54,10 @@ def load_model(cfg: Config, checkpoint: str, need_teacher: bool = False) -> torc
         raise SystemExit(str(err)) from None
     if need_teacher:
         if get_teacher(model) is None:
-            raise SystemExit(f'{type(model).__name__} has no teacher: set model.teacher and '
-                             f'model.teacher_ckpt (--cfg-options) to compare with one.')
+            raise SystemExit(
+                f'{type(model).__name__} has no teacher: set model.teacher and '
+                f'model.teacher_ckpt (--cfg-options) to compare with one.'
+            )
         model.load_teacher_checkpoint()
     return model.eval()
 
@@ -76,6 +80,7 @@ def build_loader(cfg: Config, split: str, max_images: int = 0):
 def batches(model: torch.nn.Module, loader, desc: str) -> Iterable[Tuple[torch.Tensor, List]]:
     """(preprocessed inputs, data samples) of every batch, with a tqdm progress bar."""
     from tqdm import tqdm
+
     for data in tqdm(loader, desc=desc, unit='batch'):
         data = model.data_preprocessor(data, False)
         yield data['inputs'], data['data_samples']

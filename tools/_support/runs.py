@@ -1,4 +1,5 @@
 """Running the project's tools from a driver script (the demos and the studies)."""
+
 import os
 import os.path as osp
 import subprocess
@@ -21,8 +22,9 @@ def run_logged(cmd: List[str], what: str, root: str, log: Optional[str] = None) 
     Raises:
         SystemExit: the command failed (names the log to read).
     """
-    print(f'\n=== {what}\n$ {" ".join(cmd)}' + (f'\n    (output: {log})' if log else ''),
-          flush=True)
+    print(
+        f'\n=== {what}\n$ {" ".join(cmd)}' + (f'\n    (output: {log})' if log else ''), flush=True
+    )
     start = time.time()
     if log:
         os.makedirs(osp.dirname(osp.join(root, log)), exist_ok=True)
@@ -44,6 +46,8 @@ def last_checkpoint(work_dir: str, root: str) -> str:
     """
     target = read_last_checkpoint(osp.join(root, work_dir))
     if target is None:
-        raise FileNotFoundError(f'{last_checkpoint_file(osp.join(root, work_dir))} does not '
-                                f'exist: the run in {work_dir} saved no checkpoint.')
+        raise FileNotFoundError(
+            f'{last_checkpoint_file(osp.join(root, work_dir))} does not '
+            f'exist: the run in {work_dir} saved no checkpoint.'
+        )
     return osp.relpath(target, root)

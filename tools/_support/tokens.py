@@ -4,6 +4,7 @@ Paper §5.1: the learned class and distillation tokens are nearly orthogonal at 
 cosine 0.06) and become similar but not identical after the last layer (0.93). Used by
 ``tools/analysis/token_similarity.py`` and ``tools/analysis/attention_maps.py``.
 """
+
 from typing import List
 
 import torch
@@ -22,19 +23,22 @@ def token_cosines(backbone: torch.nn.Module, inputs: torch.Tensor) -> torch.Tens
     if layers is None or getattr(backbone, 'num_extra_tokens', 0) != 2:
         raise SystemExit(
             f'{type(backbone).__name__} is not a two-token DeiT backbone: token similarity needs '
-            f'deit_plugin.DistilledVisionTransformer (class token 0, distillation token 1).')
+            f'deit_plugin.DistilledVisionTransformer (class token 0, distillation token 1).'
+        )
     seen: List[torch.Tensor] = []
 
     def cos(x):
         return F.cosine_similarity(x[:, 0].float(), x[:, 1].float(), dim=-1)
 
     handles = [layers[0].register_forward_pre_hook(lambda m, args: seen.append(cos(args[0])))]
-    handles += [layer.register_forward_hook(lambda m, args, out: seen.append(cos(out)))
-                for layer in layers]
+    handles += [
+        layer.register_forward_hook(lambda m, args, out: seen.append(cos(out))) for layer in layers
+    ]
     final_norm = getattr(backbone, 'final_norm', False) and hasattr(backbone, 'ln1')
     if final_norm:
-        handles.append(backbone.ln1.register_forward_hook(
-            lambda m, args, out: seen.__setitem__(-1, cos(out))))
+        handles.append(
+            backbone.ln1.register_forward_hook(lambda m, args, out: seen.__setitem__(-1, cos(out)))
+        )
     try:
         with torch.no_grad():
             backbone(inputs)

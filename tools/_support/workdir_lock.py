@@ -1,4 +1,5 @@
 """One training run per work dir: an advisory lock the operating system releases on exit."""
+
 import os
 import os.path as osp
 from typing import Optional
@@ -50,7 +51,8 @@ class WorkDirLock:
             raise WorkDirBusyError(
                 f'work dir {self.work_dir} is in use by another training run (PID {holder}, '
                 f'lock {self.path}): wait for it to finish or stop it, or pass another '
-                f'--work-dir.') from None
+                f'--work-dir.'
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
         self._fd = fd

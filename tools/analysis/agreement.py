@@ -8,6 +8,7 @@ these numbers), with each one's top-1 against the ground truth.
 The teacher is the config's ``model.teacher`` loaded from ``model.teacher_ckpt``. Writes
 PREFIX.md (table) and PREFIX.json.
 """
+
 import argparse
 import json
 import os
@@ -21,8 +22,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this checkout
     sys.path.insert(0, ROOT)
 from tools._support.cli import non_negative_int, positive_int  # noqa: E402
-from tools._support.model_loading import (batches, build_loader, load_config,  # noqa: E402
-                                          load_model)
+from tools._support.model_loading import batches, build_loader, load_config, load_model  # noqa: E402
 
 NAMES = ('ground truth', 'teacher', 'class head', 'dist. head', 'fused')
 
@@ -46,36 +46,50 @@ def agreement_matrix(preds: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, floa
     sizes = {len(v) for v in preds.values()}
     if len(sizes) != 1:
         raise ValueError(f'predictions of different lengths: {sizes}')
-    return {a: {b: float((pa == pb).float().mean() * 100) for b, pb in preds.items()}
-            for a, pa in preds.items()}
+    return {
+        a: {b: float((pa == pb).float().mean() * 100) for b, pb in preds.items()}
+        for a, pa in preds.items()
+    }
 
 
 def table(matrix: Dict[str, Dict[str, float]]) -> str:
     names = list(matrix)
-    lines = ['| agreement (%) | ' + ' | '.join(names) + ' |',
-             '|---|' + '---:|' * len(names)]
+    lines = ['| agreement (%) | ' + ' | '.join(names) + ' |', '|---|' + '---:|' * len(names)]
     for a in names:
         lines.append(f'| {a} | ' + ' | '.join(f'{matrix[a][b]:.2f}' for b in names) + ' |')
     return '\n'.join(lines)
 
 
-def measure(config: str, checkpoint: str, split: str = 'test', max_images: int = 0,
-            cfg_options: Optional[dict] = None) -> Dict:
+def measure(
+    config: str,
+    checkpoint: str,
+    split: str = 'test',
+    max_images: int = 0,
+    cfg_options: Optional[dict] = None,
+) -> Dict:
     cfg = load_config(config, cfg_options)
     model = load_model(cfg, checkpoint, need_teacher=True)
     preds = predictions(model, build_loader(cfg, split, max_images))
-    return dict(config=config, checkpoint=checkpoint, teacher_ckpt=model.teacher_ckpt,
-                split=split, images=len(preds['fused']), agreement=agreement_matrix(preds))
+    return dict(
+        config=config,
+        checkpoint=checkpoint,
+        teacher_ckpt=model.teacher_ckpt,
+        split=split,
+        images=len(preds['fused']),
+        agreement=agreement_matrix(preds),
+    )
 
 
 def main(argv=None) -> None:
     from mmengine.config import DictAction
+
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--split', default='test', help='test (default), val or train')
-    parser.add_argument('--max-images', type=non_negative_int, default=0,
-                        help='first N images (0: all)')
+    parser.add_argument(
+        '--max-images', type=non_negative_int, default=0, help='first N images (0: all)'
+    )
     parser.add_argument('--out', default='agreement', help='output prefix')
     parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)

@@ -15,6 +15,7 @@ the input it receives in the model's forward pass (mmpretrain's attention does n
 The rows over *all* tokens sum to 1; the maps show the patch part, so the two extra tokens'
 share is what is missing from 1 (printed per head).
 """
+
 import argparse
 import os
 import os.path as osp
@@ -40,24 +41,30 @@ def attention_weights(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     b, n, _ = x.shape
     qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
     q, k = qkv[0], qkv[1]
-    return torch.softmax((q @ k.transpose(-2, -1)) * attn.head_dims ** -0.5, dim=-1)
+    return torch.softmax((q @ k.transpose(-2, -1)) * attn.head_dims**-0.5, dim=-1)
 
 
-def token_attention(backbone: torch.nn.Module, inputs: torch.Tensor, layer: int = -1
-                    ) -> torch.Tensor:
+def token_attention(
+    backbone: torch.nn.Module, inputs: torch.Tensor, layer: int = -1
+) -> torch.Tensor:
     """Attention of the class and distillation tokens over all tokens in block ``layer``:
     ``(B, heads, 2, N)`` (row 0 class token, row 1 distillation token)."""
     layers = getattr(backbone, 'layers', None)
     if layers is None or getattr(backbone, 'num_extra_tokens', 0) != 2:
-        raise SystemExit(f'{type(backbone).__name__} is not a two-token DeiT backbone: '
-                         f'attention maps need deit_plugin.DistilledVisionTransformer.')
+        raise SystemExit(
+            f'{type(backbone).__name__} is not a two-token DeiT backbone: '
+            f'attention maps need deit_plugin.DistilledVisionTransformer.'
+        )
     if not -len(layers) <= layer < len(layers):
-        raise SystemExit(f'--layer {layer} is out of range: the backbone has {len(layers)} '
-                         f'blocks (0..{len(layers) - 1}, or -1 for the last).')
+        raise SystemExit(
+            f'--layer {layer} is out of range: the backbone has {len(layers)} '
+            f'blocks (0..{len(layers) - 1}, or -1 for the last).'
+        )
     attn = layers[layer].attn
     seen = []
     handle = attn.register_forward_pre_hook(
-        lambda m, args: seen.append(attention_weights(m, args[0])[:, :, :2]))
+        lambda m, args: seen.append(attention_weights(m, args[0])[:, :, :2])
+    )
     try:
         with torch.no_grad():
             backbone(inputs)
@@ -92,18 +99,24 @@ def analyse(config: str, checkpoint: str, image: str, layer: int = -1) -> Dict:
         picture = picture.flip(0)
     picture = picture[0] if picture.shape[0] == 1 else picture.permute(1, 2, 0)
     return dict(
-        result=result, classes=inferencer.classes, maps=maps.numpy(),
+        result=result,
+        classes=inferencer.classes,
+        maps=maps.numpy(),
         extra_token_share=weights[:, :, :2].sum(-1).numpy(),
         map_correlation=_correlation(maps[:, 0].flatten(1), maps[:, 1].flatten(1)).numpy(),
-        cosines=cosines.numpy(), layers=layer_names(len(backbone.layers),
-                                                    bool(getattr(backbone, 'final_norm', 0))),
-        layer=layer % len(backbone.layers), image=picture.numpy())
+        cosines=cosines.numpy(),
+        layers=layer_names(len(backbone.layers), bool(getattr(backbone, 'final_norm', 0))),
+        layer=layer % len(backbone.layers),
+        image=picture.numpy(),
+    )
 
 
 def draw(analysis: Dict, out_png: str, title: Optional[str] = None) -> None:
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     maps = analysis['maps']
     heads = maps.shape[0]
     img = analysis['image']
@@ -111,35 +124,50 @@ def draw(analysis: Dict, out_png: str, title: Optional[str] = None) -> None:
     fig = plt.figure(figsize=(7.2, 2.2 * heads + 2.6))
     grid = fig.add_gridspec(heads + 1, 3, height_ratios=[1] * heads + [1.1])
     for h in range(heads):
-        for col, (name, m) in enumerate((('class token', maps[h, 0]),
-                                         ('distillation token', maps[h, 1]))):
+        for col, (name, m) in enumerate(
+            (('class token', maps[h, 0]), ('distillation token', maps[h, 1]))
+        ):
             ax = fig.add_subplot(grid[h, col])
             ax.imshow(img, cmap=cmap_img)
-            ax.imshow(m, cmap='inferno', alpha=0.6, interpolation='nearest',
-                      extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
+            ax.imshow(
+                m,
+                cmap='inferno',
+                alpha=0.6,
+                interpolation='nearest',
+                extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
+            )
             share = analysis['extra_token_share'][h, col]
-            ax.set_title(f'head {h + 1}, {name}\n(patches {1 - share:.0%} of attention)',
-                         fontsize=8)
+            ax.set_title(
+                f'head {h + 1}, {name}\n(patches {1 - share:.0%} of attention)', fontsize=8
+            )
             ax.axis('off')
         ax = fig.add_subplot(grid[h, 2])
         ax.imshow(img, cmap=cmap_img)
-        ax.set_title(f'image; correlation of the\ntwo maps {analysis["map_correlation"][h]:.2f}',
-                     fontsize=8)
+        ax.set_title(
+            f'image; correlation of the\ntwo maps {analysis["map_correlation"][h]:.2f}', fontsize=8
+        )
         ax.axis('off')
     ax = fig.add_subplot(grid[heads, :])
     cos = analysis['cosines']
     ax.plot(range(len(cos)), cos, marker='o')
     ax.set_xticks(range(len(cos)))
-    ax.set_xticklabels([n.replace(' (tokens + pos. embed.)', '').replace(' + final norm',
-                                                                          '\n+ norm')
-                        for n in analysis['layers']], fontsize=7)
+    ax.set_xticklabels(
+        [
+            n.replace(' (tokens + pos. embed.)', '').replace(' + final norm', '\n+ norm')
+            for n in analysis['layers']
+        ],
+        fontsize=7,
+    )
     ax.set_ylabel('cos(class, dist.)', fontsize=8)
     ax.set_ylim(min(-0.1, float(cos.min()) - 0.1), 1.05)
     ax.axvline(analysis['layer'] + 1, color='grey', ls=':', lw=1)
     result = analysis['result']
     pred = result.get('pred_class', result['pred_label'])
-    fig.suptitle(title or f'block {analysis["layer"] + 1}: fused prediction {pred} '
-                 f'({result["pred_score"]:.2f})', fontsize=10)
+    fig.suptitle(
+        title
+        or f'block {analysis["layer"] + 1}: fused prediction {pred} ({result["pred_score"]:.2f})',
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
@@ -164,8 +192,10 @@ def main(argv=None) -> Dict:
         os.makedirs(osp.dirname(args.out), exist_ok=True)
     draw(analysis, args.out)
     for h in range(analysis['maps'].shape[0]):
-        print(f'head {h + 1}: correlation of the class/distillation maps '
-              f'{analysis["map_correlation"][h]:.3f}')
+        print(
+            f'head {h + 1}: correlation of the class/distillation maps '
+            f'{analysis["map_correlation"][h]:.3f}'
+        )
     print('token cosine per layer: ' + ', '.join(f'{c:.3f}' for c in analysis['cosines']))
     print(f'wrote {args.out}')
     return analysis

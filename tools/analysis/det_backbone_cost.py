@@ -21,6 +21,7 @@ i.e. the activations, gradients and workspace of a step on top of the weights. P
 table with the CPU model, torch version and thread count; ``--out PREFIX`` also writes
 PREFIX.md and PREFIX.json. Run it with the machine otherwise idle: the times are the machine's.
 """
+
 import argparse
 import json
 import os
@@ -34,8 +35,10 @@ import time
 from typing import List, Optional, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = {'global': 'configs/det/mask_rcnn_deit_s_sfp_1x_coco.py',
-           'windowed': 'configs/det/mask_rcnn_deit_s_win_sfp_1x_coco.py'}
+CONFIGS = {
+    'global': 'configs/det/mask_rcnn_deit_s_sfp_1x_coco.py',
+    'windowed': 'configs/det/mask_rcnn_deit_s_win_sfp_1x_coco.py',
+}
 PAD = 32  # the configs' data_preprocessor pad_size_divisor
 
 
@@ -49,7 +52,8 @@ def parse_size(text: str) -> Tuple[int, int]:
         parts *= 2
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(
-            f'size {text!r}: give one side (512) or height x width (800x1333)')
+            f'size {text!r}: give one side (512) or height x width (800x1333)'
+        )
     return parts[0], parts[1]
 
 
@@ -79,9 +83,10 @@ def current_rss_mib() -> float:
 
 def build(attention: str):
     """Backbone and neck of the COCO config (random weights, no checkpoint)."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
+
     cfg = Config.fromfile(osp.join(ROOT, CONFIGS[attention]))
     init_default_scope('mmdet')
     cfg.model.backbone.init_cfg = None
@@ -89,12 +94,14 @@ def build(attention: str):
     backbone.init_weights()
     neck.init_weights()
     import torch
+
     return torch.nn.Sequential(backbone, neck).train()
 
 
 def measure_one(size: Tuple[int, int], attention: str, precision: str, repeats: int) -> dict:
     """One setting, in this process: median step time (s) and the peak memory of a step."""
     import torch
+
     model = build(attention)
     x = torch.randn(1, 3, *padded(size))
 
@@ -113,66 +120,99 @@ def measure_one(size: Tuple[int, int], attention: str, precision: str, repeats: 
         step()
         times.append(time.perf_counter() - t0)
     grid = tuple(s // 16 for s in padded(size))
-    return dict(size=list(size), input=list(padded(size)), tokens=grid[0] * grid[1],
-                attention=attention, precision=precision, seconds=statistics.median(times),
-                times=times, step_mib=peak_rss_mib() - base, peak_rss_mib=peak_rss_mib(),
-                threads=torch.get_num_threads())
+    return dict(
+        size=list(size),
+        input=list(padded(size)),
+        tokens=grid[0] * grid[1],
+        attention=attention,
+        precision=precision,
+        seconds=statistics.median(times),
+        times=times,
+        step_mib=peak_rss_mib() - base,
+        peak_rss_mib=peak_rss_mib(),
+        threads=torch.get_num_threads(),
+    )
 
 
-def run_child(size: Tuple[int, int], attention: str, precision: str, repeats: int,
-              threads: Optional[int]) -> dict:
-    cmd = [sys.executable, osp.abspath(__file__), '--one', f'{size[0]}x{size[1]}', attention,
-           precision, '--repeats', str(repeats)]
+def run_child(
+    size: Tuple[int, int], attention: str, precision: str, repeats: int, threads: Optional[int]
+) -> dict:
+    cmd = [
+        sys.executable,
+        osp.abspath(__file__),
+        '--one',
+        f'{size[0]}x{size[1]}',
+        attention,
+        precision,
+        '--repeats',
+        str(repeats),
+    ]
     if threads:
         cmd += ['--threads', str(threads)]
-    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise SystemExit(f'{" ".join(cmd)} failed (exit {done.returncode}):\n'
-                         f'{done.stderr[-3000:]}')
+        raise SystemExit(f'{" ".join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}')
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def table(rows: List[dict], repeats: int) -> str:
     import torch
+
     threads = rows[0]['threads'] if rows else torch.get_num_threads()
-    lines = [f'DeiT-S⚗ backbone + SimpleFeaturePyramid (Mask R-CNN config), batch 1, forward + '
-             f'backward, median of {repeats} steps; {cpu_model()}, {os.cpu_count()} cores, '
-             f'{threads} torch threads, torch {torch.__version__}', '',
-             '| input (padded) | tokens | attention | precision | seconds / step | '
-             'step memory (MiB) | peak RSS (MiB) |',
-             '|---|---:|---|---|---:|---:|---:|']
+    lines = [
+        f'DeiT-S⚗ backbone + SimpleFeaturePyramid (Mask R-CNN config), batch 1, forward + '
+        f'backward, median of {repeats} steps; {cpu_model()}, {os.cpu_count()} cores, '
+        f'{threads} torch threads, torch {torch.__version__}',
+        '',
+        '| input (padded) | tokens | attention | precision | seconds / step | '
+        'step memory (MiB) | peak RSS (MiB) |',
+        '|---|---:|---|---|---:|---:|---:|',
+    ]
     for r in rows:
         h, w = r['input']
-        lines.append(f"| {r['size'][0]}×{r['size'][1]} ({h}×{w}) | {r['tokens']:,} | "
-                     f"{r['attention']} | {r['precision']} | {r['seconds']:.2f} | "
-                     f"{r['step_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
-    lines += ['', 'global: every block attends over all tokens; windowed: 14×14 windows, global '
-              'blocks 2, 5, 8, 11. Step memory: peak RSS during the steps minus RSS before '
-              'the first.']
+        lines.append(
+            f'| {r["size"][0]}×{r["size"][1]} ({h}×{w}) | {r["tokens"]:,} | '
+            f'{r["attention"]} | {r["precision"]} | {r["seconds"]:.2f} | '
+            f'{r["step_mib"]:.0f} | {r["peak_rss_mib"]:.0f} |'
+        )
+    lines += [
+        '',
+        'global: every block attends over all tokens; windowed: 14×14 windows, global '
+        'blocks 2, 5, 8, 11. Step memory: peak RSS during the steps minus RSS before '
+        'the first.',
+    ]
     return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--sizes', nargs='+', type=parse_size,
-                        default=[(512, 512), (800, 1333), (1024, 1024)],
-                        help='image sizes: S (square) or HxW (default: 512 800x1333 1024)')
-    parser.add_argument('--attention', nargs='+', choices=('global', 'windowed'),
-                        default=['global', 'windowed'])
-    parser.add_argument('--precision', nargs='+', choices=('fp32', 'bf16'),
-                        default=['fp32', 'bf16'])
+    parser.add_argument(
+        '--sizes',
+        nargs='+',
+        type=parse_size,
+        default=[(512, 512), (800, 1333), (1024, 1024)],
+        help='image sizes: S (square) or HxW (default: 512 800x1333 1024)',
+    )
+    parser.add_argument(
+        '--attention', nargs='+', choices=('global', 'windowed'), default=['global', 'windowed']
+    )
+    parser.add_argument(
+        '--precision', nargs='+', choices=('fp32', 'bf16'), default=['fp32', 'bf16']
+    )
     parser.add_argument('--repeats', type=int, default=5, help='timed steps per setting')
-    parser.add_argument('--threads', type=int, default=None,
-                        help="torch threads (default: torch's, i.e. all cores)")
+    parser.add_argument(
+        '--threads', type=int, default=None, help="torch threads (default: torch's, i.e. all cores)"
+    )
     parser.add_argument('--out', help='also write OUT.md and OUT.json')
-    parser.add_argument('--one', nargs=3, metavar=('SIZE', 'ATTENTION', 'PRECISION'),
-                        help=argparse.SUPPRESS)  # one setting, in a child process
+    parser.add_argument(
+        '--one', nargs=3, metavar=('SIZE', 'ATTENTION', 'PRECISION'), help=argparse.SUPPRESS
+    )  # one setting, in a child process
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error('--repeats must be at least 1')
     if args.threads:
         import torch
+
         torch.set_num_threads(args.threads)
     if args.one:
         size, attention, precision = args.one
@@ -184,8 +224,11 @@ def main(argv=None) -> int:
             for precision in args.precision:
                 rows.append(run_child(size, attention, precision, args.repeats, args.threads))
                 r = rows[-1]
-                print(f"{size[0]}x{size[1]} {attention} {precision}: {r['seconds']:.2f} s, "
-                      f"{r['step_mib']:.0f} MiB", flush=True)
+                print(
+                    f'{size[0]}x{size[1]} {attention} {precision}: {r["seconds"]:.2f} s, '
+                    f'{r["step_mib"]:.0f} MiB',
+                    flush=True,
+                )
     text = table(rows, args.repeats)
     print('\n' + text)
     if args.out:

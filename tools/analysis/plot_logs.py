@@ -7,6 +7,7 @@ accuracies per validation.
 
 RUN is a work dir (its newest run is read), a run's timestamp dir, or a json log file.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -18,8 +19,7 @@ if ROOT not in sys.path:  # run as `python tools/...`: tools._support from this 
     sys.path.insert(0, ROOT)
 from tools._support.logs import find_scalars, read_scalars  # noqa: E402
 
-DEFAULT_KEYS = ('loss', 'loss_cls', 'loss_dist', 'agreement', 'accuracy/top1',
-                'distill/fused_top1')
+DEFAULT_KEYS = ('loss', 'loss_cls', 'loss_dist', 'agreement', 'accuracy/top1', 'distill/fused_top1')
 
 
 def find_log(run: str) -> str:
@@ -35,8 +35,9 @@ def read_log(path: str) -> Dict[str, List[dict]]:
     entries = read_scalars(path)
     if not entries:
         raise SystemExit(f'{path} is empty.')
-    return dict(train=[e for e in entries if 'iter' in e],
-                val=[e for e in entries if 'iter' not in e])
+    return dict(
+        train=[e for e in entries if 'iter' in e], val=[e for e in entries if 'iter' not in e]
+    )
 
 
 def series(log: Dict[str, List[dict]], key: str):
@@ -54,17 +55,25 @@ def smooth(ys: Sequence[float], window: int) -> List[float]:
         return list(ys)
     out = []
     for i in range(len(ys)):
-        part = ys[max(0, i - window + 1):i + 1]
+        part = ys[max(0, i - window + 1) : i + 1]
         out.append(sum(part) / len(part))
     return out
 
 
-def plot(runs: Sequence[str], keys: Optional[Sequence[str]], labels: Optional[Sequence[str]],
-         out_png: str, window: int = 1, title: Optional[str] = None) -> List[str]:
+def plot(
+    runs: Sequence[str],
+    keys: Optional[Sequence[str]],
+    labels: Optional[Sequence[str]],
+    out_png: str,
+    window: int = 1,
+    title: Optional[str] = None,
+) -> List[str]:
     """Draw one subplot per key, one line per run; returns the keys drawn."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     logs = [read_log(find_log(r)) for r in runs]
     labels = list(labels) if labels else [osp.basename(osp.normpath(r)) for r in runs]
     if len(labels) != len(runs):
@@ -91,10 +100,12 @@ def plot(runs: Sequence[str], keys: Optional[Sequence[str]], labels: Optional[Se
             else:
                 ax.plot(xs, ys, marker='o', label=label)
                 ax.set_xlabel('validation step (epoch)')
-        ax.set_title(key + (f' (moving mean of {window})' if window > 1 and phase == 'train'
-                            else ''), fontsize=9)
+        ax.set_title(
+            key + (f' (moving mean of {window})' if window > 1 and phase == 'train' else ''),
+            fontsize=9,
+        )
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis('off')
     if title:
         fig.suptitle(title, fontsize=10)
@@ -111,8 +122,9 @@ def main(argv=None) -> None:
     parser.add_argument('runs', nargs='+', help='work dirs, run dirs or json log files')
     parser.add_argument('--keys', nargs='+', help=f'default: those of {DEFAULT_KEYS} present')
     parser.add_argument('--labels', nargs='+', help='one legend label per run')
-    parser.add_argument('--smooth', type=int, default=1,
-                        help='moving mean over this many logged training points')
+    parser.add_argument(
+        '--smooth', type=int, default=1, help='moving mean over this many logged training points'
+    )
     parser.add_argument('--title')
     parser.add_argument('--out', default='curves.png')
     args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ sample for each, and the cost of the seeding alone on an empty pipeline: in the 
 ``--rrc`` uses an ImageNet-style pipeline (RandomResizedCrop 224 + flip) on the same images
 to show the cost against heavier transforms. One process, one thread.
 """
+
 import argparse
 import statistics
 import time
@@ -21,10 +22,16 @@ from mmengine.registry import init_default_scope
 import deit_plugin  # noqa: F401  (registers the plugin)
 from deit_plugin.datasets import FashionMNISTIdx, SeededDataset, sample_seed, seeded_random
 
-LIGHT = [dict(type='RandomCrop', crop_size=28, padding=2),
-         dict(type='RandomFlip', prob=0.5, direction='horizontal'), dict(type='PackInputs')]
-HEAVY = [dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
-         dict(type='RandomFlip', prob=0.5, direction='horizontal'), dict(type='PackInputs')]
+LIGHT = [
+    dict(type='RandomCrop', crop_size=28, padding=2),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+HEAVY = [
+    dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
 
 
 def per_sample(fn, n: int, repeats: int) -> float:
@@ -50,8 +57,7 @@ def main() -> None:
     seeded = SeededDataset(plain)
     n = args.samples
     direct = per_sample(lambda i: plain[i], n, args.repeats)
-    with_seeds = per_sample(lambda i: seeded.get_sample(i, sample_seed(0, 0, i)), n,
-                            args.repeats)
+    with_seeds = per_sample(lambda i: seeded.get_sample(i, sample_seed(0, 0, i)), n, args.repeats)
 
     def seeding_only(i, restore=True):
         with seeded_random(sample_seed(0, 0, i), restore=restore):
@@ -62,12 +68,18 @@ def main() -> None:
     name = 'RandomResizedCrop 224 + flip' if args.rrc else 'RandomCrop 28 pad 2 + flip'
     print(f'pipeline: {name}; {n} samples x {args.repeats} repeats (median), 1 thread')
     print(f'  unseeded                      {direct * 1e6:8.1f} us/sample')
-    print(f'  seeded, main process          {with_seeds * 1e6:8.1f} us/sample '
-          f'({(with_seeds / direct - 1) * 100:+.1f}%)')
-    print(f'  seeding alone, main process   {alone * 1e6:8.1f} us/sample (sample_seed, seed and '
-          f'restore python/numpy/torch)')
-    print(f'  seeding alone, in a worker    {in_worker * 1e6:8.1f} us/sample (no restore: '
-          f'{in_worker / direct * 100:.1f}% of the unseeded pipeline)')
+    print(
+        f'  seeded, main process          {with_seeds * 1e6:8.1f} us/sample '
+        f'({(with_seeds / direct - 1) * 100:+.1f}%)'
+    )
+    print(
+        f'  seeding alone, main process   {alone * 1e6:8.1f} us/sample (sample_seed, seed and '
+        f'restore python/numpy/torch)'
+    )
+    print(
+        f'  seeding alone, in a worker    {in_worker * 1e6:8.1f} us/sample (no restore: '
+        f'{in_worker / direct * 100:.1f}% of the unseeded pipeline)'
+    )
 
 
 if __name__ == '__main__':

@@ -28,6 +28,7 @@ Usage::
     python tools/dataset_converters/fashion_mnist_detection.py [--out DIR] [--num-train N]
         [--num-val N] [--img-size PX] [--seed S] [--background photo|plain]
 """
+
 import argparse
 import colorsys
 import json
@@ -43,8 +44,22 @@ from deit_plugin.datasets import class_slugs, find_fashion_mnist, load_fashion_m
 CLASSES = tuple(class_slugs())
 # Photos shipped inside the scikit-image wheel (no download: the pooch-fetched ones are left
 # out) and the scikit-learn wheel. Gray ones are used as gray RGB.
-SKIMAGE_PHOTOS = ('astronaut', 'brick', 'camera', 'cat', 'coffee', 'coins', 'grass', 'gravel',
-                  'hubble_deep_field', 'immunohistochemistry', 'moon', 'page', 'rocket', 'text')
+SKIMAGE_PHOTOS = (
+    'astronaut',
+    'brick',
+    'camera',
+    'cat',
+    'coffee',
+    'coins',
+    'grass',
+    'gravel',
+    'hubble_deep_field',
+    'immunohistochemistry',
+    'moon',
+    'page',
+    'rocket',
+    'text',
+)
 SKLEARN_PHOTOS = ('china.jpg', 'flower.jpg')
 BACKGROUNDS = ('photo', 'plain')
 
@@ -53,6 +68,7 @@ def load_backgrounds() -> List[np.ndarray]:
     """The real photos, as uint8 RGB arrays (``H, W, 3``)."""
     import skimage.data
     from sklearn.datasets import load_sample_image
+
     photos = [getattr(skimage.data, name)() for name in SKIMAGE_PHOTOS]
     photos += [load_sample_image(name) for name in SKLEARN_PHOTOS]
     out = []
@@ -68,11 +84,13 @@ def load_backgrounds() -> List[np.ndarray]:
 
 def _random_crop(rng: np.random.Generator, photo: np.ndarray, img_size: int) -> np.ndarray:
     import cv2
+
     h, w = photo.shape[:2]
     side = int(rng.uniform(0.2, 0.6) * min(h, w))
     y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    return cv2.resize(photo[y:y + side, x:x + side], (img_size, img_size),
-                      interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        photo[y : y + side, x : x + side], (img_size, img_size), interpolation=cv2.INTER_AREA
+    )
 
 
 def _random_tint(rng: np.random.Generator) -> np.ndarray:
@@ -80,11 +98,19 @@ def _random_tint(rng: np.random.Generator) -> np.ndarray:
     return np.array(rgb, dtype=np.float32)
 
 
-def render_image(rng: np.random.Generator, backgrounds: Sequence[np.ndarray],
-                 items: np.ndarray, labels: np.ndarray, img_size: int = 64,
-                 max_objects: int = 3, min_side: int = 16, max_side: int = 32,
-                 threshold: int = 25, gap: int = 2, background: str = 'photo'
-                 ) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
+def render_image(
+    rng: np.random.Generator,
+    backgrounds: Sequence[np.ndarray],
+    items: np.ndarray,
+    labels: np.ndarray,
+    img_size: int = 64,
+    max_objects: int = 3,
+    min_side: int = 16,
+    max_side: int = 32,
+    threshold: int = 25,
+    gap: int = 2,
+    background: str = 'photo',
+) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
     """Render one image.
 
     ``background='plain'``: a black canvas and untinted gray items (see the module docstring),
@@ -97,9 +123,11 @@ def render_image(rng: np.random.Generator, backgrounds: Sequence[np.ndarray],
         the item covers).
     """
     import cv2
+
     if not 0 < min_side <= max_side <= img_size:
-        raise ValueError(f'need 0 < min_side <= max_side <= img_size, got {min_side}, '
-                         f'{max_side}, {img_size}.')
+        raise ValueError(
+            f'need 0 < min_side <= max_side <= img_size, got {min_side}, {max_side}, {img_size}.'
+        )
     if background not in BACKGROUNDS:
         raise ValueError(f'background must be one of {BACKGROUNDS}, got {background!r}.')
     plain = background == 'plain'
@@ -122,45 +150,66 @@ def render_image(rng: np.random.Generator, backgrounds: Sequence[np.ndarray],
         rows, cols = np.nonzero(covered.any(1))[0], np.nonzero(covered.any(0))[0]
         y0 = int(rng.integers(0, img_size - side + 1))
         x0 = int(rng.integers(0, img_size - side + 1))
-        box = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1,
-               y0 + int(rows[-1]) + 1)
-        if any(box[0] < o['bbox'][2] + gap and o['bbox'][0] < box[2] + gap
-               and box[1] < o['bbox'][3] + gap and o['bbox'][1] < box[3] + gap for o in objects):
+        box = (x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
+        if any(
+            box[0] < o['bbox'][2] + gap
+            and o['bbox'][0] < box[2] + gap
+            and box[1] < o['bbox'][3] + gap
+            and o['bbox'][1] < box[3] + gap
+            for o in objects
+        ):
             continue
         tint = _random_tint(rng)
-        patch = image[y0:y0 + side, x0:x0 + side]
+        patch = image[y0 : y0 + side, x0 : x0 + side]
         if plain:
             patch[covered] = item[covered, None].astype(np.float32)
         else:
             shade = 0.35 + 0.65 * item.astype(np.float32) / 255.0
             patch[covered] = 255.0 * shade[covered, None] * tint
         mask = np.zeros((img_size, img_size), dtype=bool)
-        mask[y0:y0 + side, x0:x0 + side] = covered
+        mask[y0 : y0 + side, x0 : x0 + side] = covered
         objects.append(dict(bbox=box, label=int(labels[idx]), mask=mask))
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), canvas, objects
 
 
-def generate_split(out: str, split: str, num_images: int, items: np.ndarray,
-                   labels: np.ndarray, backgrounds: Sequence[np.ndarray], seed: int,
-                   **render_kwargs) -> dict:
+def generate_split(
+    out: str,
+    split: str,
+    num_images: int,
+    items: np.ndarray,
+    labels: np.ndarray,
+    backgrounds: Sequence[np.ndarray],
+    seed: int,
+    **render_kwargs,
+) -> dict:
     """Write ``num_images`` PNGs of one split under ``out/split``; returns the COCO dict."""
     import cv2
     from tqdm import tqdm
+
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(out, split), exist_ok=True)
     images, annotations = [], []
-    for image_id in tqdm(range(1, num_images + 1), desc=f'{split} images', unit='img',
-                         mininterval=2):
+    for image_id in tqdm(
+        range(1, num_images + 1), desc=f'{split} images', unit='img', mininterval=2
+    ):
         image, _, objects = render_image(rng, backgrounds, items, labels, **render_kwargs)
         file_name = f'{image_id:06d}.png'
         cv2.imwrite(osp.join(out, split, file_name), image[..., ::-1])
-        images.append(dict(id=image_id, file_name=file_name, height=image.shape[0],
-                           width=image.shape[1]))
+        images.append(
+            dict(id=image_id, file_name=file_name, height=image.shape[0], width=image.shape[1])
+        )
         for obj in objects:
             x1, y1, x2, y2 = obj['bbox']
-            annotations.append(dict(
-                id=len(annotations) + 1, image_id=image_id, category_id=obj['label'] + 1,
-                bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0))
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=obj['label'] + 1,
+                    bbox=[x1, y1, x2 - x1, y2 - y1],
+                    area=(x2 - x1) * (y2 - y1),
+                    iscrowd=0,
+                )
+            )
     categories = [dict(id=i + 1, name=name) for i, name in enumerate(CLASSES)]
     return dict(images=images, annotations=annotations, categories=categories)
 
@@ -170,12 +219,22 @@ def subset(coco: dict, fraction: float) -> dict:
     n = max(1, int(round(len(coco['images']) * fraction)))
     images = coco['images'][:n]
     keep = {im['id'] for im in images}
-    return dict(images=images, categories=coco['categories'],
-                annotations=[a for a in coco['annotations'] if a['image_id'] in keep])
+    return dict(
+        images=images,
+        categories=coco['categories'],
+        annotations=[a for a in coco['annotations'] if a['image_id'] in keep],
+    )
 
 
-def generate(out: str, num_train: int = 2000, num_val: int = 500, img_size: int = 64,
-             seed: int = 0, src: str = None, **render_kwargs) -> Dict[str, int]:
+def generate(
+    out: str,
+    num_train: int = 2000,
+    num_val: int = 500,
+    img_size: int = 64,
+    seed: int = 0,
+    src: str = None,
+    **render_kwargs,
+) -> Dict[str, int]:
     """Generate the whole set (skipped when ``out/meta.json`` records the same settings and
     Fashion-MNIST folder; any other recorded setting is regenerated: the annotation files name
     exactly the images of this set). ``render_kwargs`` go to :func:`render_image`
@@ -185,18 +244,24 @@ def generate(out: str, num_train: int = 2000, num_val: int = 500, img_size: int 
         dict: number of images per annotation file.
     """
     if num_train < 1 or num_val < 1:
-        raise ValueError(f'num_train and num_val must be at least 1, got {num_train} and '
-                         f'{num_val}')
+        raise ValueError(f'num_train and num_val must be at least 1, got {num_train} and {num_val}')
     if render_kwargs.get('background', 'photo') not in BACKGROUNDS:
-        raise ValueError(f"background must be one of {BACKGROUNDS}, got "
-                         f"{render_kwargs['background']!r}.")
+        raise ValueError(
+            f'background must be one of {BACKGROUNDS}, got {render_kwargs["background"]!r}.'
+        )
     if render_kwargs.get('background') == 'photo':  # the default: same meta as before
         render_kwargs = {k: v for k, v in render_kwargs.items() if k != 'background'}
     src = find_fashion_mnist(src)
     meta_path = osp.join(out, 'meta.json')
-    wanted = dict(num_train=num_train, num_val=num_val, img_size=img_size, seed=seed,
-                  render=render_kwargs, photos=list(SKIMAGE_PHOTOS + SKLEARN_PHOTOS),
-                  src=osp.abspath(src))
+    wanted = dict(
+        num_train=num_train,
+        num_val=num_val,
+        img_size=img_size,
+        seed=seed,
+        render=render_kwargs,
+        photos=list(SKIMAGE_PHOTOS + SKLEARN_PHOTOS),
+        src=osp.abspath(src),
+    )
     if osp.isfile(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
@@ -206,12 +271,22 @@ def generate(out: str, num_train: int = 2000, num_val: int = 500, img_size: int 
     os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
     files = {}
     # Independent streams per split: the validation set does not change with num_train.
-    for split, fm_split, n, split_seed in (('train', 'train', num_train, [seed, 0]),
-                                           ('val', 'test', num_val, [seed, 1])):
+    for split, fm_split, n, split_seed in (
+        ('train', 'train', num_train, [seed, 0]),
+        ('val', 'test', num_val, [seed, 1]),
+    ):
         items, labels = load_fashion_mnist(fm_split, src)
-        coco = generate_split(out, split, n, items, labels, backgrounds,
-                              seed=np.random.SeedSequence(split_seed), img_size=img_size,
-                              **render_kwargs)
+        coco = generate_split(
+            out,
+            split,
+            n,
+            items,
+            labels,
+            backgrounds,
+            seed=np.random.SeedSequence(split_seed),
+            img_size=img_size,
+            **render_kwargs,
+        )
         files[split] = coco
         if split == 'train':
             files['train_10pct'] = subset(coco, 0.1)
@@ -233,18 +308,31 @@ def main(argv=None) -> int:
     parser.add_argument('--num-val', type=int, default=500)
     parser.add_argument('--img-size', type=int, default=64)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--background', choices=BACKGROUNDS, default='photo',
-                        help='photo: crops of real photos, tinted items (default); plain: '
-                        'black canvases, gray items as in Fashion-MNIST, the same layout')
+    parser.add_argument(
+        '--background',
+        choices=BACKGROUNDS,
+        default='photo',
+        help='photo: crops of real photos, tinted items (default); plain: '
+        'black canvases, gray items as in Fashion-MNIST, the same layout',
+    )
     args = parser.parse_args(argv)
     try:
-        counts = generate(args.out, args.num_train, args.num_val, args.img_size, args.seed,
-                          args.src, background=args.background)
+        counts = generate(
+            args.out,
+            args.num_train,
+            args.num_val,
+            args.img_size,
+            args.seed,
+            args.src,
+            background=args.background,
+        )
     except (FileNotFoundError, ValueError) as e:
         print(e, file=sys.stderr)
         return 2
-    print(f'Fashion-MNIST detection set ({args.background} backgrounds) at {args.out}: '
-          f'{counts} images')
+    print(
+        f'Fashion-MNIST detection set ({args.background} backgrounds) at {args.out}: '
+        f'{counts} images'
+    )
     return 0
 
 

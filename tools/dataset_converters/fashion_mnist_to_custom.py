@@ -11,6 +11,7 @@ Usage::
 
     python tools/dataset_converters/fashion_mnist_to_custom.py [--src DIR] [--out DIR]
 """
+
 import argparse
 import json
 import os
@@ -51,17 +52,23 @@ def convert(src: str, out: str, limit: int = 0) -> dict:
         if recorded == wanted and meta.get('counts'):
             return meta['counts']
         if recorded != wanted:
-            differ = ', '.join(f'{k}={recorded[k]!r} (asked {wanted[k]!r})'
-                               for k in wanted if recorded[k] != wanted[k])
+            differ = ', '.join(
+                f'{k}={recorded[k]!r} (asked {wanted[k]!r})'
+                for k in wanted
+                if recorded[k] != wanted[k]
+            )
             raise FileExistsError(
                 f'{out} holds a Fashion-MNIST conversion with other settings: {differ}. '
-                'Remove the folder or pass another --out.')
+                'Remove the folder or pass another --out.'
+            )
         # same settings, unfinished (no counts): write again over it
-    elif any(osp.isdir(osp.join(out, split)) and os.listdir(osp.join(out, split))
-             for split in SPLITS):
+    elif any(
+        osp.isdir(osp.join(out, split)) and os.listdir(osp.join(out, split)) for split in SPLITS
+    ):
         raise FileExistsError(
             f'{out} already has train/ or test/ folders that this tool did not write (no '
-            'meta.json); their images would join the dataset. Remove them or pass another --out.')
+            'meta.json); their images would join the dataset. Remove them or pass another --out.'
+        )
     os.makedirs(out, exist_ok=True)
     with open(meta_path, 'w') as f:  # recorded first: an interrupted run is recognised
         json.dump(dict(wanted, counts=None), f, indent=1)
@@ -73,8 +80,9 @@ def convert(src: str, out: str, limit: int = 0) -> dict:
         for folder in class_folders():
             os.makedirs(osp.join(out, split, folder), exist_ok=True)
         folders = class_folders()
-        for i, (img, label) in enumerate(tqdm(list(zip(images, labels)), desc=f'{split} PNGs',
-                                              unit='img', mininterval=2)):
+        for i, (img, label) in enumerate(
+            tqdm(list(zip(images, labels)), desc=f'{split} PNGs', unit='img', mininterval=2)
+        ):
             cv2.imwrite(osp.join(out, split, folders[label], f'{i:05d}.png'), img)
         counts[split] = int(len(images))
     with open(meta_path, 'w') as f:
@@ -89,11 +97,15 @@ def find_source(src=None) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--src', help='folder with the IDX .gz files (default: '
-                        '$DEIT_FASHION_MNIST_DIR or /usr/share/datasets/fashion-mnist)')
+    parser.add_argument(
+        '--src',
+        help='folder with the IDX .gz files (default: '
+        '$DEIT_FASHION_MNIST_DIR or /usr/share/datasets/fashion-mnist)',
+    )
     parser.add_argument('--out', default='data/fashion_mnist', help='output folder')
-    parser.add_argument('--limit', type=int, default=0,
-                        help='keep only the first N images of each split (0: all)')
+    parser.add_argument(
+        '--limit', type=int, default=0, help='keep only the first N images of each split (0: all)'
+    )
     args = parser.parse_args(argv)
     if args.limit < 0:
         parser.error(f'--limit must be 0 (all images) or a positive count, got {args.limit}')

@@ -13,6 +13,7 @@ After export the model is run with onnxruntime on a batch of ``--check-batch`` i
 single image (proving the dynamic batch) and compared with PyTorch; the tool fails if
 max |Δ| > ``--atol``.
 """
+
 import argparse
 import json
 import os.path as osp
@@ -25,8 +26,8 @@ import torch.nn as nn
 from mmengine.config import Config
 
 import deit_plugin  # noqa: F401  (registers the plugin)
-from deit_plugin.registry import MODELS
 from deit_plugin.checkpoint import CheckpointError, load_checkpoint_strictly
+from deit_plugin.registry import MODELS
 from deit_plugin.utils.config import model_with_data_preprocessor
 
 
@@ -52,10 +53,18 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='trained checkpoint (the teacher is not needed)')
     parser.add_argument('out', help='output .onnx file')
     parser.add_argument('--opset', type=int, default=18, help='ONNX opset. Defaults to 18.')
-    parser.add_argument('--check-batch', type=int, default=3,
-                        help='batch size of the onnxruntime check. Defaults to 3.')
-    parser.add_argument('--atol', type=float, default=1e-4,
-                        help='largest allowed |onnx - pytorch|. Defaults to 1e-4.')
+    parser.add_argument(
+        '--check-batch',
+        type=int,
+        default=3,
+        help='batch size of the onnxruntime check. Defaults to 3.',
+    )
+    parser.add_argument(
+        '--atol',
+        type=float,
+        default=1e-4,
+        help='largest allowed |onnx - pytorch|. Defaults to 1e-4.',
+    )
     return parser.parse_args(argv)
 
 
@@ -82,24 +91,38 @@ def build_eval_model(config: str, checkpoint: str) -> Tuple[FusedEvalModel, dict
         std=pre.std.flatten().tolist() if getattr(pre, '_enable_normalize', False) else None,
         to_rgb=bool(getattr(pre, 'to_rgb', False)),
         fusion=getattr(classifier.head, 'fusion', 'mean'),
-        source_checkpoint=osp.basename(checkpoint))
+        source_checkpoint=osp.basename(checkpoint),
+    )
     bb = classifier.backbone
-    h, w = bb.patch_embed.init_input_size if hasattr(bb.patch_embed, 'init_input_size') else (
-        bb.patch_resolution[0] * bb.patch_size, bb.patch_resolution[1] * bb.patch_size)
+    h, w = (
+        bb.patch_embed.init_input_size
+        if hasattr(bb.patch_embed, 'init_input_size')
+        else (bb.patch_resolution[0] * bb.patch_size, bb.patch_resolution[1] * bb.patch_size)
+    )
     shape = (getattr(bb, 'in_channels', 3), int(h), int(w))
     return FusedEvalModel(classifier).eval(), meta, shape
 
 
-def export(model: FusedEvalModel, shape: Tuple[int, int, int], out: str, opset: int,
-           meta: dict) -> None:
+def export(
+    model: FusedEvalModel, shape: Tuple[int, int, int], out: str, opset: int, meta: dict
+) -> None:
     import onnx
+
     example = torch.randn(2, *shape)
     # torch>=2.9 exports through torch.export (dynamo=True, the default); the batch dimension is
     # declared dynamic.
     batch = torch.export.Dim('batch', min=1, max=4096)
-    program = torch.onnx.export(model, (example, ), None, input_names=['inputs'],
-                                output_names=['logits'], opset_version=opset, dynamo=True,
-                                dynamic_shapes={'inputs': {0: batch}}, external_data=False)
+    program = torch.onnx.export(
+        model,
+        (example,),
+        None,
+        input_names=['inputs'],
+        output_names=['logits'],
+        opset_version=opset,
+        dynamo=True,
+        dynamic_shapes={'inputs': {0: batch}},
+        external_data=False,
+    )
     program.save(out)
     proto = onnx.load(out)
     for key, value in meta.items():
@@ -111,6 +134,7 @@ def export(model: FusedEvalModel, shape: Tuple[int, int, int], out: str, opset: 
 
 def check(model: FusedEvalModel, shape, out: str, batch: int, atol: float) -> float:
     import onnxruntime as ort
+
     session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
     worst = 0.0
     for n in (batch, 1):
@@ -122,8 +146,10 @@ def check(model: FusedEvalModel, shape, out: str, batch: int, atol: float) -> fl
             raise RuntimeError(f'onnx output shape {got.shape} != pytorch {ref.shape}')
         worst = max(worst, float(np.abs(got - ref).max()))
     if worst > atol:
-        raise RuntimeError(f'ONNX and PyTorch differ by {worst:.3g} > atol {atol}: the export '
-                           f'is not faithful; try another --opset.')
+        raise RuntimeError(
+            f'ONNX and PyTorch differ by {worst:.3g} > atol {atol}: the export '
+            f'is not faithful; try another --opset.'
+        )
     return worst
 
 
@@ -133,13 +159,17 @@ def main(argv=None) -> int:
         model, meta, shape = build_eval_model(args.config, args.checkpoint)
     except CheckpointError as err:
         raise SystemExit(str(err)) from None
-    print(f'exporting {type(model.backbone).__name__} + {type(model.head).__name__} '
-          f'(fusion={meta["fusion"]}), input (B, {shape[0]}, {shape[1]}, {shape[2]})')
+    print(
+        f'exporting {type(model.backbone).__name__} + {type(model.head).__name__} '
+        f'(fusion={meta["fusion"]}), input (B, {shape[0]}, {shape[1]}, {shape[2]})'
+    )
     export(model, shape, args.out, args.opset, meta)
     worst = check(model, shape, args.out, args.check_batch, args.atol)
-    print(f'{args.out}: onnxruntime vs PyTorch max |diff| = {worst:.2e} (batch '
-          f'{args.check_batch} and 1; atol {args.atol}). Inputs: normalised with mean '
-          f'{meta["mean"]}, std {meta["std"]}, to_rgb={meta["to_rgb"]}.')
+    print(
+        f'{args.out}: onnxruntime vs PyTorch max |diff| = {worst:.2e} (batch '
+        f'{args.check_batch} and 1; atol {args.atol}). Inputs: normalised with mean '
+        f'{meta["mean"]}, std {meta["std"]}, to_rgb={meta["to_rgb"]}.'
+    )
     return 0
 
 

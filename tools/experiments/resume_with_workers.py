@@ -9,6 +9,7 @@ final checkpoints. ``RandomStateHook`` restores the main process's generators; p
 workers keep their own across epochs, which no checkpoint holds (the measured gap below).
 The teacher is a freshly initialised ResNet_CIFAR: only its constancy matters here.
 """
+
 import argparse
 import glob
 import json
@@ -22,6 +23,8 @@ import time
 import torch
 from mmengine.config import Config
 
+from deit_plugin.utils.config import model_with_data_preprocessor
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -29,7 +32,6 @@ def train(argv) -> None:
     """tools/train.py with ``argv``, in a subprocess."""
     subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), *argv], check=True)
 
-from deit_plugin.utils.config import model_with_data_preprocessor
 
 STUDENT_CFG = osp.join(ROOT, 'configs/fashion_mnist/deit_tiny_distill.py')
 TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
@@ -37,6 +39,7 @@ TEACHER_CFG = osp.join(ROOT, 'configs/fashion_mnist/resnet_cifar_teacher.py')
 
 def save_teacher(path: str) -> str:
     from mmpretrain.registry import MODELS
+
     cfg = Config.fromfile(TEACHER_CFG)
     teacher = MODELS.build(model_with_data_preprocessor(cfg))
     torch.manual_seed(1)
@@ -47,15 +50,20 @@ def save_teacher(path: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data-root', default=osp.join(ROOT, 'data/fashion_mnist'),
-                        help='CustomDataset folders (tools/dataset_converters/...)')
+    parser.add_argument(
+        '--data-root',
+        default=osp.join(ROOT, 'data/fashion_mnist'),
+        help='CustomDataset folders (tools/dataset_converters/...)',
+    )
     parser.add_argument('--out', default=None, help='write the result as JSON here')
     args = parser.parse_args()
     n_train = len(glob.glob(osp.join(args.data_root, 'train', '*', '*.png')))
     n_test = len(glob.glob(osp.join(args.data_root, 'test', '*', '*.png')))
     if not n_train:
-        raise SystemExit(f'no images in {args.data_root}/train: run `make demo` (it converts '
-                         f'Fashion-MNIST there) or pass --data-root.')
+        raise SystemExit(
+            f'no images in {args.data_root}/train: run `make demo` (it converts '
+            f'Fashion-MNIST there) or pass --data-root.'
+        )
     tmp = tempfile.mkdtemp(prefix='resume_workers_')
     teacher = save_teacher(osp.join(tmp, 'teacher.pth'))
     config = osp.join(tmp, 'student.py')
@@ -75,7 +83,8 @@ val_dataloader = dict(dataset=dict(indices=list(range(0, {n_test}, {max(n_test /
     for persistent in (False, True):
         opts = ['--cfg-options', f'train_dataloader.persistent_workers={persistent}'] + [
             f'{loader}.dataset.data_root={args.data_root}'
-            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        ]
         ref, res = (osp.join(tmp, f'persistent{int(persistent)}_{n}') for n in ('ref', 'res'))
         print(f'persistent_workers={persistent}: 3 epochs straight', flush=True)
         train([config, '--work-dir', ref, *opts])
@@ -89,9 +98,12 @@ val_dataloader = dict(dataset=dict(indices=list(range(0, {n_test}, {max(n_test /
         b = torch.load(osp.join(res, 'epoch_3.pth'))['state_dict']
         result[f'persistent_workers={persistent}'] = dict(
             max_abs_diff=max((a[k].float() - b[k].float()).abs().max().item() for k in a),
-            max_rel_l2=max(((a[k].float() - b[k].float()).norm()
-                            / a[k].float().norm().clamp_min(1e-12)).item() for k in a),
-            bit_identical=all(torch.equal(a[k], b[k]) for k in a))
+            max_rel_l2=max(
+                ((a[k].float() - b[k].float()).norm() / a[k].float().norm().clamp_min(1e-12)).item()
+                for k in a
+            ),
+            bit_identical=all(torch.equal(a[k], b[k]) for k in a),
+        )
     print(json.dumps(result, indent=1))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

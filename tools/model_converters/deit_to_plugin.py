@@ -9,12 +9,17 @@ mmengine-style checkpoint (``state_dict`` + ``meta``) that ``load_from``,
 ``init_cfg=dict(type='Pretrained', ...)`` and ``tools/test.py`` accept. A 224 checkpoint loads
 into a 384 model: the position embeddings are resized bicubically on load.
 """
+
 import argparse
 import sys
 import time
 
-from deit_plugin.checkpoint import (CheckpointError, read_checkpoint, unwrap_state_dict,
-                                    write_checkpoint)
+from deit_plugin.checkpoint import (
+    CheckpointError,
+    read_checkpoint,
+    unwrap_state_dict,
+    write_checkpoint,
+)
 from deit_plugin.converters import convert_deit_state_dict, describe_deit
 
 
@@ -22,20 +27,30 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='official/timm DeiT checkpoint')
     parser.add_argument('dst', help='output checkpoint')
-    parser.add_argument('--init-dist-token-from-cls', action='store_true',
-                        help='for a non-distilled checkpoint: start the distillation token, its '
-                        'position embedding and head_dist as copies of the class token\'s')
-    parser.add_argument('--not-distilled', action='store_true',
-                        help='convert a non-distilled checkpoint as it is (no distillation '
-                        'token; for mmpretrain\'s VisionTransformer, not for deit_plugin '
-                        'students)')
-    parser.add_argument('--unsafe-load', action='store_true',
-                        help='allow pickled Python objects in SRC (weights_only=False); only '
-                        'for files you trust')
+    parser.add_argument(
+        '--init-dist-token-from-cls',
+        action='store_true',
+        help='for a non-distilled checkpoint: start the distillation token, its '
+        "position embedding and head_dist as copies of the class token's",
+    )
+    parser.add_argument(
+        '--not-distilled',
+        action='store_true',
+        help='convert a non-distilled checkpoint as it is (no distillation '
+        "token; for mmpretrain's VisionTransformer, not for deit_plugin "
+        'students)',
+    )
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='allow pickled Python objects in SRC (weights_only=False); only for files you trust',
+    )
     args = parser.parse_args(argv)
     if args.not_distilled and args.init_dist_token_from_cls:
-        parser.error('--init-dist-token-from-cls fills the distillation token of a distilled '
-                     'model: drop --not-distilled, or drop --init-dist-token-from-cls.')
+        parser.error(
+            '--init-dist-token-from-cls fills the distillation token of a distilled '
+            'model: drop --not-distilled, or drop --init-dist-token-from-cls.'
+        )
     return args
 
 
@@ -47,14 +62,21 @@ def main(argv=None) -> int:
         converted = convert_deit_state_dict(
             state,
             distilled=not args.not_distilled,
-            init_dist_token_from_cls=args.init_dist_token_from_cls)
+            init_dist_token_from_cls=args.init_dist_token_from_cls,
+        )
     except CheckpointError as err:
         print(f'error: {args.src}: {err}', file=sys.stderr)
         return 1
     info = describe_deit(converted)
-    meta = dict(deit_plugin=dict(converted_from=args.src, source='official/timm DeiT',
-                                 dist_token_from_cls=bool(args.init_dist_token_from_cls),
-                                 time=time.strftime('%Y-%m-%d %H:%M:%S'), **info))
+    meta = dict(
+        deit_plugin=dict(
+            converted_from=args.src,
+            source='official/timm DeiT',
+            dist_token_from_cls=bool(args.init_dist_token_from_cls),
+            time=time.strftime('%Y-%m-%d %H:%M:%S'),
+            **info,
+        )
+    )
     write_checkpoint(dict(state_dict=converted, meta=meta), args.dst)
     print(f'{args.src} -> {args.dst}: {len(converted)} tensors, {info}')
     return 0

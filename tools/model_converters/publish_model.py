@@ -7,6 +7,7 @@ writes ``OUT_PREFIX-<first 8 hex digits of its sha256>.pth`` (the interface of m
 mmengine Runner checkpoint are dropped. ``deit_plugin.checkpoint.check_published`` verifies such
 a file against its name.
 """
+
 import argparse
 import sys
 

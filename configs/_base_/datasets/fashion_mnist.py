@@ -23,18 +23,20 @@ train_dataloader = dict(
     # stated, because mmpretrain's own tools/train.py defaults it to True, which PyTorch
     # refuses without workers; with num_workers > 0 set it to True for speed
     persistent_workers=False,
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train',
-                 pipeline=train_pipeline),
+    dataset=dict(
+        type='CustomDataset', data_root=data_root, data_prefix='train', pipeline=train_pipeline
+    ),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
 val_dataloader = dict(
     batch_size=256,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='test',
-                 pipeline=test_pipeline),
+    dataset=dict(
+        type='CustomDataset', data_root=data_root, data_prefix='test', pipeline=test_pipeline
+    ),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
-val_evaluator = dict(type='Accuracy', topk=(1, ))
+val_evaluator = dict(type='Accuracy', topk=(1,))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator

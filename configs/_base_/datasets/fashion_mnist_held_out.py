@@ -8,16 +8,40 @@ pixel_mean, pixel_std = 72.94, 90.02  # Fashion-MNIST train-set statistics
 train_pipeline = [
     dict(type='RandomCrop', crop_size=28, padding=2, pad_val=0),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='deit_plugin.RandomErasing', erase_prob=0.25, mode='rand', min_area_ratio=0.02,
-         max_area_ratio=1 / 3, fill_color=pixel_mean, fill_std=pixel_std),
+    dict(
+        type='deit_plugin.RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=pixel_mean,
+        fill_std=pixel_std,
+    ),
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    dataset=dict(_delete_=True, type='deit_plugin.FashionMNISTIdx', split='train',
-                 index_range=(0, 4500), pipeline=train_pipeline))
+    dataset=dict(
+        _delete_=True,
+        type='deit_plugin.FashionMNISTIdx',
+        split='train',
+        index_range=(0, 4500),
+        pipeline=train_pipeline,
+    )
+)
 val_dataloader = dict(
-    dataset=dict(_delete_=True, type='deit_plugin.FashionMNISTIdx', split='train',
-                 index_range=(4500, 5000), pipeline=[dict(type='PackInputs')]))
+    dataset=dict(
+        _delete_=True,
+        type='deit_plugin.FashionMNISTIdx',
+        split='train',
+        index_range=(4500, 5000),
+        pipeline=[dict(type='PackInputs')],
+    )
+)
 test_dataloader = dict(
-    dataset=dict(_delete_=True, type='deit_plugin.FashionMNISTIdx', split='test',
-                 pipeline=[dict(type='PackInputs')]))
+    dataset=dict(
+        _delete_=True,
+        type='deit_plugin.FashionMNISTIdx',
+        split='test',
+        pipeline=[dict(type='PackInputs')],
+    )
+)

@@ -10,9 +10,17 @@ train_pipeline = [
 ]
 test_pipeline = [dict(type='PackInputs')]
 train_dataloader = dict(
-    dataset=dict(_delete_=True, type='deit_plugin.FashionMNISTIdx', split='train', indices=None,
-                 pipeline=train_pipeline))
+    dataset=dict(
+        _delete_=True,
+        type='deit_plugin.FashionMNISTIdx',
+        split='train',
+        indices=None,
+        pipeline=train_pipeline,
+    )
+)
 val_dataloader = dict(
-    dataset=dict(_delete_=True, type='deit_plugin.FashionMNISTIdx', split='test',
-                 pipeline=test_pipeline))
+    dataset=dict(
+        _delete_=True, type='deit_plugin.FashionMNISTIdx', split='test', pipeline=test_pipeline
+    )
+)
 test_dataloader = val_dataloader

@@ -9,7 +9,8 @@ model = dict(
         arch='deit-small',
         img_size=224,
         patch_size=16,
-        drop_path_rate=0.1),
+        drop_path_rate=0.1,
+    ),
     head=dict(
         type='deit_plugin.DeiTDistillHead',
         num_classes=1000,
@@ -18,10 +19,11 @@ model = dict(
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         distillation='hard',
         alpha=0.5,
-        fusion='mean'),
+        fusion='mean',
+    ),
     init_cfg=[
-        dict(type='TruncNormal', layer='Linear', std=.02),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+        dict(type='TruncNormal', layer='Linear', std=0.02),
+        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
     ],
     # mixup 0.8 / cutmix 1.0, one of the two per batch (switch prob 0.5)
     train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),

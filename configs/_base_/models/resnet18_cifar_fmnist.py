@@ -9,8 +9,13 @@ model = dict(
         num_stages=3,
         strides=(2, 2, 2),
         dilations=(1, 1, 1),  # must have num_stages entries (mmpretrain asserts)
-        out_indices=(2, )),
+        out_indices=(2,),
+    ),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
-              loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=10,
+        in_channels=64,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+    ),
 )

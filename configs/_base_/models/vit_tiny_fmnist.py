@@ -10,14 +10,16 @@ model = dict(
         img_size=28,
         patch_size=4,
         in_channels=1,
-        out_type='cls_token'),
+        out_type='cls_token',
+    ),
     head=dict(
         type='VisionTransformerClsHead',
         num_classes=10,
         in_channels=64,
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
+        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+    ),
     init_cfg=[
-        dict(type='TruncNormal', layer='Linear', std=.02),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+        dict(type='TruncNormal', layer='Linear', std=0.02),
+        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
     ],
 )

@@ -14,5 +14,10 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,
-        custom_keys={'.cls_token': dict(decay_mult=0.0), '.dist_token': dict(decay_mult=0.0),
-                     '.pos_embed': dict(decay_mult=0.0)}))
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.dist_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+        },
+    ),
+)

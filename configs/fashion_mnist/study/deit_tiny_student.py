@@ -4,10 +4,23 @@
 _base_ = ['../deit_tiny_distill.py']
 
 train_dataloader = dict(
-    dataset=dict(_delete_=True, type='deit_plugin.FashionMNISTIdx', split='train', indices=None,
-                 pipeline=[dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-                           dict(type='PackInputs')]))
+    dataset=dict(
+        _delete_=True,
+        type='deit_plugin.FashionMNISTIdx',
+        split='train',
+        indices=None,
+        pipeline=[
+            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+            dict(type='PackInputs'),
+        ],
+    )
+)
 val_dataloader = dict(
-    dataset=dict(_delete_=True, type='deit_plugin.FashionMNISTIdx', split='test',
-                 pipeline=[dict(type='PackInputs')]))
+    dataset=dict(
+        _delete_=True,
+        type='deit_plugin.FashionMNISTIdx',
+        split='test',
+        pipeline=[dict(type='PackInputs')],
+    )
+)
 test_dataloader = val_dataloader

@@ -8,11 +8,22 @@
 _base_ = ['./deit_tiny_student_v2.py']
 
 train_dataloader = dict(
-    sampler=dict(_delete_=True, type='deit_plugin.SeededSampler',
-                 sampler=dict(type='DefaultSampler', shuffle=True)),
-    dataset=dict(_delete_=True, type='deit_plugin.SeededDataset',
-                 dataset=dict(type='deit_plugin.FashionMNISTIdx', split='train',
-                              index_range=(0, 4500), pipeline={{_base_.train_pipeline}})))
+    sampler=dict(
+        _delete_=True,
+        type='deit_plugin.SeededSampler',
+        sampler=dict(type='DefaultSampler', shuffle=True),
+    ),
+    dataset=dict(
+        _delete_=True,
+        type='deit_plugin.SeededDataset',
+        dataset=dict(
+            type='deit_plugin.FashionMNISTIdx',
+            split='train',
+            index_range=(0, 4500),
+            pipeline={{_base_.train_pipeline}},
+        ),
+    ),
+)
 custom_hooks = [
     dict(type='deit_plugin.DistillationHook'),
     dict(type='deit_plugin.RandomStateHook'),

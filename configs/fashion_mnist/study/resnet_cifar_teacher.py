@@ -4,9 +4,12 @@
 _base_ = [
     '../../_base_/models/resnet18_cifar_fmnist.py',
     '../../_base_/datasets/fashion_mnist_in_memory.py',
-    '../../_base_/schedules/fashion_mnist_sgd.py', '../../_base_/cpu_runtime.py'
+    '../../_base_/schedules/fashion_mnist_sgd.py',
+    '../../_base_/cpu_runtime.py',
 ]
 
-custom_hooks = [dict(type='deit_plugin.ChannelsLastHook'),
-                dict(type='deit_plugin.RandomStateHook'),
-                dict(type='deit_plugin.FiniteLossHook')]
+custom_hooks = [
+    dict(type='deit_plugin.ChannelsLastHook'),
+    dict(type='deit_plugin.RandomStateHook'),
+    dict(type='deit_plugin.FiniteLossHook'),
+]

@@ -6,19 +6,29 @@
 _base_ = [
     '../../_base_/models/resnet18_cifar_fmnist.py',
     '../../_base_/datasets/fashion_mnist_held_out.py',
-    '../../_base_/schedules/fashion_mnist_sgd.py', '../../_base_/cpu_runtime.py'
+    '../../_base_/schedules/fashion_mnist_sgd.py',
+    '../../_base_/cpu_runtime.py',
 ]
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=100, eta_min=1e-3,
-         convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=0,
+        end=100,
+        eta_min=1e-3,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)
 # every epoch's checkpoint (the study matches teachers on them) and the best held-out one
 # (strictly greater: the earliest on ties)
-default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=-1, save_best='accuracy/top1',
-                                     rule='greater'))
-custom_hooks = [dict(type='deit_plugin.ChannelsLastHook'),
-                dict(type='deit_plugin.RandomStateHook'),
-                dict(type='deit_plugin.FiniteLossHook')]
+default_hooks = dict(
+    checkpoint=dict(interval=1, max_keep_ckpts=-1, save_best='accuracy/top1', rule='greater')
+)
+custom_hooks = [
+    dict(type='deit_plugin.ChannelsLastHook'),
+    dict(type='deit_plugin.RandomStateHook'),
+    dict(type='deit_plugin.FiniteLossHook'),
+]
