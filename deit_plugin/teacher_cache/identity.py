@@ -75,7 +75,8 @@ def data_identity(dataset) -> Dict[str, Any]:
 def augmentation_identity(cfg) -> str:
     """Hash of everything in a config that decides a training batch's pixels, apart from the
     data seed: the training pipeline, the sampler, the data preprocessor (normalisation,
-    Mixup/CutMix, also as ``model.train_cfg.augments``)."""
+    Mixup/CutMix, also as ``model.train_cfg.augments``) and the size the teacher's input is
+    resized to (``model.teacher_input_size``)."""
     loader = cfg.train_dataloader
     dataset = loader.dataset
     inner = dataset.get('dataset', dataset)
@@ -87,16 +88,19 @@ def augmentation_identity(cfg) -> str:
     inner_sampler = sampler.get('sampler')
     if isinstance(inner_sampler, dict):
         sampler['sampler'] = {k: v for k, v in inner_sampler.items() if k != 'seed'}
-    return _digest(
-        dict(
-            pipeline=inner.get('pipeline'),
-            sampler=sampler,
-            data_preprocessor=preprocessor,
-            augments=train_cfg.get('augments'),
-            collate_fn=loader.get('collate_fn'),
-            drop_last=loader.get('drop_last'),
-        )
+    parts = dict(
+        pipeline=inner.get('pipeline'),
+        sampler=sampler,
+        data_preprocessor=preprocessor,
+        augments=train_cfg.get('augments'),
+        collate_fn=loader.get('collate_fn'),
+        drop_last=loader.get('drop_last'),
     )
+    # what the teacher sees: a resized batch gives other outputs (left out when unset, so caches
+    # recorded before the option existed keep their identity)
+    if cfg.model.get('teacher_input_size') is not None:
+        parts['teacher_input_size'] = cfg.model.get('teacher_input_size')
+    return _digest(parts)
 
 
 def differences(recorded: dict, current: dict) -> List[str]:
