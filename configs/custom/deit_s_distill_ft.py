@@ -16,7 +16,7 @@
 # a teacher; this plugin does it. Not kept: the model EMA. The official code trains an EMA copy
 # but evaluates the raw weights; mmengine's EMAHook would evaluate and save the EMA, which at
 # 0.99996 per iteration stays close to the ImageNet weights over a short fine-tune.
-_base_ = ['./_base_custom_dataset.py', 'deit_plugin::_base_/default_runtime.py']
+_base_ = ['./_base_custom_dataset.py', '../_base_/default_runtime.py']
 
 model = dict(
     type='deit_plugin.DistillationClassifier',

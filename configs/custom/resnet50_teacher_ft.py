@@ -4,7 +4,7 @@
 #   python tools/train.py configs/custom/resnet50_teacher_ft.py --work-dir work_dirs/custom_teacher
 # Schedule: mmpretrain's own fine-tuning recipe (configs/resnet/resnet50_8xb8_cub.py): SGD lr
 # 0.01 at batch 64, momentum 0.9, nesterov, wd 5e-4, 5 warmup epochs, cosine, 100 epochs.
-_base_ = ['./_base_custom_dataset.py', 'deit_plugin::_base_/default_runtime.py']
+_base_ = ['./_base_custom_dataset.py', '../_base_/default_runtime.py']
 
 model = dict(
     type='ImageClassifier',

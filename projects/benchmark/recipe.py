@@ -287,7 +287,7 @@ def run_one(config: str, precision: str, mode: str, args) -> dict:
     return dict(
         config=osp.relpath(osp.abspath(config), ROOT),
         arch=cfg.model.backbone.get('arch'),
-        teacher=model._teacher_desc if model.teacher is not None else None,
+        teacher=model.teacher_desc if model.has_teacher else None,
         img_size=list(_image_size(model)),
         batch=args.batch,
         precision=precision,

@@ -70,6 +70,18 @@ def test_recipe_end_to_end(fmnist_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_image_folder(fmnist_root, 'data/my_dataset', per_class=12)
     shutil.copytree(osp.join(ROOT, 'configs/custom'), 'configs/custom')
+    # as own_dataset.md says: a copy outside the repository names the runtime base by package
+    for name in ('deit_s_distill_ft.py', 'resnet50_teacher_ft.py'):
+        path = osp.join('configs/custom', name)
+        with open(path) as f:
+            text = f.read()
+        assert "'../_base_/default_runtime.py'" in text
+        with open(path, 'w') as f:
+            f.write(
+                text.replace(
+                    "'../_base_/default_runtime.py'", "'deit_plugin::_base_/default_runtime.py'"
+                )
+            )
     set_dataset(
         'configs/custom/_base_custom_dataset.py',
         data_root='data/my_dataset',
