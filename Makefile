@@ -25,7 +25,7 @@ demo: env data
 	$(PY) tools/run_demo.py $(if $(TRAIN_TEACHER),--train-teacher) $(if $(AMP),--amp)
 
 test: env-det data lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --zoo-all tests
 
 # flake8 + isort + yapf's work, done by ruff (settings: pyproject.toml [tool.ruff]); `make test` runs it
 .PHONY: lint
