@@ -3,7 +3,8 @@
 Importing the package registers its classes under the ``deit_plugin`` registry scope (a child of
 mmpretrain's), makes mmengine checkpoints loadable under torch>=2.6 (see
 :mod:`deit_plugin.checkpoint.compat`) and reports truncated or unreadable checkpoint files by
-path (see :mod:`deit_plugin.checkpoint.checks`).
+path (see :mod:`deit_plugin.checkpoint.checks`), and names `make env-det` when detection meets
+an mmcv without compiled ops (see :mod:`deit_plugin.mmcv_ops`).
 
 It also lets mmengine resolve ``deit_plugin::<dir>/<file>.py`` config names (see
 :mod:`deit_plugin.config_package`): import ``deit_plugin`` before parsing such a config.
@@ -11,6 +12,7 @@ It also lets mmengine resolve ``deit_plugin::<dir>/<file>.py`` config names (see
 
 from .checkpoint import allow_mmengine_checkpoint_globals, install_checkpoint_file_checks
 from .config_package import register_config_package
+from .mmcv_ops import install_missing_ops_message
 from .version import __version__
 
 register_config_package()
@@ -40,6 +42,9 @@ from .models import (  # noqa: E402
     SimpleFeaturePyramid,
     SoftDistillationLoss,
 )
+
+# after the imports above (mmpretrain adds finders of its own): asked last
+install_missing_ops_message()
 
 __all__ = [
     '__version__',

@@ -6,9 +6,7 @@ mmdet 3.3.0 has this neck only in its ``projects/ViTDet`` folder, which the pip 
 ship; this is an independent implementation of the paper's design.
 """
 
-import importlib.abc
 import math
-import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -18,26 +16,6 @@ from mmengine.model import BaseModule
 from mmpretrain.models.utils import build_norm_layer
 
 from deit_plugin.registry import MODELS
-
-
-class _MissingMmcvOps(importlib.abc.MetaPathFinder):
-    """Last on ``sys.meta_path``, so asked only when no other finder has ``mmcv._ext``: on
-    mmcv-lite (no compiled ops), detection's first ``import mmcv.ops`` (mmdet's NMS, RoIAlign)
-    fails with the fix instead of "No module named 'mmcv._ext'"."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname == 'mmcv._ext':
-            raise ModuleNotFoundError(
-                'mmcv was installed without its compiled ops (mmcv-lite, which is all '
-                'classification needs), and detection with mmdet needs them (mmcv.ops): run '
-                '`make env-det` (builds mmcv 2.1.0 with ops once per machine, then caches it).',
-                name=fullname,
-            )
-        return None
-
-
-if not any(isinstance(f, _MissingMmcvOps) for f in sys.meta_path):
-    sys.meta_path.append(_MissingMmcvOps())
 
 
 def _power_of_two(scale: float) -> int:

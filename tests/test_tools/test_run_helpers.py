@@ -215,11 +215,11 @@ def test_detection_runs_write_done_json_and_report_each_end(tmp_path, monkeypatc
 def test_detection_on_mmcv_lite_fails_once_naming_make_env_det(monkeypatch):
     """mmcv-lite has no ``mmcv._ext``: the first ``import mmcv.ops`` (mmdet's) names the fix,
     and ``make demo-det`` stops with it before running anything."""
-    import deit_plugin.models.simple_feature_pyramid as neck
+    import deit_plugin.mmcv_ops as ops
 
     from projects.det_transfer import __main__ as det_main
 
-    finders = [f for f in sys.meta_path if isinstance(f, neck._MissingMmcvOps)]
+    finders = [f for f in sys.meta_path if isinstance(f, ops._MissingMmcvOps)]
     assert len(finders) == 1 and sys.meta_path[-1] is finders[0]  # asked last, once
     with pytest.raises(ModuleNotFoundError, match=r'without its compiled ops.*make env-det'):
         finders[0].find_spec('mmcv._ext')
